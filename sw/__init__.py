@@ -1,0 +1,1 @@
+"""Host software: data sets, training, CLI, drivers, reports."""

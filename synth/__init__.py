@@ -1,0 +1,1 @@
+"""Synthesis flows for open FPGA toolchains."""

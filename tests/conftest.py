@@ -1,0 +1,3 @@
+from evcore.toolenv import setup_tool_environment
+
+setup_tool_environment()
