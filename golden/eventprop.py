@@ -1,0 +1,654 @@
+"""Exact float64 EventProp for feed-forward networks of current-based LIF neurons.
+
+The model is specified in ``docs/eventprop.md``; section numbers below (``§n``) refer to it.
+
+Forward: every layer is simulated event by event. Between two input events the state (V, I)
+follows the closed-form solution of the LIF equations (§2); a threshold crossing is found by a
+bracketed Newton/bisection search to full double precision (§3). No time step anywhere.
+
+Backward: the adjoint variables (lambda_V, lambda_I) run from the end of the trial back to 0
+in closed form (§4), jump at the neuron's own spikes (§5) and read out the weight gradient at
+the input spikes (§6). Because the network is feed-forward, every neuron of a layer is
+independent given its input spikes, so the backward pass runs layer by layer from the top, each
+layer handing the error of its input spikes to the layer below (§7).
+
+Memory is O(spikes): a layer's output is the time-sorted list of its spikes with the synaptic
+current at each spike (what the adjoint jump needs), padded per sample to a common length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "LifParameters",
+    "SpikeBatch",
+    "RunResult",
+    "TTFSLoss",
+    "VMaxLoss",
+    "Network",
+]
+
+#: Readouts: a spiking LIF output layer read by its first spikes (time-to-first-spike loss), or
+#: a non-spiking leaky-integrator output layer read by each neuron's maximum voltage.
+READOUTS = ("ttfs", "vmax")
+
+
+class ConfigError(ValueError):
+    """A parameter of the model is out of its valid range."""
+
+
+@dataclass(frozen=True)
+class LifParameters:
+    """Neuron and trial parameters shared by every layer (docs/eventprop.md §1)."""
+
+    #: Membrane time constant in seconds (paper: 20 ms).
+    tau_mem_s: float = 20e-3
+    #: Synaptic time constant in seconds (paper: 5 ms). Must differ from tau_mem_s.
+    tau_syn_s: float = 5e-3
+    #: Firing threshold (V resets to 0 after a spike).
+    theta: float = 1.0
+    #: Trial length in seconds; spikes and events at or after it are ignored.
+    t_max_s: float = 50e-3
+
+    def __post_init__(self):
+        for name in ("tau_mem_s", "tau_syn_s", "theta", "t_max_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"LifParameters.{name} must be a positive finite number, got {value!r}")
+        # The closed form (§2) divides by tau_syn - tau_mem.
+        if abs(self.tau_mem_s - self.tau_syn_s) < 1e-3 * self.tau_mem_s:
+            raise ConfigError(
+                "LifParameters: tau_mem_s and tau_syn_s must differ by at least 0.1 % "
+                f"(got {self.tau_mem_s} and {self.tau_syn_s})"
+            )
+
+
+@dataclass
+class SpikeBatch:
+    """Spikes of one layer for a batch of samples, sorted by time within each sample.
+
+    ``times_s`` (B, K) float64, padded with +inf; ``ids`` (B, K) int32 neuron indices, padded
+    with -1; ``counts`` (B,) number of valid entries. Layer outputs also carry
+    ``current_at_spike`` (B, K): the synaptic current I of the spiking neuron at its spike.
+    """
+
+    times_s: np.ndarray
+    ids: np.ndarray
+    counts: np.ndarray
+    current_at_spike: np.ndarray | None = None
+
+    @classmethod
+    def from_arrays(cls, times_s, ids, counts=None, n_inputs: int | None = None) -> SpikeBatch:
+        """Validate and sort input spikes. Non-finite times are padding; ``counts`` is optional."""
+        times_s = np.array(times_s, dtype=np.float64, ndmin=2, copy=True)
+        ids = np.array(ids, ndmin=2, copy=True)
+        if times_s.shape != ids.shape:
+            raise ValueError(f"spike times {times_s.shape} and ids {ids.shape} differ in shape")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"spike ids must be integers, got dtype {ids.dtype}")
+        if counts is not None:
+            counts = np.asarray(counts)
+            if counts.shape != (times_s.shape[0],):
+                raise ValueError(f"counts has shape {counts.shape}, expected ({times_s.shape[0]},)")
+            col = np.arange(times_s.shape[1])
+            pad = col[None, :] >= counts[:, None]
+            times_s[pad] = np.inf
+        valid = np.isfinite(times_s)
+        if np.any(times_s[valid] < 0):
+            raise ValueError("spike times must be >= 0")
+        if np.isnan(times_s).any():
+            raise ValueError("spike times contain NaN")
+        if np.any(ids[valid] < 0) or (n_inputs is not None and np.any(ids[valid] >= n_inputs)):
+            raise ValueError(f"spike ids must lie in [0, {n_inputs}) for valid spikes")
+        order = np.argsort(np.where(valid, times_s, np.inf), axis=1, kind="stable")
+        times_s = np.take_along_axis(times_s, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1).astype(np.int32)
+        counts = np.isfinite(times_s).sum(axis=1).astype(np.int64)
+        ids[~np.isfinite(times_s)] = -1
+        return cls(times_s, ids, counts)
+
+    @property
+    def batch_size(self) -> int:
+        return self.times_s.shape[0]
+
+    def __getitem__(self, index) -> SpikeBatch:
+        """Select samples (a slice or an index array); keeps the batch dimension."""
+        if isinstance(index, (int, np.integer)):
+            index = slice(index, index + 1)
+        cur = None if self.current_at_spike is None else self.current_at_spike[index]
+        return SpikeBatch(self.times_s[index], self.ids[index], self.counts[index], cur)
+
+    def sample(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The spike times and ids of sample ``b``, without padding."""
+        n = int(self.counts[b])
+        return self.times_s[b, :n], self.ids[b, :n]
+
+
+@dataclass
+class RunResult:
+    """Everything the forward pass produced (docs/eventprop.md §8)."""
+
+    #: Spikes of every layer after the input, hidden layers first. For the vmax readout the
+    #: last entry is None (the output layer does not spike).
+    layers: list
+    readout: str
+    #: ttfs: first spike time of each output neuron (B, n_out), +inf if it stays silent.
+    first_spike_times_s: np.ndarray | None = None
+    #: ttfs: index of that spike in ``layers[-1]`` (B, n_out), -1 if silent.
+    first_spike_index: np.ndarray | None = None
+    #: vmax: maximum voltage of each output neuron over [0, t_max] and where it is reached.
+    v_max: np.ndarray | None = None
+    t_v_max_s: np.ndarray | None = None
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Predicted class: earliest first spike (ttfs; -1 if all silent) or largest V max."""
+        if self.readout == "ttfs":
+            t = self.first_spike_times_s
+            pred = np.argmin(t, axis=1)
+            pred[~np.isfinite(t).any(axis=1)] = -1
+            return pred
+        return np.argmax(self.v_max, axis=1)
+
+    def spike_counts(self) -> list[np.ndarray]:
+        """Spikes per sample for each spiking layer."""
+        return [layer.counts for layer in self.layers if layer is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed-form neuron (docs/eventprop.md §2-§3). c = tau_syn / (tau_syn - tau_mem).
+
+
+@njit(cache=True)
+def _find_spike(v0, i0, dt, am_dt, as_dt, tau_m, tau_s, theta, c, t_abs):
+    """Offset in (0, dt] of the first upward threshold crossing, or -1.0 if there is none.
+
+    V(s) = v0 a_m(s) + i0 c (a_s(s) - a_m(s)) has at most one extremum in the interval (§3), so
+    either V(dt) >= theta (exactly one crossing before dt) or the crossing, if any, lies before
+    the interior maximum.
+    """
+    v_end = v0 * am_dt + i0 * c * (as_dt - am_dt)
+    if v_end >= theta:
+        hi = dt
+    else:
+        i_end = i0 * as_dt
+        # Interior maximum only if dV/dt > 0 at the start and < 0 at the end.
+        if not (i0 > v0 and i_end < v_end):
+            return -1.0
+        ratio = (v0 - i0 * c) / (i0 * (1.0 - c))
+        if ratio <= 0.0:
+            return -1.0
+        s_peak = -math.log(ratio) / (1.0 / tau_s - 1.0 / tau_m)
+        if not (0.0 < s_peak < dt):
+            return -1.0
+        am = math.exp(-s_peak / tau_m)
+        v_peak = v0 * am + i0 * c * (math.exp(-s_peak / tau_s) - am)
+        if v_peak < theta:
+            return -1.0
+        hi = s_peak
+    # Safeguarded Newton on f(s) = V(s) - theta inside the bracket [lo, hi]; bisection when a
+    # Newton step leaves it. Stops at a step below the resolution of the absolute spike time.
+    lo = 0.0
+    x = hi
+    for _ in range(200):
+        am = math.exp(-x / tau_m)
+        a_s = math.exp(-x / tau_s)
+        v = v0 * am + i0 * c * (a_s - am)
+        f = v - theta
+        if f >= 0.0:
+            hi = x
+        else:
+            lo = x
+        slope = (i0 * a_s - v) / tau_m
+        if slope > 0.0:
+            x_new = x - f / slope
+            if not (lo < x_new < hi):
+                x_new = 0.5 * (lo + hi)
+        else:
+            x_new = 0.5 * (lo + hi)
+        if abs(x_new - x) <= 4.5e-16 * (t_abs + x_new) or hi - lo <= 4.5e-16 * (t_abs + hi):
+            return x_new
+        x = x_new
+    return x
+
+
+@njit(cache=True)
+def _interval_factors(times_s, k_eff, t_max, tau_m, tau_s):
+    """Decay factors of the intervals between input events; shared by all neurons of a layer."""
+    am = np.empty(k_eff)
+    a_s = np.empty(k_eff)
+    dts = np.empty(k_eff)
+    for k in range(k_eff):
+        t_next = times_s[k + 1] if k + 1 < k_eff else t_max
+        dt = t_next - times_s[k]
+        dts[k] = dt
+        am[k] = math.exp(-dt / tau_m)
+        a_s[k] = math.exp(-dt / tau_s)
+    return dts, am, a_s
+
+
+@njit(cache=True)
+def _effective_count(times_s, count, t_max):
+    """Input events at or after the end of the trial have no effect."""
+    k = 0
+    while k < count and times_s[k] < t_max:
+        k += 1
+    return k
+
+
+@njit(cache=True, parallel=True)
+def _lif_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, theta, t_max,
+                 out_times, out_ids, out_cur, out_counts):
+    """Simulate one LIF layer (§2-§3). Writes the time-sorted spikes of every sample.
+
+    out_counts[b] may exceed the capacity out_times.shape[1]; the caller then retries larger.
+    """
+    n_batch = in_times.shape[0]
+    n_out = weights.shape[0]
+    cap = out_times.shape[1]
+    c = tau_s / (tau_s - tau_m)
+    for b in prange(n_batch):
+        k_eff = _effective_count(in_times[b], in_counts[b], t_max)
+        dts, am, a_s = _interval_factors(in_times[b], k_eff, t_max, tau_m, tau_s)
+        rec_t = np.empty(cap)
+        rec_j = np.empty(cap, dtype=np.int32)
+        rec_i = np.empty(cap)
+        n_rec = 0
+        for j in range(n_out):
+            v = 0.0
+            cur = 0.0
+            for k in range(k_eff):
+                cur += weights[j, in_ids[b, k]]
+                dt = dts[k]
+                if dt <= 0.0:
+                    continue  # simultaneous input spikes: add all weights first
+                t0 = in_times[b, k]
+                s = _find_spike(v, cur, dt, am[k], a_s[k], tau_m, tau_s, theta, c, t0)
+                if s < 0.0:
+                    v_next = v * am[k] + cur * c * (a_s[k] - am[k])
+                    cur = cur * a_s[k]
+                    v = v_next
+                    continue
+                t_end = t0 + dt
+                while s >= 0.0:
+                    cur = cur * math.exp(-s / tau_s)
+                    t0 = t0 + s
+                    if n_rec < cap:
+                        rec_t[n_rec] = t0
+                        rec_j[n_rec] = j
+                        rec_i[n_rec] = cur
+                    n_rec += 1
+                    v = 0.0  # reset
+                    rem = t_end - t0
+                    if rem <= 0.0:
+                        break
+                    am_r = math.exp(-rem / tau_m)
+                    as_r = math.exp(-rem / tau_s)
+                    s = _find_spike(v, cur, rem, am_r, as_r, tau_m, tau_s, theta, c, t0)
+                    if s < 0.0:
+                        v = cur * c * (as_r - am_r)
+                        cur = cur * as_r
+        out_counts[b] = n_rec
+        n_keep = min(n_rec, cap)
+        order = np.argsort(rec_t[:n_keep], kind="mergesort")
+        for q in range(n_keep):
+            out_times[b, q] = rec_t[order[q]]
+            out_ids[b, q] = rec_j[order[q]]
+            out_cur[b, q] = rec_i[order[q]]
+        for q in range(n_keep, cap):
+            out_times[b, q] = np.inf
+            out_ids[b, q] = -1
+            out_cur[b, q] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max, t_v_max):
+    """Leaky-integrator (non-spiking) layer: maximum of V over [0, t_max] per neuron (§9)."""
+    n_batch = in_times.shape[0]
+    n_out = weights.shape[0]
+    c = tau_s / (tau_s - tau_m)
+    for b in prange(n_batch):
+        k_eff = _effective_count(in_times[b], in_counts[b], t_max)
+        dts, am, a_s = _interval_factors(in_times[b], k_eff, t_max, tau_m, tau_s)
+        for j in range(n_out):
+            v = 0.0
+            cur = 0.0
+            best_v = 0.0
+            best_t = 0.0
+            for k in range(k_eff):
+                cur += weights[j, in_ids[b, k]]
+                dt = dts[k]
+                if dt <= 0.0:
+                    continue
+                v_end = v * am[k] + cur * c * (a_s[k] - am[k])
+                i_end = cur * a_s[k]
+                if cur > v and i_end < v_end:  # interior maximum
+                    ratio = (v - cur * c) / (cur * (1.0 - c))
+                    if ratio > 0.0:
+                        s_peak = -math.log(ratio) / (1.0 / tau_s - 1.0 / tau_m)
+                        if 0.0 < s_peak < dt:
+                            amp = math.exp(-s_peak / tau_m)
+                            v_peak = v * amp + cur * c * (math.exp(-s_peak / tau_s) - amp)
+                            if v_peak > best_v:
+                                best_v = v_peak
+                                best_t = in_times[b, k] + s_peak
+                v = v_end
+                cur = i_end
+                if v > best_v:
+                    best_v = v
+                    best_t = in_times[b, k] + dt
+            v_max[b, j] = best_v
+            t_v_max[b, j] = best_t
+
+
+@njit(cache=True)
+def _adjoint_step(lam_v, lam_i, s, tau_m, tau_s, d):
+    """Propagate (lambda_V, lambda_I) backward in time by s >= 0 (§4); d = tau_m/(tau_m-tau_s)."""
+    am = math.exp(-s / tau_m)
+    a_s = math.exp(-s / tau_s)
+    return lam_v * am, lam_i * a_s + lam_v * d * (am - a_s)
+
+
+@njit(cache=True, parallel=True)
+def _backward(in_times, in_ids, in_counts, own_times, own_ids, own_cur, own_err, own_counts,
+              weights, tau_m, tau_s, theta, t_max, li_readout, grad, in_err):
+    """Adjoint pass of one layer (§4-§7), per sample and neuron, from t_max down to 0.
+
+    grad (B, n_out, n_in) receives dL/dW per sample (§6). in_err (B, K_in) receives, for every
+    input spike, sum_j w_ji (lambda_V,j - lambda_I,j): the error term of that spike's own jump in
+    the layer below (§5). Own events are this layer's spikes (lambda_V jump, §5) or, for the
+    leaky-integrator readout, the time of each neuron's voltage maximum (§9).
+    """
+    n_batch = in_times.shape[0]
+    n_out = weights.shape[0]
+    d = tau_m / (tau_m - tau_s)
+    for b in prange(n_batch):
+        k_eff = _effective_count(in_times[b], in_counts[b], t_max)
+        dts, am, a_s = _interval_factors(in_times[b], k_eff, t_max, tau_m, tau_s)
+        # Own events grouped by neuron, in time order (stable counting sort).
+        n_own = own_counts[b]
+        start = np.zeros(n_out + 1, dtype=np.int64)
+        for q in range(n_own):
+            start[own_ids[b, q] + 1] += 1
+        for j in range(n_out):
+            start[j + 1] += start[j]
+        fill = start[:n_out].copy()
+        order = np.empty(n_own, dtype=np.int64)
+        for q in range(n_own):
+            j = own_ids[b, q]
+            order[fill[j]] = q
+            fill[j] += 1
+        for j in range(n_out):
+            lam_v = 0.0
+            lam_i = 0.0
+            ptr = start[j + 1] - 1  # latest own event of neuron j not yet processed
+            for k in range(k_eff - 1, -1, -1):
+                t_k = in_times[b, k]
+                if ptr < start[j] or own_times[b, order[ptr]] <= t_k:
+                    # No own event in (t_k, t_k+1]: shared decay factors.
+                    lam_i = lam_i * a_s[k] + lam_v * d * (am[k] - a_s[k])
+                    lam_v = lam_v * am[k]
+                else:
+                    t_cur = t_k + dts[k]
+                    while ptr >= start[j] and own_times[b, order[ptr]] > t_k:
+                        q = order[ptr]
+                        t_ev = own_times[b, q]
+                        lam_v, lam_i = _adjoint_step(lam_v, lam_i, max(t_cur - t_ev, 0.0), tau_m, tau_s, d)
+                        if li_readout:
+                            lam_v = lam_v - own_err[b, q] / tau_m
+                        else:
+                            cur = own_cur[b, q]
+                            lam_v = (cur * lam_v + own_err[b, q]) / (cur - theta)
+                        t_cur = t_ev
+                        ptr -= 1
+                    lam_v, lam_i = _adjoint_step(lam_v, lam_i, max(t_cur - t_k, 0.0), tau_m, tau_s, d)
+                i = in_ids[b, k]
+                grad[b, j, i] -= tau_s * lam_i
+                in_err[b, k] += weights[j, i] * (lam_v - lam_i)
+
+
+@njit(cache=True)
+def _first_spikes(out_times, out_ids, out_counts, n_out, first_t, first_idx):
+    for b in range(out_times.shape[0]):
+        for j in range(n_out):
+            first_t[b, j] = np.inf
+            first_idx[b, j] = -1
+        for q in range(out_counts[b]):
+            j = out_ids[b, q]
+            if first_idx[b, j] < 0:
+                first_idx[b, j] = q
+                first_t[b, j] = out_times[b, q]
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses (docs/eventprop.md §8-§9)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class TTFSLoss:
+    """Time-to-first-spike cross-entropy with the late-spike regulariser (§8).
+
+    L = -log softmax(-t / tau0)[label] + alpha (exp(t_label / tau1) - 1), t = first spike times.
+    A silent output neuron counts as spiking at t_max with zero gradient: no spike, nothing
+    for the exact gradient to move.
+    """
+
+    tau0_s: float = 0.5e-3
+    tau1_s: float = 6.4e-3
+    alpha: float = 3e-3
+
+    readout = "ttfs"
+
+    def loss_and_time_grad(self, first_t: np.ndarray, labels: np.ndarray, t_max_s: float):
+        """Per-sample losses (B,) and dL/dt of each output neuron's first spike (B, n_out)."""
+        silent = ~np.isfinite(first_t)
+        t = np.where(silent, t_max_s, first_t)
+        rows = np.arange(len(labels))
+        logp = _log_softmax(-t / self.tau0_s)
+        t_label = t[rows, labels]
+        losses = -logp[rows, labels] + self.alpha * (np.exp(t_label / self.tau1_s) - 1.0)
+        dl_dt = -np.exp(logp) / self.tau0_s
+        dl_dt[rows, labels] += 1.0 / self.tau0_s + self.alpha / self.tau1_s * np.exp(t_label / self.tau1_s)
+        dl_dt[silent] = 0.0
+        return losses, dl_dt
+
+
+@dataclass(frozen=True)
+class VMaxLoss:
+    """Cross-entropy of the softmax over each output neuron's maximum voltage (§9)."""
+
+    readout = "vmax"
+
+    def loss_and_vmax_grad(self, v_max: np.ndarray, labels: np.ndarray):
+        rows = np.arange(len(labels))
+        logp = _log_softmax(v_max)
+        losses = -logp[rows, labels]
+        grad = np.exp(logp)
+        grad[rows, labels] -= 1.0
+        return losses, grad
+
+
+# ---------------------------------------------------------------------------------------------
+# Network
+
+
+@dataclass
+class Network:
+    """A feed-forward network: ``weights[l]`` has shape (sizes[l+1], sizes[l])."""
+
+    sizes: tuple
+    params: LifParameters = field(default_factory=LifParameters)
+    readout: str = "ttfs"
+    weights: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.sizes = tuple(int(n) for n in self.sizes)
+        if len(self.sizes) < 2 or min(self.sizes) < 1:
+            raise ConfigError(f"sizes must list at least two positive layer sizes, got {self.sizes}")
+        if self.readout not in READOUTS:
+            raise ConfigError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if not self.weights:
+            self.weights = [np.zeros((n_out, n_in)) for n_in, n_out in zip(self.sizes, self.sizes[1:])]
+        self.weights = [np.ascontiguousarray(w, dtype=np.float64) for w in self.weights]
+        for l, w in enumerate(self.weights):
+            expected = (self.sizes[l + 1], self.sizes[l])
+            if w.shape != expected:
+                raise ConfigError(f"weights[{l}] has shape {w.shape}, expected {expected}")
+        self._capacity = [4 * n for n in self.sizes[1:]]
+
+    @classmethod
+    def create(cls, sizes, params: LifParameters | None = None, readout: str = "ttfs",
+               init=None, rng=None) -> Network:
+        """Random network; ``init`` lists (mean, std) of the normal initialisation per layer."""
+        sizes = tuple(sizes)
+        rng = np.random.default_rng(rng)
+        if init is None:
+            init = [(1.0 / n, 1.0 / math.sqrt(n)) for n in sizes[:-1]]
+        if len(init) != len(sizes) - 1:
+            raise ConfigError(f"init needs {len(sizes) - 1} (mean, std) pairs, got {len(init)}")
+        weights = [rng.normal(m, s, size=(n_out, n_in))
+                   for (m, s), n_in, n_out in zip(init, sizes, sizes[1:])]
+        return cls(sizes, params or LifParameters(), readout, weights)
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def _check_inputs(self, inputs: SpikeBatch):
+        if not isinstance(inputs, SpikeBatch):
+            raise TypeError("inputs must be a SpikeBatch (see SpikeBatch.from_arrays)")
+        valid = inputs.ids[np.arange(inputs.times_s.shape[1])[None, :] < inputs.counts[:, None]]
+        if valid.size and (valid.min() < 0 or valid.max() >= self.sizes[0]):
+            raise ValueError(f"input spike ids must lie in [0, {self.sizes[0]})")
+
+    def _lif_layer(self, l: int, inputs: SpikeBatch) -> SpikeBatch:
+        p = self.params
+        n_batch = inputs.batch_size
+        while True:
+            cap = self._capacity[l]
+            times = np.empty((n_batch, cap))
+            ids = np.empty((n_batch, cap), dtype=np.int32)
+            cur = np.empty((n_batch, cap))
+            counts = np.empty(n_batch, dtype=np.int64)
+            _lif_forward(inputs.times_s, inputs.ids, inputs.counts, self.weights[l],
+                         p.tau_mem_s, p.tau_syn_s, p.theta, p.t_max_s, times, ids, cur, counts)
+            needed = int(counts.max(initial=0))
+            if needed <= cap:
+                return SpikeBatch(times, ids, counts, cur)
+            # Every spike counts: grow the record and simulate again rather than drop spikes.
+            self._capacity[l] = 2 * needed
+
+    def run(self, inputs: SpikeBatch) -> RunResult:
+        """Forward pass: the spikes of every layer and the readout (§2-§3, §8-§9)."""
+        self._check_inputs(inputs)
+        layers = []
+        x = inputs
+        n_spiking = len(self.weights) - (1 if self.readout == "vmax" else 0)
+        for l in range(n_spiking):
+            x = self._lif_layer(l, x)
+            layers.append(x)
+        if self.readout == "ttfs":
+            n_out = self.sizes[-1]
+            first_t = np.empty((inputs.batch_size, n_out))
+            first_idx = np.empty((inputs.batch_size, n_out), dtype=np.int64)
+            _first_spikes(x.times_s, x.ids, x.counts, n_out, first_t, first_idx)
+            return RunResult(layers, "ttfs", first_spike_times_s=first_t, first_spike_index=first_idx)
+        p = self.params
+        v_max = np.empty((inputs.batch_size, self.sizes[-1]))
+        t_v_max = np.empty_like(v_max)
+        _li_forward(x.times_s, x.ids, x.counts, self.weights[-1], p.tau_mem_s, p.tau_syn_s,
+                    p.t_max_s, v_max, t_v_max)
+        layers.append(None)
+        return RunResult(layers, "vmax", v_max=v_max, t_v_max_s=t_v_max)
+
+    # -- loss and gradient -----------------------------------------------------------------
+
+    def _check_loss(self, loss_fn):
+        if loss_fn.readout != self.readout:
+            raise ConfigError(f"{type(loss_fn).__name__} needs readout {loss_fn.readout!r}, "
+                              f"network has {self.readout!r}")
+
+    def _check_labels(self, labels, n_batch) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (n_batch,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be {n_batch} integers, got shape {labels.shape} {labels.dtype}")
+        if labels.size and (labels.min() < 0 or labels.max() >= self.sizes[-1]):
+            raise ValueError(f"labels must lie in [0, {self.sizes[-1]})")
+        return labels
+
+    def loss(self, result: RunResult, labels, loss_fn) -> np.ndarray:
+        """Per-sample losses (B,) of a forward result."""
+        self._check_loss(loss_fn)
+        labels = self._check_labels(labels, len(result.layers[0].counts) if result.layers[0] is not None
+                                    else result.v_max.shape[0])
+        if self.readout == "ttfs":
+            return loss_fn.loss_and_time_grad(result.first_spike_times_s, labels, self.params.t_max_s)[0]
+        return loss_fn.loss_and_vmax_grad(result.v_max, labels)[0]
+
+    def gradient(self, inputs: SpikeBatch, labels, loss_fn):
+        """Forward and adjoint pass. Returns (losses (B,), dL/dW per layer, RunResult).
+
+        The gradient is that of the batch-mean loss.
+        """
+        self._check_loss(loss_fn)
+        result = self.run(inputs)
+        n_batch = inputs.batch_size
+        labels = self._check_labels(labels, n_batch)
+        p = self.params
+        rows = np.arange(n_batch)
+        if self.readout == "ttfs":
+            losses, dl_dt = loss_fn.loss_and_time_grad(result.first_spike_times_s, labels, p.t_max_s)
+            out = result.layers[-1]
+            own = out
+            own_err = np.zeros_like(out.times_s)
+            fired = result.first_spike_index >= 0
+            bi, ji = np.nonzero(fired)
+            own_err[bi, result.first_spike_index[bi, ji]] = dl_dt[bi, ji] / n_batch
+        else:
+            losses, dl_dv = loss_fn.loss_and_vmax_grad(result.v_max, labels)
+            n_out = self.sizes[-1]
+            # One own event per output neuron: the time of its voltage maximum, in time order.
+            order = np.argsort(result.t_v_max_s, axis=1, kind="stable")
+            own = SpikeBatch(np.take_along_axis(result.t_v_max_s, order, axis=1),
+                             order.astype(np.int32), np.full(n_batch, n_out, dtype=np.int64),
+                             np.zeros((n_batch, n_out)))
+            own_err = np.take_along_axis(dl_dv, order, axis=1) / n_batch
+        del rows
+        grads = [None] * len(self.weights)
+        for l in range(len(self.weights) - 1, -1, -1):
+            below = inputs if l == 0 else result.layers[l - 1]
+            grad = np.zeros((n_batch,) + self.weights[l].shape)
+            in_err = np.zeros_like(below.times_s)
+            li = self.readout == "vmax" and l == len(self.weights) - 1
+            _backward(below.times_s, below.ids, below.counts, own.times_s, own.ids,
+                      own.current_at_spike, own_err, own.counts, self.weights[l],
+                      p.tau_mem_s, p.tau_syn_s, p.theta, p.t_max_s, li, grad, in_err)
+            grads[l] = grad.sum(axis=0)
+            own, own_err = below, in_err
+        return losses, grads, result
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "sizes": np.array(self.sizes),
+            "readout": np.array(self.readout),
+            "params": np.array([self.params.tau_mem_s, self.params.tau_syn_s, self.params.theta,
+                                self.params.t_max_s]),
+            **{f"w{l}": w for l, w in enumerate(self.weights)},
+        }
+
+    @classmethod
+    def from_state_dict(cls, state) -> Network:
+        tau_m, tau_s, theta, t_max = (float(v) for v in state["params"])
+        sizes = tuple(int(n) for n in state["sizes"])
+        weights = [np.array(state[f"w{l}"]) for l in range(len(sizes) - 1)]
+        return cls(sizes, LifParameters(tau_m, tau_s, theta, t_max), str(state["readout"]), weights)
