@@ -144,6 +144,9 @@ class RunResult:
     #: vmax: maximum voltage of each output neuron over [0, t_max] and where it is reached.
     v_max: np.ndarray | None = None
     t_v_max_s: np.ndarray | None = None
+    #: vmax: index of the input spike a maximum is pinned to (a kink), else -1; dV/dt before it.
+    v_max_kink_event: np.ndarray | None = None
+    v_max_kink_slope: np.ndarray | None = None
 
     @property
     def predictions(self) -> np.ndarray:
@@ -307,8 +310,13 @@ def _lif_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, theta, t_ma
 
 
 @njit(cache=True, parallel=True)
-def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max, t_v_max):
-    """Leaky-integrator (non-spiking) layer: maximum of V over [0, t_max] per neuron (§9)."""
+def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max, t_v_max,
+                kink_event, kink_slope):
+    """Leaky-integrator (non-spiking) layer: maximum of V over [0, t_max] per neuron (§9).
+
+    A maximum at an input spike (a kink: V rises before it, falls after) is pinned to that
+    spike: kink_event gets the spike's index and kink_slope dV/dt just before it; else -1.
+    """
     n_batch = in_times.shape[0]
     n_out = weights.shape[0]
     c = tau_s / (tau_s - tau_m)
@@ -320,6 +328,8 @@ def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max
             cur = 0.0
             best_v = 0.0
             best_t = 0.0
+            best_kink = -1
+            best_slope = 0.0
             for k in range(k_eff):
                 cur += weights[j, in_ids[b, k]]
                 dt = dts[k]
@@ -337,13 +347,22 @@ def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max
                             if v_peak > best_v:
                                 best_v = v_peak
                                 best_t = in_times[b, k] + s_peak
+                                best_kink = -1
                 v = v_end
                 cur = i_end
                 if v > best_v:
                     best_v = v
-                    best_t = in_times[b, k] + dt
+                    if k + 1 < k_eff:
+                        best_t = in_times[b, k + 1]
+                        best_kink = k + 1
+                        best_slope = (cur - v) / tau_m
+                    else:
+                        best_t = t_max
+                        best_kink = -1
             v_max[b, j] = best_v
             t_v_max[b, j] = best_t
+            kink_event[b, j] = best_kink
+            kink_slope[b, j] = best_slope
 
 
 @njit(cache=True)
@@ -440,7 +459,9 @@ class TTFSLoss:
 
     L = -log softmax(-t / tau0)[label] + alpha (exp(t_label / tau1) - 1), t = first spike times.
     A silent output neuron counts as spiking at t_max with zero gradient: no spike, nothing
-    for the exact gradient to move.
+    for the exact gradient to move. A sample whose label neuron is silent gets no gradient at
+    all (``masked``): descending it would only push the other outputs later, silencing the
+    layer; loss shaping (docs/eventprop.md §10) revives silent neurons instead.
     """
 
     tau0_s: float = 0.5e-3
@@ -460,6 +481,7 @@ class TTFSLoss:
         dl_dt = -np.exp(logp) / self.tau0_s
         dl_dt[rows, labels] += 1.0 / self.tau0_s + self.alpha / self.tau1_s * np.exp(t_label / self.tau1_s)
         dl_dt[silent] = 0.0
+        dl_dt[silent[rows, labels]] = 0.0
         return losses, dl_dt
 
 
@@ -564,10 +586,13 @@ class Network:
         p = self.params
         v_max = np.empty((inputs.batch_size, self.sizes[-1]))
         t_v_max = np.empty_like(v_max)
+        kink_event = np.empty(v_max.shape, dtype=np.int64)
+        kink_slope = np.empty_like(v_max)
         _li_forward(x.times_s, x.ids, x.counts, self.weights[-1], p.tau_mem_s, p.tau_syn_s,
-                    p.t_max_s, v_max, t_v_max)
+                    p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
         layers.append(None)
-        return RunResult(layers, "vmax", v_max=v_max, t_v_max_s=t_v_max)
+        return RunResult(layers, "vmax", v_max=v_max, t_v_max_s=t_v_max,
+                         v_max_kink_event=kink_event, v_max_kink_slope=kink_slope)
 
     # -- loss and gradient -----------------------------------------------------------------
 
@@ -603,7 +628,6 @@ class Network:
         n_batch = inputs.batch_size
         labels = self._check_labels(labels, n_batch)
         p = self.params
-        rows = np.arange(n_batch)
         if self.readout == "ttfs":
             losses, dl_dt = loss_fn.loss_and_time_grad(result.first_spike_times_s, labels, p.t_max_s)
             out = result.layers[-1]
@@ -621,12 +645,16 @@ class Network:
                              order.astype(np.int32), np.full(n_batch, n_out, dtype=np.int64),
                              np.zeros((n_batch, n_out)))
             own_err = np.take_along_axis(dl_dv, order, axis=1) / n_batch
-        del rows
         grads = [None] * len(self.weights)
         for l in range(len(self.weights) - 1, -1, -1):
             below = inputs if l == 0 else result.layers[l - 1]
             grad = np.zeros((n_batch,) + self.weights[l].shape)
             in_err = np.zeros_like(below.times_s)
+            if self.readout == "vmax" and l == len(self.weights) - 1:
+                # A maximum pinned to an input spike moves with it: dVmax/dt_spike = dV/dt^- (§9).
+                bi, ji = np.nonzero(result.v_max_kink_event >= 0)
+                np.add.at(in_err, (bi, result.v_max_kink_event[bi, ji]),
+                          dl_dv[bi, ji] / n_batch * result.v_max_kink_slope[bi, ji])
             li = self.readout == "vmax" and l == len(self.weights) - 1
             _backward(below.times_s, below.ids, below.counts, own.times_s, own.ids,
                       own.current_at_spike, own_err, own.counts, self.weights[l],

@@ -1,0 +1,286 @@
+"""Training with the float64 EventProp model: presets, Adam, the epoch loop, metrics and plots.
+
+`evcore train yinyang|mnist` runs :func:`train`; the presets follow Wunderlich & Pehle 2021
+(see ../shared/REFERENCES.md and docs/eventprop.md §10).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss, VMaxLoss
+from .datasets import Dataset, apply_input_dropout, load_dataset
+
+__all__ = ["TrainConfig", "Adam", "train", "evaluate", "encode", "load_checkpoint", "PRESETS"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; stored in metrics.json and the checkpoint."""
+
+    dataset: str
+    sizes: tuple
+    readout: str
+    #: (mean, std) of the normal initialisation of each weight matrix.
+    init: tuple
+    params: LifParameters
+    #: TTFS loss constants (ttfs readout only).
+    tau0_s: float = 0.5e-3
+    tau1_s: float = 6.4e-3
+    alpha: float = 3e-3
+    lr: float = 5e-3
+    #: Learning rate multiplied by this after every epoch.
+    lr_decay: float = 0.95
+    batch_size: int = 32
+    epochs: int = 100
+    #: Probability of dropping each input spike during training (MNIST: 0.2).
+    input_dropout: float = 0.0
+    #: Loss shaping against silent neurons (docs/eventprop.md §10): after a minibatch in which
+    #: more than this fraction of (sample, neuron) pairs of a layer stayed silent, every input
+    #: weight of that layer grows by `silent_bump`. The exact gradient cannot create spikes.
+    silent_threshold: tuple = ()
+    silent_bump: float = 0.0
+    #: Samples per forward call when evaluating.
+    eval_batch: int = 1000
+
+    def loss_fn(self):
+        if self.readout == "ttfs":
+            return TTFSLoss(self.tau0_s, self.tau1_s, self.alpha)
+        return VMaxLoss()
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["sizes"] = list(self.sizes)
+        d["init"] = [list(p) for p in self.init]
+        d["silent_threshold"] = list(self.silent_threshold)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["params"] = LifParameters(**d["params"])
+        d["sizes"] = tuple(d["sizes"])
+        d["init"] = tuple(tuple(p) for p in d["init"])
+        d["silent_threshold"] = tuple(d.get("silent_threshold", ()))
+        return cls(**d)
+
+
+PRESETS = {
+    # 5-200-3, inputs x * 30 ms + bias at 0 ms (REFERENCES.md, Yin-Yang setup).
+    "yinyang": TrainConfig(
+        dataset="yinyang",
+        sizes=(5, 200, 3),
+        readout="ttfs",
+        init=((1.5, 0.78), (0.93, 0.1)),
+        params=LifParameters(tau_mem_s=20e-3, tau_syn_s=5e-3, theta=1.0, t_max_s=50e-3),
+        lr=5e-3,
+        batch_size=32,
+        epochs=100,
+        silent_threshold=(1.0, 0.15),
+        silent_bump=1e-3,
+    ),
+    # 784-350-10 with leaky-integrator outputs and the voltage-max loss (REFERENCES.md).
+    "mnist": TrainConfig(
+        dataset="mnist",
+        sizes=(784, 350, 10),
+        readout="vmax",
+        init=((0.078, 0.045), (0.2, 0.37)),
+        params=LifParameters(tau_mem_s=20e-3, tau_syn_s=5e-3, theta=1.0, t_max_s=30e-3),
+        lr=5e-3,
+        batch_size=5,
+        epochs=100,
+        input_dropout=0.2,
+        silent_threshold=(1.0,),
+        silent_bump=0.0,
+    ),
+}
+
+
+class Adam:
+    """Adam (Kingma & Ba) over a list of weight arrays, updated in place."""
+
+    def __init__(self, weights, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = [np.zeros_like(w) for w in weights]
+        self.v = [np.zeros_like(w) for w in weights]
+        self.t = 0
+
+    def step(self, weights, grads):
+        self.t += 1
+        c1 = 1.0 - self.beta1**self.t
+        c2 = 1.0 - self.beta2**self.t
+        for w, g, m, v in zip(weights, grads, self.m, self.v):
+            m *= self.beta1
+            m += (1.0 - self.beta1) * g
+            v *= self.beta2
+            v += (1.0 - self.beta2) * g * g
+            w -= self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+
+
+def encode(dataset: Dataset, x: np.ndarray) -> SpikeBatch:
+    """Input spikes of a data set's features."""
+    times_s, ids, counts = dataset.encode(x)
+    return SpikeBatch(times_s, ids, counts)
+
+
+def evaluate(net: Network, spikes: SpikeBatch, labels: np.ndarray, loss_fn, batch: int = 1000):
+    """Accuracy, mean loss and mean spikes per sample and layer on a whole split."""
+    correct = 0
+    loss_sum = 0.0
+    spike_sum = None
+    for s in range(0, spikes.batch_size, batch):
+        part = spikes[s : s + batch]
+        result = net.run(part)
+        y = labels[s : s + batch]
+        correct += int((result.predictions == y).sum())
+        loss_sum += float(net.loss(result, y, loss_fn).sum())
+        counts = np.array([c.sum() for c in result.spike_counts()], dtype=np.float64)
+        spike_sum = counts if spike_sum is None else spike_sum + counts
+    n = spikes.batch_size
+    return correct / n, loss_sum / n, (spike_sum / n).tolist()
+
+
+def _silent_fraction(result, layer: int, n_neurons: int) -> float:
+    spikes = result.layers[layer]
+    fired = np.zeros((spikes.batch_size, n_neurons), dtype=bool)
+    rows, cols = np.nonzero(np.arange(spikes.ids.shape[1])[None, :] < spikes.counts[:, None])
+    fired[rows, spikes.ids[rows, cols]] = True
+    return 1.0 - fired.mean()
+
+
+def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, progress: bool = True,
+          dataset: Dataset | None = None):
+    """Train a network; returns (network, metrics dict). Writes checkpoint/metrics/plot to out_dir."""
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    dataset = dataset or load_dataset(cfg.dataset)
+    net = Network.create(cfg.sizes, cfg.params, cfg.readout, cfg.init, rng)
+    loss_fn = cfg.loss_fn()
+    train_spikes = encode(dataset, dataset.x_train)
+    val_spikes = encode(dataset, dataset.x_val)
+    test_spikes = encode(dataset, dataset.x_test)
+    y_train = np.asarray(dataset.y_train)
+    n_train = len(y_train)
+    opt = Adam(net.weights, cfg.lr)
+    n_spiking = len(cfg.sizes) - 1 - (1 if cfg.readout == "vmax" else 0)
+    history = []
+    n_batches = math.ceil(n_train / cfg.batch_size)
+    bar = tqdm(total=cfg.epochs * n_batches, disable=not progress, unit="batch",
+               desc=f"train {cfg.dataset}", dynamic_ncols=True)
+    for epoch in range(cfg.epochs):
+        perm = rng.permutation(n_train)
+        loss_sum = 0.0
+        correct = 0
+        for s in range(0, n_train, cfg.batch_size):
+            idx = perm[s : s + cfg.batch_size]
+            batch = train_spikes[idx]
+            if cfg.input_dropout > 0:
+                batch = SpikeBatch(*apply_input_dropout(batch.times_s, batch.ids, batch.counts,
+                                                        cfg.input_dropout, rng))
+            losses, grads, result = net.gradient(batch, y_train[idx], loss_fn)
+            opt.step(net.weights, grads)
+            # Loss shaping: bump the layer whose neurons are too often silent (§10).
+            for layer, threshold in enumerate(cfg.silent_threshold[:n_spiking]):
+                if threshold < 1.0 and _silent_fraction(result, layer, cfg.sizes[layer + 1]) > threshold:
+                    net.weights[layer] += cfg.silent_bump
+                    break
+            loss_sum += float(losses.sum())
+            correct += int((result.predictions == y_train[idx]).sum())
+            bar.update(1)
+        opt.lr *= cfg.lr_decay
+        val_acc, val_loss, val_spikes_per_layer = evaluate(net, val_spikes, dataset.y_val, loss_fn,
+                                                           cfg.eval_batch)
+        history.append({
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / n_train,
+            "train_accuracy": correct / n_train,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "spikes_per_sample": val_spikes_per_layer,
+            "lr": opt.lr,
+            "wall_s": time.perf_counter() - t_start,
+        })
+        bar.set_postfix(loss=f"{loss_sum / n_train:.3f}", val=f"{100 * val_acc:.1f}%")
+    bar.close()
+    test_acc, test_loss, test_spikes = evaluate(net, test_spikes, dataset.y_test, loss_fn, cfg.eval_batch)
+    metrics = {
+        "model": "float",
+        "config": cfg.to_json(),
+        "seed": seed,
+        "epochs": history,
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "test_spikes_per_sample": test_spikes,
+        "wall_time_s": time.perf_counter() - t_start,
+        "host": {"python": platform.python_version(), "machine": platform.machine()},
+    }
+    if out_dir is not None:
+        save_run(net, cfg, metrics, out_dir)
+    return net, metrics
+
+
+def save_run(net: Network, cfg: TrainConfig, metrics: dict, out_dir: str | Path):
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "checkpoint.npz", config=json.dumps(cfg.to_json()), **net.state_dict())
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    plot_learning_curve(metrics, out / "learning_curve.png")
+
+
+def load_checkpoint(path: str | Path) -> tuple[Network, TrainConfig]:
+    """Network and training configuration of a checkpoint written by :func:`train`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as state:
+            cfg = TrainConfig.from_json(json.loads(str(state["config"])))
+            net = Network.from_state_dict(state)
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(f"{path} is not an evcore checkpoint ({err})") from None
+    return net, cfg
+
+
+def plot_learning_curve(metrics: dict, path: str | Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [e["epoch"] for e in metrics["epochs"]]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [e["train_loss"] for e in metrics["epochs"]], label="train")
+    ax_loss.plot(epochs, [e["val_loss"] for e in metrics["epochs"]], label="validation")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [100 * e["train_accuracy"] for e in metrics["epochs"]], label="train")
+    ax_acc.plot(epochs, [100 * e["val_accuracy"] for e in metrics["epochs"]], label="validation")
+    ax_acc.axhline(100 * metrics["test_accuracy"], color="k", ls=":",
+                   label=f"test {100 * metrics['test_accuracy']:.2f} %")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_ylim(max(0, 100 * min(e["val_accuracy"] for e in metrics["epochs"]) - 5), 100)
+    ax_acc.legend(loc="lower right")
+    cfg = metrics["config"]
+    fig.suptitle(f"{cfg['dataset']} {'-'.join(map(str, cfg['sizes']))}, {metrics.get('model', 'float')} "
+                 f"model, seed {metrics['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def with_overrides(cfg: TrainConfig, **kw) -> TrainConfig:
+    """The preset with the given fields replaced (None values ignored)."""
+    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
+

@@ -1,3 +1,0 @@
-from evcore.toolenv import setup_tool_environment
-
-setup_tool_environment()
