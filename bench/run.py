@@ -1,0 +1,107 @@
+"""`make bench`: throughput of the golden models, printed as a table.
+
+Float64 EventProp on Yin-Yang (5-200-3, batch 32): training samples/s (forward + backward +
+Adam) with 1 and 2 threads, forward-only samples/s, and the scaling with hidden size. The
+network is first trained for a few epochs so spike counts are at their steady state (the
+anchor figures of the authors' C++ code are at about 28 hidden spikes per sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numba
+import numpy as np
+
+from ..golden.eventprop import Network, SpikeBatch
+from ..sw.datasets import load_dataset
+from ..sw.train import PRESETS, Adam, encode, train, with_overrides
+
+
+def _epoch_throughput(net: Network, spikes: SpikeBatch, labels, cfg, loss_fn, rng) -> tuple[float, float]:
+    opt = Adam(net.weights, 1e-5)  # tiny steps: measure at this weight state
+    n = spikes.batch_size
+    perm = rng.permutation(n)
+    hidden = 0
+    t0 = time.perf_counter()
+    for s in range(0, n, cfg.batch_size):
+        idx = perm[s : s + cfg.batch_size]
+        _, grads, result = net.gradient(spikes[idx], labels[idx], loss_fn)
+        opt.step(net.weights, grads)
+        hidden += int(result.layers[0].counts.sum())
+    return n / (time.perf_counter() - t0), hidden / n
+
+
+def _forward_throughput(net: Network, spikes: SpikeBatch, batch: int) -> float:
+    t0 = time.perf_counter()
+    for s in range(0, spikes.batch_size, batch):
+        net.run(spikes[s : s + batch])
+    return spikes.batch_size / (time.perf_counter() - t0)
+
+
+def bench_float(warm_epochs: int, repeats: int) -> dict:
+    dataset = load_dataset("yinyang")
+    cfg = with_overrides(PRESETS["yinyang"], epochs=warm_epochs)
+    loss_fn = cfg.loss_fn()
+    spikes = encode(dataset, dataset.x_train)
+    labels = np.asarray(dataset.y_train)
+    rng = np.random.default_rng(0)
+    results = {"warm_epochs": warm_epochs}
+    net, _ = train(cfg, seed=0, progress=False, dataset=dataset)
+    for threads in (1, 2):
+        if threads > numba.config.NUMBA_NUM_THREADS:
+            continue
+        numba.set_num_threads(threads)
+        best = max(_epoch_throughput(Network.from_state_dict(net.state_dict()), spikes, labels, cfg,
+                                     loss_fn, rng) for _ in range(repeats))
+        results[f"train_samples_per_s_{threads}t"] = best[0]
+        results["hidden_spikes_per_sample"] = best[1]
+        results[f"forward_samples_per_s_{threads}t"] = max(
+            _forward_throughput(net, spikes, cfg.batch_size) for _ in range(repeats))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    scaling = {}
+    for n_hidden in (100, 200, 400, 800):
+        cfg_h = with_overrides(cfg, sizes=(5, n_hidden, 3), epochs=1)
+        net_h, _ = train(cfg_h, seed=0, progress=False, dataset=dataset)
+        rate, hidden = max(_epoch_throughput(net_h, spikes, labels, cfg_h, loss_fn, rng) for _ in range(repeats))
+        scaling[n_hidden] = {"train_samples_per_s": rate, "hidden_spikes_per_sample": hidden}
+    results["hidden_size_scaling"] = scaling
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm-epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads available")
+    f = bench_float(args.warm_epochs, args.repeats)
+    print("\nFloat64 EventProp, Yin-Yang 5-200-3, batch 32 "
+          f"(after {f['warm_epochs']} epochs: {f['hidden_spikes_per_sample']:.1f} hidden spikes/sample)")
+    print(f"  {'threads':>8} {'train samples/s':>16} {'forward samples/s':>18}")
+    for t in (1, 2):
+        if f"train_samples_per_s_{t}t" in f:
+            print(f"  {t:>8} {f[f'train_samples_per_s_{t}t']:>16.0f} {f[f'forward_samples_per_s_{t}t']:>18.0f}")
+    print("  reference: authors' C++/OpenMP EventProp on this machine ~4,700 (1 thread), ~7,000 (2)")
+    print("\n  hidden size scaling (training, all threads, after 1 epoch)")
+    print(f"  {'hidden':>8} {'samples/s':>12} {'hidden spikes':>14}")
+    for n, r in f["hidden_size_scaling"].items():
+        print(f"  {n:>8} {r['train_samples_per_s']:>12.0f} {r['hidden_spikes_per_sample']:>14.1f}")
+    figures = {"float": f}
+    try:
+        from . import fixed_bench
+    except ImportError:
+        fixed_bench = None
+    if fixed_bench is not None:
+        figures["fixed"] = fixed_bench.main_figures()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(figures, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

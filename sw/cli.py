@@ -1,0 +1,147 @@
+"""The `evcore` command line: demo, train, eval.
+
+User mistakes (a missing file, a malformed data set, a bad option) end in one line on stderr
+and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..golden.eventprop import ConfigError
+
+RUNS_DIR = Path("runs")
+
+
+def _cmd_train(args) -> int:
+    from .train import PRESETS, train, with_overrides
+
+    cfg = with_overrides(PRESETS[args.dataset], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    if args.model == "fixed":
+        return _train_fixed(args, cfg)
+    out = Path(args.out) if args.out else RUNS_DIR / f"{args.dataset}-float-seed{args.seed}"
+    print(f"evcore: training {args.dataset} {'-'.join(map(str, cfg.sizes))} ({cfg.epochs} epochs, "
+          f"float64 EventProp) -> {out}")
+    _, metrics = train(cfg, seed=args.seed, out_dir=out, progress=not args.quiet)
+    _print_summary(metrics, out)
+    return 0
+
+
+def _train_fixed(args, cfg) -> int:
+    try:
+        from .fixed_train import train_fixed_cli
+    except ImportError:
+        raise ConfigError("--model fixed needs the fixed-point core model (golden/fixed.py)") from None
+    return train_fixed_cli(args, cfg)
+
+
+def _print_summary(metrics: dict, out: Path):
+    last = metrics["epochs"][-1]
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} %  (validation "
+          f"{100 * last['val_accuracy']:.2f} %, {metrics['wall_time_s']:.1f} s)")
+    print(f"wrote {out / 'checkpoint.npz'}, {out / 'metrics.json'}, {out / 'learning_curve.png'}")
+
+
+def _cmd_eval(args) -> int:
+    from .datasets import load_dataset, load_npz
+    from .train import encode, evaluate, load_checkpoint
+
+    net, cfg = load_checkpoint(args.checkpoint)
+    dataset = load_dataset(cfg.dataset)
+    if args.data:
+        x, y = load_npz(args.data)
+        what = args.data
+    else:
+        x, y = dataset.x_test, dataset.y_test
+        what = f"{cfg.dataset} test split"
+    if x.shape[1] != dataset.n_features:
+        raise ValueError(f"{what}: {x.shape[1]} features, but the checkpoint was trained on "
+                         f"{cfg.dataset} with {dataset.n_features}")
+    if y.max(initial=0) >= net.sizes[-1]:
+        raise ValueError(f"{what}: label {int(y.max())} out of range for {net.sizes[-1]} output neurons")
+    acc, loss, spikes = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
+    print(f"{what}: accuracy {100 * acc:.2f} % on {len(y)} samples (loss {loss:.4f}, "
+          f"spikes per sample {', '.join(f'{s:.1f}' for s in spikes)})")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .train import PRESETS, train, with_overrides
+
+    t0 = time.perf_counter()
+    epochs = args.epochs
+    cfg = with_overrides(PRESETS["yinyang"], epochs=epochs)
+    out = RUNS_DIR / "demo"
+    print("evcore demo: exact float64 EventProp on Yin-Yang (5-200-3, time-to-first-spike loss), "
+          f"{epochs} epochs")
+    _, metrics = train(cfg, seed=0, out_dir=out, progress=not args.quiet)
+    _print_summary(metrics, out)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; the full 100-epoch run is "
+          "`evcore train yinyang`")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evcore", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a network on yinyang or mnist")
+    p.add_argument("dataset", choices=["yinyang", "mnist"])
+    p.add_argument("--epochs", type=_positive_int, help="number of epochs (preset: 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=_positive_float, help="Adam learning rate (preset: 5e-3)")
+    p.add_argument("--batch-size", type=_positive_int, help="minibatch size")
+    p.add_argument("--model", choices=["float", "fixed"], default="float",
+                   help="float64 EventProp (default) or the fixed-point core model")
+    p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-seed<seed>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy of a checkpoint on its test split or an .npz file")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", help=".npz with x (N, F) in [0, 1] and y (N,) labels")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("demo", help="short Yin-Yang training run")
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def main(argv=None) -> int:
+    from .datasets import DatasetError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DatasetError, ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"evcore: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("evcore: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
