@@ -378,7 +378,8 @@ def _backward(in_times, in_ids, in_counts, own_times, own_ids, own_cur, own_err,
               weights, tau_m, tau_s, theta, t_max, li_readout, grad, in_err):
     """Adjoint pass of one layer (§4-§7), per sample and neuron, from t_max down to 0.
 
-    grad (B, n_out, n_in) receives dL/dW per sample (§6). in_err (B, K_in) receives, for every
+    grad (B, n_out, K_in) receives -tau_syn lambda_I,j at every input spike (§6), O(spikes)
+    memory; _scatter_gradient sums it into dL/dW. in_err (B, K_in) receives, for every
     input spike, sum_j w_ji (lambda_V,j - lambda_I,j): the error term of that spike's own jump in
     the layer below (§5). Own events are this layer's spikes (lambda_V jump, §5) or, for the
     leaky-integrator readout, the time of each neuron's voltage maximum (§9).
@@ -426,9 +427,17 @@ def _backward(in_times, in_ids, in_counts, own_times, own_ids, own_cur, own_err,
                         t_cur = t_ev
                         ptr -= 1
                     lam_v, lam_i = _adjoint_step(lam_v, lam_i, max(t_cur - t_k, 0.0), tau_m, tau_s, d)
-                i = in_ids[b, k]
-                grad[b, j, i] -= tau_s * lam_i
-                in_err[b, k] += weights[j, i] * (lam_v - lam_i)
+                grad[b, j, k] = -tau_s * lam_i
+                in_err[b, k] += weights[j, in_ids[b, k]] * (lam_v - lam_i)
+
+
+@njit(cache=True)
+def _scatter_gradient(grad_per_spike, in_ids, in_counts, grad):
+    """dL/dW[j, i] = sum over samples and input spikes k from neuron i of grad_per_spike[b, j, k]."""
+    for b in range(grad_per_spike.shape[0]):
+        for j in range(grad_per_spike.shape[1]):
+            for k in range(in_counts[b]):
+                grad[j, in_ids[b, k]] += grad_per_spike[b, j, k]
 
 
 @njit(cache=True)
@@ -648,7 +657,8 @@ class Network:
         grads = [None] * len(self.weights)
         for l in range(len(self.weights) - 1, -1, -1):
             below = inputs if l == 0 else result.layers[l - 1]
-            grad = np.zeros((n_batch,) + self.weights[l].shape)
+            n_in_spikes = below.times_s.shape[1]
+            grad_per_spike = np.zeros((n_batch, self.weights[l].shape[0], n_in_spikes))
             in_err = np.zeros_like(below.times_s)
             if self.readout == "vmax" and l == len(self.weights) - 1:
                 # A maximum pinned to an input spike moves with it: dVmax/dt_spike = dV/dt^- (§9).
@@ -658,8 +668,9 @@ class Network:
             li = self.readout == "vmax" and l == len(self.weights) - 1
             _backward(below.times_s, below.ids, below.counts, own.times_s, own.ids,
                       own.current_at_spike, own_err, own.counts, self.weights[l],
-                      p.tau_mem_s, p.tau_syn_s, p.theta, p.t_max_s, li, grad, in_err)
-            grads[l] = grad.sum(axis=0)
+                      p.tau_mem_s, p.tau_syn_s, p.theta, p.t_max_s, li, grad_per_spike, in_err)
+            grads[l] = np.zeros_like(self.weights[l])
+            _scatter_gradient(grad_per_spike, below.ids, below.counts, grads[l])
             own, own_err = below, in_err
         return losses, grads, result
 

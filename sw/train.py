@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss, VMaxLoss
 from .datasets import Dataset, apply_input_dropout, load_dataset
@@ -103,6 +104,15 @@ PRESETS = {
 }
 
 
+@njit(cache=True)
+def _adam_update(w, g, m, v, lr, beta1, beta2, eps, c1, c2):
+    # One fused pass: numpy's eight temporaries cost 1 ms per MNIST minibatch of 5.
+    for q in range(w.size):
+        m[q] = beta1 * m[q] + (1.0 - beta1) * g[q]
+        v[q] = beta2 * v[q] + (1.0 - beta2) * g[q] * g[q]
+        w[q] -= lr * (m[q] / c1) / (math.sqrt(v[q] / c2) + eps)
+
+
 class Adam:
     """Adam (Kingma & Ba) over a list of weight arrays, updated in place."""
 
@@ -117,11 +127,8 @@ class Adam:
         c1 = 1.0 - self.beta1**self.t
         c2 = 1.0 - self.beta2**self.t
         for w, g, m, v in zip(weights, grads, self.m, self.v):
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * g * g
-            w -= self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+            _adam_update(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
+                         v.reshape(-1), self.lr, self.beta1, self.beta2, self.eps, c1, c2)
 
 
 def encode(dataset: Dataset, x: np.ndarray) -> SpikeBatch:
@@ -210,6 +217,11 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
             "wall_s": time.perf_counter() - t_start,
         })
         bar.set_postfix(loss=f"{loss_sum / n_train:.3f}", val=f"{100 * val_acc:.1f}%")
+        if out_dir is not None:
+            # Progress survives an interrupted long run (MNIST: minutes per epoch).
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / "progress.json").write_text(json.dumps({"config": cfg.to_json(), "seed": seed,
+                                                                     "epochs": history}, indent=1))
     bar.close()
     test_acc, test_loss, test_spikes = evaluate(net, test_spikes, dataset.y_test, loss_fn, cfg.eval_batch)
     metrics = {
