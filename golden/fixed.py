@@ -1,0 +1,554 @@
+"""Bit-accurate golden model of the fixed-point EventProp core (docs/core.md).
+
+:class:`FixedCore` holds what the chip holds (weights, gradient and momentum accumulators, the
+LFSR, the sticky flags) and offers the float model's interface (``run``, ``loss``, ``gradient``)
+plus the on-chip ``update``, so one harness drives float EventProp, this model and later the RTL.
+The datapath is integer-only (int64 Numba kernels, one per phase: ``fixed_lif`` §3,
+``fixed_loss`` §4, ``fixed_adjoint`` §5, ``fixed_update`` §6); floats appear only at the host
+boundary: snapping input spike times to steps, quantising float weights, and converting results
+back to seconds and dL/dw for comparisons and reports.
+
+:func:`train_fixed` trains with the on-chip arithmetic only: the host supplies input spikes,
+labels and (once per epoch) the learning-rate register.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from .config import CoreConfig, Flag
+from .eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
+from .fixed_adjoint import backward_sample
+from .fixed_lif import forward_batch
+from .fixed_loss import loss_unit
+from .fixed_ops import P_N_LAYERS, pack_params
+from .fixed_update import update_weights
+
+__all__ = ["FixedCore", "FixedResult", "cycle_model", "train_fixed", "evaluate_fixed"]
+
+
+@dataclass
+class FixedResult:
+    """Everything one forward (and, after ``gradient``, backward) pass exposes, raw and converted.
+
+    Raw fields are what the RTL exposes bit for bit; ``layers``, ``first_spike_times_s`` and
+    ``predictions`` mirror :class:`evcore.golden.eventprop.RunResult` for comparisons.
+    """
+
+    cfg: CoreConfig
+    #: Input spikes as the core saw them: steps and ids (B, K), counts (B,).
+    in_step: np.ndarray
+    in_id: np.ndarray
+    in_count: np.ndarray
+    #: Spike record (§3.4): step, global neuron index (0 = first hidden neuron), I at the spike.
+    rec_step: np.ndarray
+    rec_neuron: np.ndarray
+    rec_cur: np.ndarray
+    rec_count: np.ndarray
+    #: First spike of each output neuron (§3.4): step (n_steps if silent), I and V at that step.
+    first_step: np.ndarray
+    first_cur: np.ndarray
+    first_v: np.ndarray
+    #: Final forward state of every neuron (raw V, I), last step run, spikes per layer.
+    final_v: np.ndarray
+    final_cur: np.ndarray
+    n_end: np.ndarray
+    spiked: np.ndarray
+    layer_counts: np.ndarray
+    #: Sticky flags raised by this pass, per sample (config.Flag bits).
+    flags: np.ndarray
+    #: Cycle estimate of the forward pass per sample (§7).
+    cycles_forward: np.ndarray
+    # -- filled by FixedCore.gradient -------------------------------------------------------
+    #: Softmax probabilities (unsigned Q0.prob_frac) and injected loss terms (lambda format).
+    prob: np.ndarray | None = None
+    lterm: np.ndarray | None = None
+    #: 0 where the label neuron was silent (no gradient, §4.1).
+    active: np.ndarray | None = None
+    #: Final (t = 0) adjoint state of the last sample, raw.
+    final_lam_v: np.ndarray | None = None
+    final_lam_i: np.ndarray | None = None
+    cycles_loss: np.ndarray | None = None
+    cycles_backward: np.ndarray | None = None
+    #: Raw gradient accumulators after the batch (sum over samples), per weight matrix.
+    grads_raw: list | None = None
+    layers: list = field(default_factory=list)
+
+    @property
+    def readout(self) -> str:
+        return "ttfs"
+
+    @property
+    def batch_size(self) -> int:
+        return self.first_step.shape[0]
+
+    @property
+    def first_spike_times_s(self) -> np.ndarray:
+        """First output spike times in seconds (step * dt), +inf for silent outputs."""
+        t = self.first_step * self.cfg.dt_s
+        return np.where(self.first_step >= self.cfg.n_steps, np.inf, t)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """The earliest first spike; ties at one step go to the larger V at that step, then the
+        lower index (§4.5). -1 if every output is silent."""
+        n_out = self.first_step.shape[1]
+        key = (self.first_step * (1 << 40) - self.first_v) * n_out + np.arange(n_out)
+        pred = np.argmin(key, axis=1)
+        pred[(self.first_step >= self.cfg.n_steps).all(axis=1)] = -1
+        return pred
+
+    def spike_counts(self) -> list[np.ndarray]:
+        return [self.layer_counts[:, l] for l in range(self.layer_counts.shape[1])]
+
+    @property
+    def cycles(self) -> np.ndarray:
+        total = self.cycles_forward.copy()
+        if self.cycles_loss is not None:
+            total += self.cycles_loss + self.cycles_backward
+        return total
+
+
+def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_jumps=None):
+    """Cycle estimate of §7 from the event counts of a pass (arrays over samples).
+
+    Returns (forward, loss, backward) cycles per sample; backward is 0 for masked samples.
+    """
+    sizes = cfg.sizes
+    lat = cfg.cyc_sweep_latency
+    sweep = sum(n + lat for n in sizes[1:])
+    n_steps_run = np.asarray(n_end) + 1
+    fanout = np.asarray(n_inputs) * sizes[1]
+    for l in range(1, cfg.n_layers):
+        fanout = fanout + layer_counts[:, l - 1] * sizes[l + 1]
+    forward = n_steps_run * sweep + fanout
+    loss = np.full_like(forward, 2 * sizes[-1] + cfg.cyc_jump)
+    if active is None:
+        return forward, loss, np.zeros_like(forward)
+    # Replay: the same fan-outs (err sum + gradient per synapse), one jump per hidden spike
+    # and per output first spike, the propagation sweep for every step but step 0.
+    hidden = np.zeros_like(forward)
+    for l in range(1, cfg.n_layers):
+        hidden = hidden + layer_counts[:, l - 1]
+    backward = (n_steps_run - 1) * sweep + fanout + (hidden + np.asarray(n_jumps)) * cfg.cyc_jump
+    return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
+
+
+@njit(cache=True)
+def _backward_batch(P, sizes, w_off, nrn_off, w_frac, theta_w, W, exp_rom, reg_rom, recip_rom,
+                    in_step, in_id, in_cnt, rec_step, rec_nrn, rec_cur, rec_cnt,
+                    first_step, first_cur, n_end, labels, G,
+                    prob, lterm, active, flags, n_jumps, lam_v, lam_i):
+    """Loss unit and backward pass of each sample in turn, accumulating into G (§4-§5)."""
+    n_layers = P[P_N_LAYERS]
+    n_neur = nrn_off[n_layers]
+    for b in range(in_step.shape[0]):
+        act, fl = loss_unit(P, exp_rom, reg_rom, recip_rom, first_step[b], labels[b], prob[b], lterm[b])
+        active[b] = act
+        flags[b] |= fl
+        if not act:
+            lam_v[:n_neur] = 0
+            lam_i[:n_neur] = 0
+            continue
+        # Inputs used are those the forward pass reached (step <= n_end): backward_sample skips
+        # later ones itself.
+        fl, n_hid, n_inp, n_jmp = backward_sample(
+            P, sizes, w_off, nrn_off, w_frac, theta_w, W, recip_rom, in_step[b], in_id[b], in_cnt[b],
+            rec_step[b], rec_nrn[b], rec_cur[b], rec_cnt[b], first_step[b], first_cur[b], lterm[b],
+            n_end[b], lam_v, lam_i, G)
+        flags[b] |= fl
+        n_jumps[b] = n_jmp
+
+
+class FixedCore:
+    """The fixed-point core: weights, accumulators, LFSR and sticky flags of one chip.
+
+    ``FixedCore(cfg, weights_raw)`` takes raw integer weights (list of (n_out, n_in) arrays, as
+    the chip stores them); :meth:`from_float` quantises a float network's weights.
+    """
+
+    def __init__(self, cfg: CoreConfig, weights_raw=None):
+        self.cfg = cfg
+        self._P = pack_params(cfg)
+        sizes = cfg.sizes
+        self._sizes = np.array(sizes, dtype=np.int64)
+        counts = [sizes[l] * sizes[l + 1] for l in range(cfg.n_layers)]
+        self._w_off = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self._nrn_off = np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64)
+        self._w_shift = np.array([cfg.i_frac - f for f in cfg.w_frac], dtype=np.int64)
+        self._w_frac = np.array(cfg.w_frac, dtype=np.int64)
+        self._theta_w = np.array([cfg.theta_w_raw(l) for l in range(cfg.n_layers)], dtype=np.int64)
+        n_w = int(sum(counts))
+        self._W = np.zeros(n_w, dtype=np.int64)
+        self._G = np.zeros(n_w, dtype=np.int64)
+        self._M = np.zeros(n_w, dtype=np.int64)
+        self.lfsr_state = int(cfg.lfsr_seed)
+        self.flags = Flag(0)
+        #: Learning-rate registers (host-writable between minibatches), reset from the config.
+        self.lr_mant = np.array(cfg.lr_mant, dtype=np.int64)
+        self._lr_shift = np.array(cfg.lr_shift, dtype=np.int64)
+        self._silent = np.zeros(cfg.n_layers, dtype=np.int64)
+        if weights_raw is not None:
+            self.set_weights_raw(weights_raw)
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def _views(self, flat):
+        s = self.cfg.sizes
+        return [flat[o:o + s[l] * s[l + 1]].reshape(s[l + 1], s[l]) for l, o in enumerate(self._w_off)]
+
+    @property
+    def weights_raw(self) -> list:
+        """Raw weights per matrix (views into the weight memory; writes go to the core)."""
+        return self._views(self._W)
+
+    @property
+    def grads_raw(self) -> list:
+        return self._views(self._G)
+
+    @property
+    def momentum_raw(self) -> list:
+        return self._views(self._M)
+
+    def set_weights_raw(self, weights_raw):
+        cfg = self.cfg
+        if len(weights_raw) != cfg.n_layers:
+            raise ValueError(f"need {cfg.n_layers} weight matrices, got {len(weights_raw)}")
+        fmt_lo = -(1 << (cfg.w_bits - 1))
+        fmt_hi = (1 << (cfg.w_bits - 1)) - 1
+        for l, (dst, src) in enumerate(zip(self.weights_raw, weights_raw)):
+            src = np.asarray(src)
+            if src.shape != dst.shape:
+                raise ValueError(f"weights_raw[{l}] has shape {src.shape}, expected {dst.shape}")
+            if not np.issubdtype(src.dtype, np.integer):
+                raise ValueError(f"weights_raw[{l}] must be integers, got {src.dtype}")
+            if src.size and (src.min() < fmt_lo or src.max() > fmt_hi):
+                raise ValueError(f"weights_raw[{l}] exceeds the {cfg.w_bits}-bit weight word")
+            dst[...] = src
+
+    @classmethod
+    def from_float(cls, cfg: CoreConfig, net_or_weights) -> FixedCore:
+        """Quantise float weights (a Network or a list of arrays): round half up, saturate."""
+        weights = net_or_weights.weights if isinstance(net_or_weights, Network) else net_or_weights
+        raw = [cfg.w_fmt(l).to_raw(w) for l, w in enumerate(weights)]
+        return cls(cfg, raw)
+
+    @property
+    def weights(self) -> list:
+        """The weights as reals."""
+        return [self.cfg.w_fmt(l).to_real(w) for l, w in enumerate(self.weights_raw)]
+
+    def lif_parameters(self) -> LifParameters:
+        c = self.cfg
+        return LifParameters(c.tau_mem_s, c.tau_syn_s, c.theta, c.t_max_s)
+
+    def loss_fn(self) -> TTFSLoss:
+        c = self.cfg
+        return TTFSLoss(c.tau0_s, c.tau1_s, c.alpha)
+
+    def to_float(self) -> Network:
+        """A float Network with this core's (dequantised) weights and neuron parameters."""
+        return Network(self.cfg.sizes, self.lif_parameters(), "ttfs", self.weights)
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def encode_inputs(self, inputs):
+        """Host side (§3.1): SpikeBatch or (times_s, ids[, counts]) -> steps, ids, counts, flags.
+
+        Steps are floor(t / dt + 1/2); spikes at or after step n_steps are dropped (they could not
+        act within the trial); more than input_capacity spikes raise IN_OVF and are cut.
+        """
+        if isinstance(inputs, SpikeBatch):
+            times, ids, counts = inputs.times_s, inputs.ids, inputs.counts
+        else:
+            times, ids, *rest = inputs
+            times = np.atleast_2d(np.asarray(times, dtype=np.float64))
+            ids = np.atleast_2d(np.asarray(ids))
+            counts = rest[0] if rest else np.isfinite(times).sum(axis=1)
+        counts = np.asarray(counts)
+        cfg = self.cfg
+        n_b, k = times.shape
+        valid = np.arange(k)[None, :] < counts[:, None]
+        valid &= np.isfinite(times)
+        steps = np.where(valid, cfg.input_step(np.where(valid, times, 0.0)), cfg.n_steps)
+        valid &= steps < cfg.n_steps
+        if np.any(ids[valid] < 0) or np.any(ids[valid] >= cfg.sizes[0]):
+            raise ValueError(f"input ids must lie in [0, {cfg.sizes[0]})")
+        steps = np.where(valid, steps, np.iinfo(np.int64).max)
+        order = np.argsort(steps, axis=1, kind="stable")
+        steps = np.take_along_axis(steps, order, axis=1)
+        ids_s = np.take_along_axis(np.where(valid, ids, -1), order, axis=1).astype(np.int64)
+        n_valid = valid.sum(axis=1)
+        flags = np.where(n_valid > cfg.input_capacity, int(Flag.IN_OVF), 0).astype(np.int64)
+        n_valid = np.minimum(n_valid, cfg.input_capacity)
+        width = max(1, int(n_valid.max(initial=0)))
+        steps = np.ascontiguousarray(steps[:, :width])
+        ids_s = np.ascontiguousarray(ids_s[:, :width])
+        pad = np.arange(width)[None, :] >= n_valid[:, None]
+        steps[pad] = cfg.n_steps
+        ids_s[pad] = -1
+        return steps, ids_s, n_valid.astype(np.int64), flags
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def run(self, inputs) -> FixedResult:
+        """Forward pass (§3) of a batch of any size."""
+        cfg = self.cfg
+        steps, ids, counts, flags = self.encode_inputs(inputs)
+        n_b = steps.shape[0]
+        cap = cfg.record_capacity
+        n_neur = int(self._nrn_off[-1])
+        n_out = cfg.sizes[-1]
+        rec_step = np.zeros((n_b, cap), dtype=np.int64)
+        rec_nrn = np.zeros((n_b, cap), dtype=np.int64)
+        rec_cur = np.zeros((n_b, cap), dtype=np.int64)
+        rec_cnt = np.zeros(n_b, dtype=np.int64)
+        first_step = np.zeros((n_b, n_out), dtype=np.int64)
+        first_cur = np.zeros((n_b, n_out), dtype=np.int64)
+        first_v = np.zeros((n_b, n_out), dtype=np.int64)
+        spiked = np.zeros((n_b, n_neur), dtype=np.int64)
+        layer_counts = np.zeros((n_b, cfg.n_layers), dtype=np.int64)
+        final_v = np.zeros((n_b, n_neur), dtype=np.int64)
+        final_cur = np.zeros((n_b, n_neur), dtype=np.int64)
+        n_end = np.zeros(n_b, dtype=np.int64)
+        forward_batch(self._P, self._sizes, self._w_off, self._nrn_off, self._w_shift, self._W,
+                      steps, ids, counts, rec_step, rec_nrn, rec_cur, rec_cnt, first_step, first_cur,
+                      first_v, spiked, layer_counts, final_v, final_cur, n_end, flags)
+        n_inputs = np.array([(steps[b, :counts[b]] <= n_end[b]).sum() for b in range(n_b)], dtype=np.int64)
+        fwd, _, _ = cycle_model(cfg, n_end, n_inputs, layer_counts)
+        self.flags |= Flag(int(np.bitwise_or.reduce(flags, initial=0)))
+        res = FixedResult(cfg, steps, ids, counts, rec_step, rec_nrn, rec_cur, rec_cnt, first_step,
+                          first_cur, first_v, final_v, final_cur, n_end, spiked, layer_counts, flags, fwd)
+        res.layers = self._spike_batches(res)
+        return res
+
+    def _spike_batches(self, res: FixedResult) -> list:
+        """The record as float-model SpikeBatches (times = step * dt), hidden layers then outputs."""
+        cfg = self.cfg
+        out = []
+        n_b = res.batch_size
+        for l in range(1, cfg.n_layers):
+            lo, hi = self._nrn_off[l - 1], self._nrn_off[l]
+            width = max(1, int(res.layer_counts[:, l - 1].max(initial=0)))
+            width = min(width, cfg.record_capacity)
+            times = np.full((n_b, width), np.inf)
+            ids = np.full((n_b, width), -1, dtype=np.int32)
+            cur = np.zeros((n_b, width))
+            counts = np.zeros(n_b, dtype=np.int64)
+            for b in range(n_b):
+                n = res.rec_count[b]
+                sel = (res.rec_neuron[b, :n] >= lo) & (res.rec_neuron[b, :n] < hi)
+                c = int(sel.sum())
+                times[b, :c] = res.rec_step[b, :n][sel] * cfg.dt_s
+                ids[b, :c] = res.rec_neuron[b, :n][sel] - lo
+                cur[b, :c] = cfg.i_fmt.to_real(res.rec_cur[b, :n][sel])
+                counts[b] = c
+            out.append(SpikeBatch(times, ids, counts, cur))
+        t = res.first_spike_times_s
+        order = np.argsort(t, axis=1, kind="stable")
+        ts = np.take_along_axis(t, order, axis=1)
+        ids = np.where(np.isfinite(ts), order, -1).astype(np.int32)
+        cur = np.take_along_axis(cfg.i_fmt.to_real(res.first_cur), order, axis=1)
+        out.append(SpikeBatch(ts, ids, np.isfinite(ts).sum(axis=1), cur))
+        return out
+
+    # -- loss and gradient -------------------------------------------------------------------
+
+    def _check_loss(self, loss_fn):
+        if loss_fn is None:
+            return
+        mine = self.loss_fn()
+        if (loss_fn.tau0_s, loss_fn.tau1_s, loss_fn.alpha) != (mine.tau0_s, mine.tau1_s, mine.alpha):
+            raise ValueError(f"loss_fn {loss_fn} differs from the core's loss constants {mine}")
+
+    def loss(self, result: FixedResult, labels, loss_fn=None) -> np.ndarray:
+        """Per-sample TTFS loss of the fixed-point spike times (host-side report, §4.4)."""
+        self._check_loss(loss_fn)
+        labels = np.asarray(labels)
+        return self.loss_fn().loss_and_time_grad(result.first_spike_times_s, labels, self.cfg.t_max_s)[0]
+
+    def gradient(self, inputs, labels, loss_fn=None):
+        """Forward, loss unit and backward of one minibatch from cleared accumulators (§3-§5).
+
+        Returns (losses (B,), dL/dW of the batch-mean loss per matrix as floats, FixedResult);
+        the raw sums stay in the gradient accumulators for :meth:`update`.
+        """
+        self._check_loss(loss_fn)
+        cfg = self.cfg
+        labels = np.asarray(labels)
+        res = self.run(inputs)
+        n_b = res.batch_size
+        if labels.shape != (n_b,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be {n_b} integers, got {labels.shape} {labels.dtype}")
+        if n_b and (labels.min() < 0 or labels.max() >= cfg.sizes[-1]):
+            raise ValueError(f"labels must lie in [0, {cfg.sizes[-1]})")
+        self._G[:] = 0
+        n_out = cfg.sizes[-1]
+        n_neur = int(self._nrn_off[-1])
+        prob = np.zeros((n_b, n_out), dtype=np.int64)
+        lterm = np.zeros((n_b, n_out), dtype=np.int64)
+        active = np.zeros(n_b, dtype=np.int64)
+        n_jumps = np.zeros(n_b, dtype=np.int64)
+        lam_v = np.zeros(n_neur, dtype=np.int64)
+        lam_i = np.zeros(n_neur, dtype=np.int64)
+        flags = res.flags.copy()
+        _backward_batch(self._P, self._sizes, self._w_off, self._nrn_off, self._w_frac, self._theta_w, self._W,
+                        cfg.exp_rom, cfg.reg_rom, cfg.recip_rom, res.in_step, res.in_id, res.in_count,
+                        res.rec_step, res.rec_neuron, res.rec_cur, res.rec_count, res.first_step,
+                        res.first_cur, res.n_end, labels.astype(np.int64), self._G, prob, lterm, active,
+                        flags, n_jumps, lam_v, lam_i)
+        res.flags = flags
+        self.flags |= Flag(int(np.bitwise_or.reduce(flags, initial=0)))
+        res.prob, res.lterm, res.active = prob, lterm, active
+        res.final_lam_v, res.final_lam_i = lam_v, lam_i
+        n_inputs = np.array([(res.in_step[b, :res.in_count[b]] <= res.n_end[b]).sum() for b in range(n_b)])
+        _, res.cycles_loss, res.cycles_backward = cycle_model(cfg, res.n_end, n_inputs, res.layer_counts,
+                                                              active, n_jumps)
+        res.grads_raw = [g.copy() for g in self.grads_raw]
+        # Loss-shaping counters (§6.4): silent (sample, neuron) pairs per layer in this minibatch.
+        self._silent = np.array([int((res.spiked[:, self._nrn_off[l]:self._nrn_off[l + 1]] == 0).sum())
+                                 for l in range(cfg.n_layers)], dtype=np.int64)
+        scale = cfg.grad_scale() / max(n_b, 1)
+        grads = [g * scale for g in res.grads_raw]
+        return self.loss(res, labels), grads, res
+
+    # -- update ------------------------------------------------------------------------------
+
+    def bump_layer(self) -> int:
+        """§6.4: the lowest layer whose silent count exceeds its threshold, or -1."""
+        for l, (count, limit) in enumerate(zip(self._silent, self.cfg.silent_count_max)):
+            if self.cfg.silent_threshold[l] < 1.0 and count > limit:
+                return l
+        return -1
+
+    def update(self) -> Flag:
+        """The on-chip update (§6) from the gradient accumulators; clears them. Returns new flags."""
+        cfg = self.cfg
+        bump = np.zeros(cfg.n_layers, dtype=np.int64)
+        layer = self.bump_layer()
+        if layer >= 0:
+            bump[layer] = cfg.silent_bump_raw[layer]
+        state, fl = update_weights(self._P, self._sizes, self._w_off, self._W, self._G, self._M,
+                                   self.lr_mant, self._lr_shift, bump, np.int64(self.lfsr_state))
+        self.lfsr_state = int(state)
+        self._silent[:] = 0
+        self.flags |= Flag(int(fl))
+        return Flag(int(fl))
+
+    def update_cycles(self) -> int:
+        """§7: one weight per cycle plus the pipeline fill per matrix."""
+        return sum(a * b + self.cfg.cyc_sweep_latency for a, b in zip(self.cfg.sizes, self.cfg.sizes[1:]))
+
+    def train_step(self, inputs, labels):
+        """gradient + update of one minibatch. Returns (losses, FixedResult)."""
+        losses, _, res = self.gradient(inputs, labels)
+        self.update()
+        return losses, res
+
+    def clear_flags(self):
+        self.flags = Flag(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training with the on-chip arithmetic only
+
+
+def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int = 1000):
+    """Accuracy, mean loss, mean spikes per sample and layer, mean forward cycles."""
+    correct = 0
+    loss_sum = 0.0
+    spikes_sum = np.zeros(core.cfg.n_layers)
+    cyc = 0.0
+    labels = np.asarray(labels)
+    for s in range(0, spikes.batch_size, batch):
+        part = spikes[s:s + batch]
+        res = core.run(part)
+        y = labels[s:s + batch]
+        correct += int((res.predictions == y).sum())
+        loss_sum += float(core.loss(res, y).sum())
+        spikes_sum += res.layer_counts.sum(axis=0)
+        cyc += float(res.cycles_forward.sum())
+    n = spikes.batch_size
+    return correct / n, loss_sum / n, (spikes_sum / n).tolist(), cyc / n
+
+
+def _init_weights(cfg: CoreConfig, init, rng) -> list:
+    return [rng.normal(m, s, size=(n_out, n_in))
+            for (m, s), n_in, n_out in zip(init, cfg.sizes, cfg.sizes[1:])]
+
+
+def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: bool = True,
+                init=((1.5, 0.78), (0.93, 0.1)), lr_decay: float = 0.95, n_train: int | None = None,
+                eval_every: int = 1, core: FixedCore | None = None, return_core: bool = False):
+    """Train on a data set with the fixed-point core; returns a metrics dict (with the core).
+
+    The host draws the initial weights (normal, ``init`` per matrix), quantises them into the
+    core, then per minibatch hands the core input spikes and labels; forward, loss, backward and
+    update run in the core model. Once per epoch it rewrites the learning-rate registers,
+    lr_mant * lr_decay**epoch. ``n_train`` limits the training set (design-space sweeps).
+    The metrics are JSON-serialisable (final raw weights included); ``return_core=True`` returns
+    (core, metrics).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    if core is None:
+        core = FixedCore.from_float(cfg, _init_weights(cfg, init, rng))
+    x_train, y_train = dataset.x_train, np.asarray(dataset.y_train)
+    if n_train is not None:
+        x_train, y_train = x_train[:n_train], y_train[:n_train]
+    train_spikes = SpikeBatch(*dataset.encode(x_train))
+    val_spikes = SpikeBatch(*dataset.encode(dataset.x_val))
+    test_spikes = SpikeBatch(*dataset.encode(dataset.x_test))
+    n = len(y_train)
+    bs = cfg.batch_size
+    lr0 = np.array(cfg.lr_mant, dtype=np.float64)
+    history = []
+    n_batches = math.ceil(n / bs)
+    bar = tqdm(total=epochs * n_batches, disable=not progress, unit="batch",
+               desc=f"train {dataset.name} (fixed)", dynamic_ncols=True)
+    for epoch in range(epochs):
+        core.lr_mant = np.floor(lr0 * lr_decay**epoch + 0.5).astype(np.int64)
+        perm = rng.permutation(n)
+        loss_sum = 0.0
+        correct = 0
+        cycles = 0
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            losses, res = core.train_step(train_spikes[idx], y_train[idx])
+            loss_sum += float(losses.sum())
+            correct += int((res.predictions == y_train[idx]).sum())
+            cycles += int(res.cycles.sum()) + core.update_cycles()
+            bar.update(1)
+        entry = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n,
+                 "lr_mant": core.lr_mant.tolist(), "cycles_per_sample": cycles / n,
+                 "flags": str(core.flags), "wall_s": time.perf_counter() - t0}
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+            val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, dataset.y_val)
+            entry.update({"val_loss": val_loss, "val_accuracy": val_acc, "spikes_per_sample": val_spk})
+            bar.set_postfix(loss=f"{loss_sum / n:.3f}", val=f"{100 * val_acc:.1f}%")
+        history.append(entry)
+    bar.close()
+    test_acc, test_loss, test_spk, test_cyc = evaluate_fixed(core, test_spikes, dataset.y_test)
+    metrics = {
+        "model": "fixed",
+        "config": cfg.to_dict(),
+        "seed": seed,
+        "init": [list(p) for p in init],
+        "lr_decay": lr_decay,
+        "epochs": history,
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "test_spikes_per_sample": test_spk,
+        "test_forward_cycles_per_sample": test_cyc,
+        "flags": str(core.flags),
+        "wall_time_s": time.perf_counter() - t0,
+        "weights_raw": [w.tolist() for w in core.weights_raw],
+    }
+    return (core, metrics) if return_core else metrics
