@@ -22,7 +22,7 @@ from functools import cached_property
 import numpy as np
 
 __all__ = [
-    "ConfigError", "RoundingMode", "Flag", "Device", "DEVICES", "QFormat", "Memory", "CoreConfig",
+    "ConfigError", "RoundingMode", "Optimizer", "Flag", "Device", "DEVICES", "QFormat", "Memory", "CoreConfig",
 ]
 
 
@@ -39,6 +39,15 @@ class RoundingMode(str, enum.Enum):
     FLOOR = "floor"
     #: floor((x + r) / 2**s) with r uniform from the LFSR (§6.3); unbiased on average.
     STOCHASTIC = "stochastic"
+
+
+class Optimizer(str, enum.Enum):
+    """The on-chip update rule (docs/core.md §6)."""
+
+    #: Sign of the interpolated momentum (Lion, Chen et al. 2023): no multiplier, one memory.
+    LION = "lion"
+    #: Gradient descent, with heavy-ball momentum if mom_shift > 0.
+    SGD = "sgd"
 
 
 class Flag(enum.IntFlag):
@@ -259,7 +268,7 @@ class CoreConfig:
     lam_bits: int = 24
     lam_frac: int = 16
     #: Gradient accumulators (same fractional bits as lambda): width, e.g. 32.
-    grad_bits: int = 32
+    grad_bits: int = 24
 
     # -- reciprocal unit (§2.3) ----------------------------------------------------------------
     #: Mantissa width R of the reciprocal unit (one SB_MAC16 operand), e.g. 16.
@@ -284,14 +293,20 @@ class CoreConfig:
     # -- update (§6) ---------------------------------------------------------------------------
     #: Samples per minibatch; the update runs after each minibatch.
     batch_size: int = 32
-    #: Learning rate per weight matrix as mantissa * 2**-lr_shift applied to the raw gradient
-    #: (§6.2); :meth:`lr_real` converts to dL/dw units and :meth:`lr_mant_for` back.
-    lr_mant: tuple = (1 << 14, 1 << 14)
-    lr_shift: tuple = (30, 30)
+    #: Update rule (§6): "lion" or "sgd".
+    optimizer: Optimizer = Optimizer.LION
+    #: Learning rate per weight matrix as mantissa * 2**-lr_shift, in weight LSBs per unit of
+    #: the update direction u (§6.3): u = sign (lion) or the raw gradient/momentum (sgd).
+    #: :meth:`lr_real` converts to real units and :meth:`with_lr` back.
+    lr_mant: tuple = (1 << 15, 1 << 15)
+    lr_shift: tuple = (14, 14)
     #: Width of the learning-rate mantissa (an unsigned SB_MAC16 operand).
     lr_bits: int = 16
-    #: Momentum m <- m - m >> mom_shift + g (mu = 1 - 2**-mom_shift); 0 disables momentum.
-    mom_shift: int = 0
+    #: Momentum memory time constant: m <- m + (g - m) >> mom_shift (lion: beta2 = 1 - 2**-mom_shift)
+    #: or m <- m - m >> mom_shift + g (sgd: mu = 1 - 2**-mom_shift; 0 = no momentum).
+    mom_shift: int = 7
+    #: Lion's interpolation c = m + (g - m) >> lion_shift (beta1 = 1 - 2**-lion_shift).
+    lion_shift: int = 3
     #: Loss shaping (§6.4): if more than this fraction of (sample, neuron) pairs of a layer stayed
     #: silent in a minibatch, every weight into that layer grows by silent_bump. 1.0 = off.
     silent_threshold: tuple = (1.0, 1.0)
@@ -299,7 +314,7 @@ class CoreConfig:
 
     # -- memories and control (§3.4, §8) -------------------------------------------------------
     #: Spike-record entries per sample (hidden spikes; outputs keep their first spike in registers).
-    record_capacity: int = 1024
+    record_capacity: int = 512
     #: Input spikes per sample the input buffer holds.
     input_capacity: int = 16
     #: End the forward pass after the step in which the last output neuron first spiked (§3.3).
@@ -318,6 +333,9 @@ class CoreConfig:
     # -- cycle model (§7) ----------------------------------------------------------------------
     #: Pipeline fill latency in cycles of one sweep over a layer's neurons or weights.
     cyc_sweep_latency: int = 4
+    #: Cycles per synapse of a read-modify-write of the synapse word (replay, update): 2 with a
+    #: single-port memory (UP5K SPRAM), 1 with a simple dual-port block RAM.
+    cyc_synapse_rmw: int = 2
     #: Cycles of one lambda_V jump once its error sum is complete (numerator, reciprocal unit,
     #: product, write back).
     cyc_jump: int = 8
@@ -328,12 +346,13 @@ class CoreConfig:
         # Normalise JSON lists and enum strings, then validate.
         for name in ("sizes", "w_frac", "lr_mant", "lr_shift", "silent_threshold"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
-        for name in ("state_rounding", "update_rounding"):
+        for name, kind in (("state_rounding", RoundingMode), ("update_rounding", RoundingMode),
+                           ("optimizer", Optimizer)):
             try:
-                object.__setattr__(self, name, RoundingMode(getattr(self, name)))
+                object.__setattr__(self, name, kind(getattr(self, name)))
             except ValueError:
                 raise ConfigError(f"CoreConfig.{name} must be one of "
-                                  f"{[m.value for m in RoundingMode]}, got {getattr(self, name)!r}") from None
+                                  f"{[m.value for m in kind]}, got {getattr(self, name)!r}") from None
         self._validate()
 
     # -- validation ----------------------------------------------------------------------------
@@ -399,6 +418,9 @@ class CoreConfig:
             if not isinstance(s, (int, np.integer)) or not 0 <= s <= 56:
                 fail(f"lr_shift[{l}] = {s} must lie in [0, 56]")
         check_int("mom_shift", 0, 16)
+        check_int("lion_shift", 0, 16)
+        if self.optimizer is Optimizer.LION and self.mom_shift == 0:
+            fail("mom_shift must be >= 1 for the lion optimizer (beta2 = 1 - 2**-mom_shift)")
         for l, t in enumerate(self.silent_threshold):
             if not (isinstance(t, (int, float)) and 0.0 <= t <= 1.0):
                 fail(f"silent_threshold[{l}] = {t} must lie in [0, 1]")
@@ -426,6 +448,7 @@ class CoreConfig:
         check_int("lfsr_seed", 1, (1 << self.lfsr_bits) - 1)
         check_int("cyc_sweep_latency", 0, 64)
         check_int("cyc_jump", 0, 64)
+        check_int("cyc_synapse_rmw", 1, 4)
 
         # Propagator coefficients must neither vanish nor round to one (§2.1).
         one = 1 << self.coef_frac
@@ -602,18 +625,25 @@ class CoreConfig:
     def silent_bump_raw(self) -> tuple:
         return tuple(_raw_half_up(self.silent_bump * 2**f) for f in self.w_frac)
 
+
     @property
     def silent_count_max(self) -> tuple:
         """Silent (sample, neuron) pairs per minibatch above which layer l is bumped (§6.4)."""
         return tuple(math.floor(t * self.batch_size * n) for t, n in zip(self.silent_threshold, self.sizes[1:]))
 
     def _lr_unit(self, layer: int) -> float:
-        """Learning rate (dL/dw units) of mantissa 1 with shift 0: the update is
-        dw_raw = G_raw * mant * 2**-shift, i.e. dw = (G_raw grad_lsb) * mant 2**-shift * w_lsb / grad_lsb."""
+        """Real learning rate of mantissa 1, shift 0 (§6.3): dw_raw = u * mant * 2**-shift.
+
+        lion: u = sign, so the unit is one weight LSB. sgd: u = G_raw = (sum of dL/dw) / grad_lsb,
+        so the unit is w_lsb / grad_lsb (in units of w per unit of summed dL/dw).
+        """
+        if self.optimizer is Optimizer.LION:
+            return self.w_fmt(layer).lsb
         return self.w_fmt(layer).lsb / self.grad_scale(layer)
 
     def lr_real(self, layer: int) -> float:
-        """The learning rate in dL/dw units: w -= lr_real * (sum over the minibatch of dL/dw)."""
+        """The learning rate: lion, the step of each weight in its real unit; sgd, the factor in
+        w -= lr_real * (sum over the minibatch of dL/dw)."""
         return self.lr_mant[layer] * 2.0 ** -self.lr_shift[layer] * self._lr_unit(layer)
 
     def lr_mant_for(self, lr: float, layer: int) -> int:
@@ -636,7 +666,7 @@ class CoreConfig:
                 raise ConfigError(f"CoreConfig.with_lr: learning rate {lr!r} must be positive")
             # lr = mant * 2**-shift * unit; pick shift so mant lies in [2**(bits-1), 2**bits).
             unit = self._lr_unit(l)
-            shift = math.floor(self.lr_bits - 1 - math.log2(lr / unit))
+            shift = math.ceil(self.lr_bits - 1 - math.log2(lr / unit))
             mant = _raw_half_up(lr / unit * 2.0**shift)
             if mant >= 1 << self.lr_bits:
                 shift -= 1
@@ -684,9 +714,10 @@ class CoreConfig:
             self.w_bits + self.lam_bits + 1 + self.max_fanout_hidden.bit_length() + 1,
             # §5.3: numerator * reciprocal mantissa
             self.lam_bits + self.recip_bits + 2,
-            # §6: momentum/gradient * lr mantissa + random bits
-            self.grad_bits + self.lr_bits + 2,
         ]
+        if self.optimizer is Optimizer.SGD:
+            # §6.2: momentum/gradient * lr mantissa + random bits
+            cands.append(self.grad_bits + self.lr_bits + 2)
         return max(cands)
 
     # -- memories and devices (§8) -------------------------------------------------------------
@@ -694,13 +725,9 @@ class CoreConfig:
     def memories(self) -> list[Memory]:
         """Every memory of the core with its depth and width (docs/core.md §8)."""
         n_neur = sum(self.sizes[1:])
-        mems = []
-        for l in range(self.n_layers):
-            depth = self.sizes[l] * self.sizes[l + 1]
-            mems.append(Memory(f"weights[{l}]", depth, self.w_bits))
-            mems.append(Memory(f"grads[{l}]", depth, self.grad_bits))
-            if self.mom_shift:
-                mems.append(Memory(f"momentum[{l}]", depth, self.grad_bits))
+        # One word per synapse holds its weight, gradient accumulator and momentum: they are
+        # addressed together (fan-out, replay, update), so one address decoder serves all three.
+        mems = [Memory("synapses", self.n_synapses, self.synapse_word_bits)]
         # Forward (V, I) and backward (lambda_V, lambda_I) never live at the same time: one memory.
         mems.append(Memory("state", n_neur, max(self.v_bits + self.i_bits, 2 * self.lam_bits)))
         mems.append(Memory("fanin_acc", n_neur, self.fanin_acc_bits))
@@ -712,24 +739,37 @@ class CoreConfig:
         return mems
 
     @property
+    def n_synapses(self) -> int:
+        return sum(a * b for a, b in zip(self.sizes, self.sizes[1:]))
+
+    @property
+    def has_momentum(self) -> bool:
+        return self.optimizer is Optimizer.LION or self.mom_shift > 0
+
+    @property
+    def synapse_word_bits(self) -> int:
+        """Weight + gradient accumulator (+ momentum) of one synapse (§8)."""
+        return self.w_bits + self.grad_bits + (self.grad_bits if self.has_momentum else 0)
+
+    @property
     def register_bits(self) -> int:
         """Flip-flops that hold data (not control): output first-spike registers, spiked bits, LFSR."""
         n_out = self.sizes[-1]
         return (n_out * (self.step_bits + self.i_bits + self.v_bits) + sum(self.sizes[1:])
                 + self.lfsr_bits + len(Flag))
 
-    @property
-    def mult_pieces(self) -> dict:
-        """16x16 multiplier pieces per pipelined operation (one neuron or synapse per cycle, §7)."""
-        def pieces(a, b, w=16):
-            return math.ceil(a / w) * math.ceil(b / w)
-        c = self.coef_frac + 1
+    def mult_pieces(self, dsp_width: int = 16) -> dict:
+        """Hard-multiplier pieces each pipelined operation needs to run at one neuron, synapse or
+        weight per cycle (§7). A signed operand wider than the multiplier splits into an unsigned
+        low part and a signed high part; coefficients and mantissas are unsigned."""
+        def pieces(a, b):
+            return math.ceil(a / dsp_width) * math.ceil(b / dsp_width)
+        cf = self.coef_frac
         return {
-            "forward_neuron": pieces(self.v_bits, c) + 2 * pieces(self.i_bits, c),
-            "adjoint_neuron": 2 * pieces(self.lam_bits, c) + pieces(self.lam_bits, c),
+            "forward_neuron": pieces(self.v_bits, cf) + 2 * pieces(self.i_bits, cf),
+            "adjoint_neuron": 3 * pieces(self.lam_bits, cf),
             "err_synapse": pieces(self.w_bits, self.lam_bits),
-            "jump": pieces(self.v_bits, self.lam_bits) + pieces(self.lam_bits, self.recip_bits),
-            "update_weight": pieces(self.grad_bits, self.lr_bits),
+            "update_weight": pieces(self.grad_bits, self.lr_bits) if self.optimizer is Optimizer.SGD else 0,
         }
 
     def _place(self, device: Device) -> dict:
@@ -761,7 +801,7 @@ class CoreConfig:
                          for m in mems},
             "total_bits": sum(m.bits for m in mems),
             "register_bits": self.register_bits,
-            "mult16_pieces": self.mult_pieces,
+            "mult16_pieces": self.mult_pieces(),
         }
         if device is not None:
             dev = self._device(device)
@@ -771,7 +811,7 @@ class CoreConfig:
                 report["memories"][m.name].update({"placed": kind, "blocks": blocks})
             ebr = sum(b for k, b in place.values() if k == "ebr")
             spram = sum(b for k, b in place.values() if k == "spram")
-            dsp_need = math.ceil(max(self.mult_pieces.values()) * 16 * 16 / (dev.dsp_width**2))
+            dsp_need = max(self.mult_pieces(dev.dsp_width).values())
             report.update({
                 "device": dev.name,
                 "ebr_used": ebr, "ebr_available": dev.ebr_blocks,
@@ -843,6 +883,6 @@ class CoreConfig:
         base = dict(dt_s=0.01e-3, n_steps=5000, coef_frac=24, v_bits=32, v_frac=26, i_bits=32,
                     i_frac=24, w_bits=20, w_frac=(15, 16), lam_bits=32, lam_frac=22, grad_bits=40,
                     recip_min=2.0**-12, exp_frac=20, prob_frac=16, record_capacity=4096,
-                    loss_scale_log2=-2, lr_shift=(36, 36), lr_bits=18)
+                    loss_scale_log2=-2)
         base.update(changes)
         return cls(**base)

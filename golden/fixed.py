@@ -127,6 +127,7 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
     for l in range(1, cfg.n_layers):
         fanout = fanout + layer_counts[:, l - 1] * sizes[l + 1]
     forward = n_steps_run * sweep + fanout
+    rmw = cfg.cyc_synapse_rmw
     loss = np.full_like(forward, 2 * sizes[-1] + cfg.cyc_jump)
     if active is None:
         return forward, loss, np.zeros_like(forward)
@@ -135,7 +136,7 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
     hidden = np.zeros_like(forward)
     for l in range(1, cfg.n_layers):
         hidden = hidden + layer_counts[:, l - 1]
-    backward = (n_steps_run - 1) * sweep + fanout + (hidden + np.asarray(n_jumps)) * cfg.cyc_jump
+    backward = (n_steps_run - 1) * sweep + rmw * fanout + (hidden + np.asarray(n_jumps)) * cfg.cyc_jump
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
 
 
@@ -441,8 +442,8 @@ class FixedCore:
         return Flag(int(fl))
 
     def update_cycles(self) -> int:
-        """§7: one weight per cycle plus the pipeline fill per matrix."""
-        return sum(a * b + self.cfg.cyc_sweep_latency for a, b in zip(self.cfg.sizes, self.cfg.sizes[1:]))
+        """§7: one synapse read-modify-write per weight plus the pipeline fill."""
+        return self.cfg.cyc_synapse_rmw * self.cfg.n_synapses + self.cfg.cyc_sweep_latency
 
     def train_step(self, inputs, labels):
         """gradient + update of one minibatch. Returns (losses, FixedResult)."""
@@ -519,16 +520,22 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
         loss_sum = 0.0
         correct = 0
         cycles = 0
+        g_max = 0
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
-            losses, res = core.train_step(train_spikes[idx], y_train[idx])
+            losses, _, res = core.gradient(train_spikes[idx], y_train[idx])
+            g_max = max(g_max, int(np.abs(core._G).max(initial=0)))
+            core.update()
             loss_sum += float(losses.sum())
             correct += int((res.predictions == y_train[idx]).sum())
             cycles += int(res.cycles.sum()) + core.update_cycles()
             bar.update(1)
         entry = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n,
                  "lr_mant": core.lr_mant.tolist(), "cycles_per_sample": cycles / n,
-                 "flags": str(core.flags), "wall_s": time.perf_counter() - t0}
+                 "flags": str(core.flags), "wall_s": time.perf_counter() - t0,
+                 # Headroom diagnostics (not part of the core): bits the accumulators needed.
+                 "grad_max_bits": g_max.bit_length() + 1,
+                 "mom_max_bits": int(np.abs(core._M).max(initial=0)).bit_length() + 1}
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, dataset.y_val)
             entry.update({"val_loss": val_loss, "val_accuracy": val_acc, "spikes_per_sample": val_spk})

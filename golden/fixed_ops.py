@@ -11,12 +11,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .config import CoreConfig, Flag, RoundingMode
+from .config import CoreConfig, Flag, Optimizer, RoundingMode
 
 __all__ = ["rshift", "saturate", "bit_length", "recip", "recip_array", "pack_params", "ROUND_CODES"]
 
 #: Rounding modes as kernel codes (§1.2).
 ROUND_CODES = {RoundingMode.HALF_UP: 0, RoundingMode.FLOOR: 1, RoundingMode.STOCHASTIC: 2}
+#: Optimizers as kernel codes (§6).
+OPTIMIZER_CODES = {Optimizer.LION: 0, Optimizer.SGD: 1}
 ROUND_HALF_UP = 0
 ROUND_FLOOR = 1
 ROUND_STOCHASTIC = 2
@@ -155,6 +157,8 @@ P_LFSR_TAPS = 29
 P_REC_CAP = 30
 P_EARLY_STOP = 31
 P_N_LAYERS = 32
+P_OPTIMIZER = 33
+P_LION_SHIFT = 34
 _P_NAMES = (
     "N_STEPS",
     "COEF_FRAC",
@@ -189,6 +193,8 @@ _P_NAMES = (
     "REC_CAP",
     "EARLY_STOP",
     "N_LAYERS",
+    "OPTIMIZER",
+    "LION_SHIFT",
 )
 P_LEN = len(_P_NAMES)
 
@@ -207,7 +213,7 @@ def pack_params(cfg: CoreConfig) -> np.ndarray:
         "UPDATE_ROUND": ROUND_CODES[cfg.update_rounding], "MOM_SHIFT": cfg.mom_shift,
         "LR_BITS": cfg.lr_bits, "SR_BITS": cfg.sr_bits, "LFSR_BITS": cfg.lfsr_bits,
         "LFSR_TAPS": cfg.lfsr_taps, "REC_CAP": cfg.record_capacity, "EARLY_STOP": int(cfg.early_stop),
-        "N_LAYERS": cfg.n_layers,
+        "N_LAYERS": cfg.n_layers, "OPTIMIZER": OPTIMIZER_CODES[cfg.optimizer], "LION_SHIFT": cfg.lion_shift,
     }
     return np.array([vals[n] for n in _P_NAMES], dtype=np.int64)
 assert all(globals()[f"P_{n}"] == k for k, n in enumerate(_P_NAMES))

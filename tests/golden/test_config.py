@@ -1,0 +1,199 @@
+"""Tests of evcore.golden.config: validation messages, derived constants, JSON, memories, devices."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from evcore.golden.config import (
+    DEVICES,
+    ConfigError,
+    CoreConfig,
+    Flag,
+    Optimizer,
+    QFormat,
+    RoundingMode,
+    lfsr_is_maximal,
+)
+
+PRESETS = [CoreConfig.up5k, CoreConfig.ecp5_85f, CoreConfig.wide]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.__name__)
+def test_presets_construct_and_round_trip(preset):
+    cfg = preset()
+    again = CoreConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert CoreConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # Enums and tuples survive the trip as their types, not as strings or lists.
+    assert isinstance(again.state_rounding, RoundingMode)
+    assert isinstance(again.optimizer, Optimizer)
+    assert isinstance(again.sizes, tuple) and isinstance(again.w_frac, tuple)
+
+
+def test_presets_fit_their_devices():
+    assert CoreConfig.up5k().fits("up5k")
+    assert CoreConfig.ecp5_85f().fits("ecp5-85f")
+
+
+def test_from_dict_rejects_unknown_field():
+    d = CoreConfig().to_dict()
+    d["v_width"] = 16
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['v_width'\]"):
+        CoreConfig.from_dict(d)
+
+
+def test_frozen():
+    with pytest.raises(Exception):
+        CoreConfig().v_bits = 12
+
+
+# -- validation: each message names the field and its bound -------------------------------------
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(sizes=(5, 3)), "CoreConfig.sizes must list an input, at least one hidden and an output"),
+    (dict(w_frac=(11,)), r"CoreConfig.w_frac needs one entry per weight matrix \(2\), got \(11,\)"),
+    (dict(dt_s=-1e-3), "CoreConfig.dt_s must be a positive finite number, got -0.001"),
+    (dict(tau_syn_s=20e-3), "CoreConfig.tau_syn_s = 0.02 must differ from tau_mem_s"),
+    (dict(v_bits=40), r"CoreConfig.v_bits = 40 must lie in \[8, 32\]"),
+    (dict(v_frac=23), r"CoreConfig.v_frac = 23 must lie in \[0, 22\]"),
+    (dict(w_frac=(11, 17)), r"CoreConfig.w_frac\[1\] = 17 must lie in \[0, w_bits - 1 = 15\]"),
+    (dict(i_frac=10), r"CoreConfig.w_frac\[0\] = 11 must not exceed i_frac = 10"),
+    (dict(grad_bits=20), "CoreConfig.grad_bits = 20 must be >= lam_bits = 24"),
+    (dict(record_capacity=199), r"record_capacity = 199 cannot hold one spike per hidden neuron \(needs >= 200\)"),
+    (dict(input_capacity=4), r"input_capacity = 4 cannot hold one spike per input neuron \(needs >= 5\)"),
+    (dict(lfsr_taps=0x80000001), "CoreConfig.lfsr_taps = 0x80000001 is not a maximal-length feedback mask"),
+    (dict(lfsr_seed=0), r"CoreConfig.lfsr_seed = 0 must lie in \[1, 4294967295\]"),
+    (dict(state_rounding="up"), r"CoreConfig.state_rounding must be one of \['half_up', 'floor', 'stochastic'\]"),
+    (dict(state_rounding="stochastic"), "CoreConfig.state_rounding must be half_up or floor"),
+    (dict(optimizer="lion", mom_shift=0), "CoreConfig.mom_shift must be >= 1 for the lion optimizer"),
+    (dict(lr_mant=(1 << 16, 1)), r"CoreConfig.lr_mant\[0\] = 65536 must lie in \[0, 2\*\*lr_bits - 1 = 65535\]"),
+    (dict(silent_threshold=(1.0, 1.5)), r"CoreConfig.silent_threshold\[1\] = 1.5 must lie in \[0, 1\]"),
+])
+def test_invalid_fields_name_field_and_bound(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        CoreConfig(**changes)
+
+
+def test_decay_rounding_to_one_is_rejected():
+    # dt = 1 us: exp(-dt / 20 ms) = 0.99995 rounds to 2**8 / 2**8 with 8 coefficient bits.
+    with pytest.raises(ConfigError, match=r"CoreConfig.dt_s = 1e-06: decay beta = 256/2\*\*8 rounds to 1"):
+        CoreConfig(dt_s=1e-6, coef_frac=8)
+
+
+def test_decay_rounding_to_zero_is_rejected():
+    # dt = 0.1 s: exp(-0.1 / 5 ms) = 2e-9 rounds to 0 with 16 coefficient bits.
+    with pytest.raises(ConfigError, match=r"decay alpha = 0/2\*\*16 rounds to 0"):
+        CoreConfig(dt_s=0.1, n_steps=1)
+
+
+def test_theta_must_fit_v():
+    # Q2.6 holds at most 127/64 < theta = 2.
+    with pytest.raises(ConfigError, match=r"theta = 2.0 is not representable in V Q2.6"):
+        CoreConfig(v_bits=8, v_frac=6, theta=2.0)
+
+
+def test_width_too_small_for_loss_range():
+    # 2**2 * tau_mem / tau0 = 160 exceeds lambda Q8.16 (max 128).
+    with pytest.raises(ConfigError, match=r"loss_scale_log2 = 2: softmax term .* = 160 exceeds lambda Q8.16"):
+        CoreConfig(loss_scale_log2=2)
+
+
+def test_int64_headroom_is_checked():
+    with pytest.raises(ConfigError, match=r"word widths give a \d+-bit intermediate \(> 62"):
+        # SGD multiplies a 48-bit gradient by a 16-bit learning-rate mantissa: 66 bits.
+        CoreConfig(optimizer="sgd", grad_bits=48, lr_bits=16)
+
+
+# -- derived constants --------------------------------------------------------------------------
+
+def test_propagator_constants_by_hand():
+    cfg = CoreConfig(dt_s=0.25e-3, coef_frac=16)
+    beta = math.exp(-0.25 / 20)
+    alpha = math.exp(-0.25 / 5)
+    assert cfg.beta_raw == math.floor(beta * 65536 + 0.5) == 64722
+    assert cfg.alpha_raw == math.floor(alpha * 65536 + 0.5) == 62340
+    # gamma = tau_s/(tau_m - tau_s) (beta - alpha) = (beta - alpha) / 3
+    assert cfg.gamma_raw == math.floor((beta - alpha) / 3 * 65536 + 0.5) == 794
+    assert cfg.kgamma_raw == math.floor((beta - alpha) * 4 / 3 * 65536 + 0.5) == 3176
+    assert cfg.theta_v_raw == 1 << cfg.v_frac and cfg.theta_i_raw == 1 << cfg.i_frac
+
+
+def test_exp_rom_ends_at_first_zero():
+    cfg = CoreConfig()
+    rom = cfg.exp_rom
+    assert rom[0] == 1 << cfg.exp_frac and rom[-1] == 0 and np.all(rom[:-1] > 0)
+    d = np.arange(len(rom))
+    np.testing.assert_array_equal(rom, np.floor(np.exp(-d * cfg.dt_s / cfg.tau0_s) * 2**cfg.exp_frac + 0.5))
+
+
+def test_recip_rom_by_formula():
+    cfg = CoreConfig(recip_bits=16, recip_seed_bits=7)
+    a = np.arange(128)
+    np.testing.assert_array_equal(cfg.recip_rom, np.floor(2.0**23 / (128 + a + 0.5) + 0.5))
+    assert cfg.recip_rom.max() < 1 << 16 and cfg.recip_rom.min() >= 1 << 15
+
+
+def test_qformat():
+    q = QFormat(16, 11)
+    assert (q.min_raw, q.max_raw, q.lsb) == (-32768, 32767, 2.0**-11)
+    assert str(q) == "Q5.11"
+    np.testing.assert_array_equal(q.to_raw([1.0, -2.5 / 2048, 100.0, -100.0]), [2048, -2, 32767, -32768])
+
+
+@pytest.mark.parametrize("opt", ["lion", "sgd"])
+def test_with_lr_round_trip(opt):
+    cfg = CoreConfig(optimizer=opt, mom_shift=4).with_lr((3e-3, 7e-4))
+    for layer, lr in enumerate((3e-3, 7e-4)):
+        assert cfg.lr_mant[layer] >> (cfg.lr_bits - 1) == 1  # normalised mantissa
+        assert abs(cfg.lr_real(layer) / lr - 1) <= 2.0 ** -(cfg.lr_bits - 1)
+        assert cfg.lr_mant_for(lr, layer) == cfg.lr_mant[layer]
+
+
+def test_lfsr_maximality_against_brute_force():
+    # The primitivity test agrees with the measured period for every 8-bit feedback mask.
+    def period(taps, bits):
+        s, n = 1, 0
+        while True:
+            bit = s & 1
+            s = (s >> 1) ^ (taps if bit else 0)
+            n += 1
+            if s == 1 or n > 1 << bits:
+                return n
+    maximal = [t for t in range(1, 256) if period(t, 8) == 255]
+    assert [t for t in range(1, 256) if lfsr_is_maximal(t, 8)] == maximal
+    assert len(maximal) == 16  # number of primitive polynomials of degree 8
+    assert lfsr_is_maximal(0x80200003, 32)
+
+
+# -- memories and devices -----------------------------------------------------------------------
+
+def test_memory_bits_by_hand():
+    cfg = CoreConfig.up5k()
+    rep = cfg.memory_report()
+    mem = rep["memories"]
+    assert mem["synapses"]["depth"] == 5 * 200 + 200 * 3
+    assert mem["synapses"]["width"] == cfg.w_bits + 2 * cfg.grad_bits  # lion keeps a momentum word
+    assert mem["state"]["depth"] == 203
+    assert mem["state"]["width"] == max(cfg.v_bits + cfg.i_bits, 2 * cfg.lam_bits)
+    step_bits = (cfg.n_steps).bit_length()
+    assert mem["spike_record"]["width"] == step_bits + 8 + cfg.i_bits  # 203 neurons need 8 bits
+    assert mem["spike_record"]["depth"] == cfg.record_capacity
+    assert rep["total_bits"] == sum(m["bits"] for m in mem.values())
+
+
+def test_too_large_record_does_not_fit_up5k():
+    cfg = CoreConfig.up5k(record_capacity=200_000)
+    rep = cfg.memory_report("up5k")
+    assert not rep["fits"] and not cfg.fits("up5k")
+    assert rep["spram_used"] <= DEVICES["up5k"].spram_blocks
+
+
+def test_unknown_device():
+    with pytest.raises(ConfigError, match="unknown device 'zynq'; valid: up5k, ecp5-25f, ecp5-85f"):
+        CoreConfig().fits("zynq")
+
+
+def test_flags_are_distinct_bits():
+    values = [int(f) for f in Flag]
+    assert len(set(values)) == len(values) and all(v & (v - 1) == 0 for v in values)
