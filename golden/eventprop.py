@@ -244,15 +244,48 @@ def _effective_count(times_s, count, t_max):
     return k
 
 
+@njit(cache=True)
+def _spikes_in_interval(v, cur, t0, dt, am_dt, as_dt, tau_m, tau_s, theta, c, j,
+                        rec_t, rec_j, rec_i, n_rec):
+    """Slow path of one neuron over one interval that may contain spikes (§3).
+
+    Records the spikes (the record may overflow: n_rec counts on) and returns the state at the
+    end of the interval and the new record count.
+    """
+    s = _find_spike(v, cur, dt, am_dt, as_dt, tau_m, tau_s, theta, c, t0)
+    if s < 0.0:
+        return v * am_dt + cur * c * (as_dt - am_dt), cur * as_dt, n_rec
+    cap = rec_t.shape[0]
+    t_end = t0 + dt
+    while True:
+        cur = cur * math.exp(-s / tau_s)
+        t0 = t0 + s
+        if n_rec < cap:
+            rec_t[n_rec] = t0
+            rec_j[n_rec] = j
+            rec_i[n_rec] = cur
+        n_rec += 1
+        rem = t_end - t0  # V was reset to 0 at t0
+        if rem <= 0.0:
+            return 0.0, cur, n_rec
+        am_r = math.exp(-rem / tau_m)
+        as_r = math.exp(-rem / tau_s)
+        s = _find_spike(0.0, cur, rem, am_r, as_r, tau_m, tau_s, theta, c, t0)
+        if s < 0.0:
+            return cur * c * (as_r - am_r), cur * as_r, n_rec
+
+
 @njit(cache=True, parallel=True)
-def _lif_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, theta, t_max,
+def _lif_forward(in_times, in_ids, in_counts, weights_t, tau_m, tau_s, theta, t_max,
                  out_times, out_ids, out_cur, out_counts):
     """Simulate one LIF layer (§2-§3). Writes the time-sorted spikes of every sample.
 
-    out_counts[b] may exceed the capacity out_times.shape[1]; the caller then retries larger.
+    weights_t is the transposed weight matrix (n_in, n_out): the loop over neurons is innermost
+    so that the common case (no spike in an interval) vectorises. out_counts[b] may exceed the
+    capacity out_times.shape[1]; the caller then retries larger.
     """
     n_batch = in_times.shape[0]
-    n_out = weights.shape[0]
+    n_out = weights_t.shape[1]
     cap = out_times.shape[1]
     c = tau_s / (tau_s - tau_m)
     for b in prange(n_batch):
@@ -262,42 +295,40 @@ def _lif_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, theta, t_ma
         rec_j = np.empty(cap, dtype=np.int32)
         rec_i = np.empty(cap)
         n_rec = 0
-        for j in range(n_out):
-            v = 0.0
-            cur = 0.0
-            for k in range(k_eff):
-                cur += weights[j, in_ids[b, k]]
-                dt = dts[k]
-                if dt <= 0.0:
-                    continue  # simultaneous input spikes: add all weights first
-                t0 = in_times[b, k]
-                s = _find_spike(v, cur, dt, am[k], a_s[k], tau_m, tau_s, theta, c, t0)
-                if s < 0.0:
-                    v_next = v * am[k] + cur * c * (a_s[k] - am[k])
-                    cur = cur * a_s[k]
-                    v = v_next
-                    continue
-                t_end = t0 + dt
-                while s >= 0.0:
-                    cur = cur * math.exp(-s / tau_s)
-                    t0 = t0 + s
-                    if n_rec < cap:
-                        rec_t[n_rec] = t0
-                        rec_j[n_rec] = j
-                        rec_i[n_rec] = cur
-                    n_rec += 1
-                    v = 0.0  # reset
-                    rem = t_end - t0
-                    if rem <= 0.0:
-                        break
-                    am_r = math.exp(-rem / tau_m)
-                    as_r = math.exp(-rem / tau_s)
-                    s = _find_spike(v, cur, rem, am_r, as_r, tau_m, tau_s, theta, c, t0)
-                    if s < 0.0:
-                        v = cur * c * (as_r - am_r)
-                        cur = cur * as_r
+        v = np.zeros(n_out)
+        cur = np.zeros(n_out)
+        v_end = np.empty(n_out)
+        i_end = np.empty(n_out)
+        maybe = np.empty(n_out, dtype=np.bool_)
+        for k in range(k_eff):
+            w_row = weights_t[in_ids[b, k]]
+            for j in range(n_out):
+                cur[j] += w_row[j]
+            dt = dts[k]
+            if dt <= 0.0:
+                continue  # simultaneous input spikes: add all weights first
+            amk = am[k]
+            ask = a_s[k]
+            n_maybe = 0
+            for j in range(n_out):
+                v_end[j] = v[j] * amk + cur[j] * c * (ask - amk)
+                i_end[j] = cur[j] * ask
+                # A crossing needs V(end) >= theta or an interior maximum (§3), which can only
+                # reach theta if the current does: V relaxes towards I(s) <= I(0).
+                maybe[j] = (v_end[j] >= theta) | ((cur[j] >= theta) & (cur[j] > v[j]) & (i_end[j] < v_end[j]))
+                n_maybe += maybe[j]
+            if n_maybe > 0:
+                for j in range(n_out):
+                    if maybe[j]:
+                        v_end[j], i_end[j], n_rec = _spikes_in_interval(
+                            v[j], cur[j], in_times[b, k], dt, amk, ask, tau_m, tau_s, theta, c, j,
+                            rec_t, rec_j, rec_i, n_rec)
+            v, v_end = v_end, v
+            cur, i_end = i_end, cur
         out_counts[b] = n_rec
         n_keep = min(n_rec, cap)
+        # Stable sort by time; neurons were visited in order within each interval but the
+        # record interleaves them, so ties keep the order in which spikes were found.
         order = np.argsort(rec_t[:n_keep], kind="mergesort")
         for q in range(n_keep):
             out_times[b, q] = rec_t[order[q]]
@@ -310,7 +341,7 @@ def _lif_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, theta, t_ma
 
 
 @njit(cache=True, parallel=True)
-def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max, t_v_max,
+def _li_forward(in_times, in_ids, in_counts, weights_t, tau_m, tau_s, t_max, v_max, t_v_max,
                 kink_event, kink_slope):
     """Leaky-integrator (non-spiking) layer: maximum of V over [0, t_max] per neuron (§9).
 
@@ -318,7 +349,7 @@ def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max
     spike: kink_event gets the spike's index and kink_slope dV/dt just before it; else -1.
     """
     n_batch = in_times.shape[0]
-    n_out = weights.shape[0]
+    n_out = weights_t.shape[1]
     c = tau_s / (tau_s - tau_m)
     for b in prange(n_batch):
         k_eff = _effective_count(in_times[b], in_counts[b], t_max)
@@ -331,7 +362,7 @@ def _li_forward(in_times, in_ids, in_counts, weights, tau_m, tau_s, t_max, v_max
             best_kink = -1
             best_slope = 0.0
             for k in range(k_eff):
-                cur += weights[j, in_ids[b, k]]
+                cur += weights_t[in_ids[b, k], j]
                 dt = dts[k]
                 if dt <= 0.0:
                     continue
@@ -375,69 +406,85 @@ def _adjoint_step(lam_v, lam_i, s, tau_m, tau_s, d):
 
 @njit(cache=True, parallel=True)
 def _backward(in_times, in_ids, in_counts, own_times, own_ids, own_cur, own_err, own_counts,
-              weights, tau_m, tau_s, theta, t_max, li_readout, grad, in_err):
-    """Adjoint pass of one layer (§4-§7), per sample and neuron, from t_max down to 0.
+              weights_t, tau_m, tau_s, theta, t_max, li_readout, grad_per_spike, in_err):
+    """Adjoint pass of one layer (§4-§7) for every sample, from t_max down to 0.
 
-    grad (B, n_out, K_in) receives -tau_syn lambda_I,j at every input spike (§6), O(spikes)
-    memory; _scatter_gradient sums it into dL/dW. in_err (B, K_in) receives, for every
-    input spike, sum_j w_ji (lambda_V,j - lambda_I,j): the error term of that spike's own jump in
-    the layer below (§5). Own events are this layer's spikes (lambda_V jump, §5) or, for the
-    leaky-integrator readout, the time of each neuron's voltage maximum (§9).
+    Walks the input spikes backwards; between two of them every neuron without an own event
+    takes the shared closed-form step (vectorised over neurons), the others replay their own
+    events (§5, or the voltage-maximum jump of the leaky readout, §9) in reverse order.
+    grad_per_spike (B, K_in, n_out) receives -tau_syn lambda_I,j at every input spike (§6):
+    O(spikes) memory, summed into dL/dW by _scatter_gradient. in_err (B, K_in) receives
+    sum_j w_ji (lambda_V,j - lambda_I,j) for every input spike: the error term of that
+    spike's own jump in the layer below (§5, §7). weights_t is (n_in, n_out).
     """
     n_batch = in_times.shape[0]
-    n_out = weights.shape[0]
+    n_out = weights_t.shape[1]
     d = tau_m / (tau_m - tau_s)
     for b in prange(n_batch):
         k_eff = _effective_count(in_times[b], in_counts[b], t_max)
         dts, am, a_s = _interval_factors(in_times[b], k_eff, t_max, tau_m, tau_s)
-        # Own events grouped by neuron, in time order (stable counting sort).
-        n_own = own_counts[b]
-        start = np.zeros(n_out + 1, dtype=np.int64)
-        for q in range(n_own):
-            start[own_ids[b, q] + 1] += 1
-        for j in range(n_out):
-            start[j + 1] += start[j]
-        fill = start[:n_out].copy()
-        order = np.empty(n_own, dtype=np.int64)
-        for q in range(n_own):
-            j = own_ids[b, q]
-            order[fill[j]] = q
-            fill[j] += 1
-        for j in range(n_out):
-            lam_v = 0.0
-            lam_i = 0.0
-            ptr = start[j + 1] - 1  # latest own event of neuron j not yet processed
-            for k in range(k_eff - 1, -1, -1):
-                t_k = in_times[b, k]
-                if ptr < start[j] or own_times[b, order[ptr]] <= t_k:
-                    # No own event in (t_k, t_k+1]: shared decay factors.
-                    lam_i = lam_i * a_s[k] + lam_v * d * (am[k] - a_s[k])
-                    lam_v = lam_v * am[k]
-                else:
-                    t_cur = t_k + dts[k]
-                    while ptr >= start[j] and own_times[b, order[ptr]] > t_k:
-                        q = order[ptr]
-                        t_ev = own_times[b, q]
-                        lam_v, lam_i = _adjoint_step(lam_v, lam_i, max(t_cur - t_ev, 0.0), tau_m, tau_s, d)
-                        if li_readout:
-                            lam_v = lam_v - own_err[b, q] / tau_m
-                        else:
-                            cur = own_cur[b, q]
-                            lam_v = (cur * lam_v + own_err[b, q]) / (cur - theta)
-                        t_cur = t_ev
-                        ptr -= 1
-                    lam_v, lam_i = _adjoint_step(lam_v, lam_i, max(t_cur - t_k, 0.0), tau_m, tau_s, d)
-                grad[b, j, k] = -tau_s * lam_i
-                in_err[b, k] += weights[j, in_ids[b, k]] * (lam_v - lam_i)
+        lam_v = np.zeros(n_out)
+        lam_i = np.zeros(n_out)
+        new_v = np.empty(n_out)
+        new_i = np.empty(n_out)
+        t_cur = np.empty(n_out)
+        touched = np.zeros(n_out, dtype=np.bool_)
+        g = own_counts[b] - 1  # latest own event not yet replayed (own events are time-sorted)
+        for k in range(k_eff - 1, -1, -1):
+            t_k = in_times[b, k]
+            amk = am[k]
+            ask = a_s[k]
+            dk = d * (amk - ask)
+            for j in range(n_out):
+                new_v[j] = lam_v[j] * amk
+                new_i[j] = lam_i[j] * ask + lam_v[j] * dk
+            if g >= 0 and own_times[b, g] > t_k:
+                # Own events in (t_k, t_k+1]: replay them, latest first, per neuron.
+                g_first = g
+                while g >= 0 and own_times[b, g] > t_k:
+                    j = own_ids[b, g]
+                    if not touched[j]:
+                        touched[j] = True
+                        t_cur[j] = t_k + dts[k]
+                        new_v[j] = lam_v[j]
+                        new_i[j] = lam_i[j]
+                    t_ev = own_times[b, g]
+                    lv, li = _adjoint_step(new_v[j], new_i[j], max(t_cur[j] - t_ev, 0.0), tau_m, tau_s, d)
+                    if li_readout:
+                        lv = lv - own_err[b, g] / tau_m
+                    else:
+                        cur = own_cur[b, g]
+                        lv = (cur * lv + own_err[b, g]) / (cur - theta)
+                    new_v[j] = lv
+                    new_i[j] = li
+                    t_cur[j] = t_ev
+                    g -= 1
+                for q in range(g_first, g, -1):
+                    j = own_ids[b, q]
+                    if touched[j]:
+                        touched[j] = False
+                        new_v[j], new_i[j] = _adjoint_step(new_v[j], new_i[j], max(t_cur[j] - t_k, 0.0),
+                                                           tau_m, tau_s, d)
+            lam_v, new_v = new_v, lam_v
+            lam_i, new_i = new_i, lam_i
+            w_row = weights_t[in_ids[b, k]]
+            err = 0.0
+            for j in range(n_out):
+                grad_per_spike[b, k, j] = -tau_s * lam_i[j]
+                err += w_row[j] * (lam_v[j] - lam_i[j])
+            in_err[b, k] += err
 
 
 @njit(cache=True)
-def _scatter_gradient(grad_per_spike, in_ids, in_counts, grad):
-    """dL/dW[j, i] = sum over samples and input spikes k from neuron i of grad_per_spike[b, j, k]."""
+def _scatter_gradient(grad_per_spike, in_ids, in_counts, t_max, in_times, grad_t):
+    """dL/dW^T[i, :] = sum over samples and input spikes k from neuron i of grad_per_spike[b, k, :]."""
     for b in range(grad_per_spike.shape[0]):
-        for j in range(grad_per_spike.shape[1]):
-            for k in range(in_counts[b]):
-                grad[j, in_ids[b, k]] += grad_per_spike[b, j, k]
+        for k in range(in_counts[b]):
+            if in_times[b, k] >= t_max:
+                break
+            row = grad_t[in_ids[b, k]]
+            for j in range(grad_per_spike.shape[2]):
+                row[j] += grad_per_spike[b, k, j]
 
 
 @njit(cache=True)
@@ -530,7 +577,9 @@ class Network:
             raise ConfigError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if not self.weights:
             self.weights = [np.zeros((n_out, n_in)) for n_in, n_out in zip(self.sizes, self.sizes[1:])]
-        self.weights = [np.ascontiguousarray(w, dtype=np.float64) for w in self.weights]
+        # Stored column-major: weights[l].T is then a C-contiguous (n_in, n_out) view, the
+        # layout the kernels read (one input spike fans out to a contiguous row).
+        self.weights = [np.asfortranarray(w, dtype=np.float64) for w in self.weights]
         for l, w in enumerate(self.weights):
             expected = (self.sizes[l + 1], self.sizes[l])
             if w.shape != expected:
@@ -560,6 +609,11 @@ class Network:
         if valid.size and (valid.min() < 0 or valid.max() >= self.sizes[0]):
             raise ValueError(f"input spike ids must lie in [0, {self.sizes[0]})")
 
+    def _weights_t(self, l: int) -> np.ndarray:
+        """(n_in, n_out) C-contiguous view of weights[l]; a copy only if a user replaced it."""
+        w_t = self.weights[l].T
+        return w_t if w_t.flags.c_contiguous else np.ascontiguousarray(w_t)
+
     def _lif_layer(self, l: int, inputs: SpikeBatch) -> SpikeBatch:
         p = self.params
         n_batch = inputs.batch_size
@@ -569,7 +623,7 @@ class Network:
             ids = np.empty((n_batch, cap), dtype=np.int32)
             cur = np.empty((n_batch, cap))
             counts = np.empty(n_batch, dtype=np.int64)
-            _lif_forward(inputs.times_s, inputs.ids, inputs.counts, self.weights[l],
+            _lif_forward(inputs.times_s, inputs.ids, inputs.counts, self._weights_t(l),
                          p.tau_mem_s, p.tau_syn_s, p.theta, p.t_max_s, times, ids, cur, counts)
             needed = int(counts.max(initial=0))
             if needed <= cap:
@@ -597,7 +651,7 @@ class Network:
         t_v_max = np.empty_like(v_max)
         kink_event = np.empty(v_max.shape, dtype=np.int64)
         kink_slope = np.empty_like(v_max)
-        _li_forward(x.times_s, x.ids, x.counts, self.weights[-1], p.tau_mem_s, p.tau_syn_s,
+        _li_forward(x.times_s, x.ids, x.counts, self._weights_t(-1), p.tau_mem_s, p.tau_syn_s,
                     p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
         layers.append(None)
         return RunResult(layers, "vmax", v_max=v_max, t_v_max_s=t_v_max,
@@ -658,7 +712,8 @@ class Network:
         for l in range(len(self.weights) - 1, -1, -1):
             below = inputs if l == 0 else result.layers[l - 1]
             n_in_spikes = below.times_s.shape[1]
-            grad_per_spike = np.zeros((n_batch, self.weights[l].shape[0], n_in_spikes))
+            weights_t = self._weights_t(l)
+            grad_per_spike = np.empty((n_batch, n_in_spikes, self.weights[l].shape[0]))
             in_err = np.zeros_like(below.times_s)
             if self.readout == "vmax" and l == len(self.weights) - 1:
                 # A maximum pinned to an input spike moves with it: dVmax/dt_spike = dV/dt^- (§9).
@@ -667,10 +722,11 @@ class Network:
                           dl_dv[bi, ji] / n_batch * result.v_max_kink_slope[bi, ji])
             li = self.readout == "vmax" and l == len(self.weights) - 1
             _backward(below.times_s, below.ids, below.counts, own.times_s, own.ids,
-                      own.current_at_spike, own_err, own.counts, self.weights[l],
+                      own.current_at_spike, own_err, own.counts, weights_t,
                       p.tau_mem_s, p.tau_syn_s, p.theta, p.t_max_s, li, grad_per_spike, in_err)
-            grads[l] = np.zeros_like(self.weights[l])
-            _scatter_gradient(grad_per_spike, below.ids, below.counts, grads[l])
+            grad_t = np.zeros_like(weights_t)
+            _scatter_gradient(grad_per_spike, below.ids, below.counts, p.t_max_s, below.times_s, grad_t)
+            grads[l] = grad_t.T  # same column-major layout as weights[l]
             own, own_err = below, in_err
         return losses, grads, result
 

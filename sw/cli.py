@@ -42,8 +42,9 @@ def _train_fixed(args, cfg) -> int:
 
 def _print_summary(metrics: dict, out: Path):
     last = metrics["epochs"][-1]
-    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} %  (validation "
-          f"{100 * last['val_accuracy']:.2f} %, {metrics['wall_time_s']:.1f} s)")
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % at epoch {metrics['selected_epoch']} "
+          f"(best validation); last epoch {100 * metrics['final_epoch_test_accuracy']:.2f} % "
+          f"(validation {100 * last['val_accuracy']:.2f} %); {metrics['wall_time_s']:.1f} s")
     print(f"wrote {out / 'checkpoint.npz'}, {out / 'metrics.json'}, {out / 'learning_curve.png'}")
 
 

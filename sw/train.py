@@ -80,7 +80,7 @@ PRESETS = {
         sizes=(5, 200, 3),
         readout="ttfs",
         init=((1.5, 0.78), (0.93, 0.1)),
-        params=LifParameters(tau_mem_s=20e-3, tau_syn_s=5e-3, theta=1.0, t_max_s=50e-3),
+        params=LifParameters(tau_mem_s=20e-3, tau_syn_s=5e-3, theta=1.0, t_max_s=0.2),
         lr=5e-3,
         batch_size=32,
         epochs=100,
@@ -118,8 +118,8 @@ class Adam:
 
     def __init__(self, weights, lr, beta1=0.9, beta2=0.999, eps=1e-8):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m = [np.zeros_like(w) for w in weights]
-        self.v = [np.zeros_like(w) for w in weights]
+        self.m = [np.zeros(w.size) for w in weights]
+        self.v = [np.zeros(w.size) for w in weights]
         self.t = 0
 
     def step(self, weights, grads):
@@ -127,8 +127,12 @@ class Adam:
         c1 = 1.0 - self.beta1**self.t
         c2 = 1.0 - self.beta2**self.t
         for w, g, m, v in zip(weights, grads, self.m, self.v):
-            _adam_update(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
-                         v.reshape(-1), self.lr, self.beta1, self.beta2, self.eps, c1, c2)
+            # Flat views in w's own memory order (the network stores weights column-major).
+            order = "F" if w.flags.f_contiguous else "C"
+            if not (w.flags.c_contiguous or w.flags.f_contiguous):
+                raise ValueError("Adam needs contiguous weight arrays")
+            _adam_update(w.reshape(-1, order=order), np.asarray(g).reshape(-1, order=order), m, v,
+                         self.lr, self.beta1, self.beta2, self.eps, c1, c2)
 
 
 def encode(dataset: Dataset, x: np.ndarray) -> SpikeBatch:
@@ -180,6 +184,7 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
     opt = Adam(net.weights, cfg.lr)
     n_spiking = len(cfg.sizes) - 1 - (1 if cfg.readout == "vmax" else 0)
     history = []
+    best_val, best_weights, best_epoch = -1.0, None, 0
     n_batches = math.ceil(n_train / cfg.batch_size)
     bar = tqdm(total=cfg.epochs * n_batches, disable=not progress, unit="batch",
                desc=f"train {cfg.dataset}", dynamic_ncols=True)
@@ -216,6 +221,8 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
             "lr": opt.lr,
             "wall_s": time.perf_counter() - t_start,
         })
+        if val_acc > best_val:
+            best_val, best_weights, best_epoch = val_acc, [w.copy(order="K") for w in net.weights], epoch + 1
         bar.set_postfix(loss=f"{loss_sum / n_train:.3f}", val=f"{100 * val_acc:.1f}%")
         if out_dir is not None:
             # Progress survives an interrupted long run (MNIST: minutes per epoch).
@@ -223,15 +230,23 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
             (Path(out_dir) / "progress.json").write_text(json.dumps({"config": cfg.to_json(), "seed": seed,
                                                                      "epochs": history}, indent=1))
     bar.close()
+    final_acc, final_loss, final_spikes = evaluate(net, test_spikes, dataset.y_test, loss_fn, cfg.eval_batch)
+    # Model selection on the validation split only: the returned network and the headline
+    # test accuracy are those of the epoch with the best validation accuracy.
+    net.weights = best_weights
     test_acc, test_loss, test_spikes = evaluate(net, test_spikes, dataset.y_test, loss_fn, cfg.eval_batch)
     metrics = {
         "model": "float",
         "config": cfg.to_json(),
         "seed": seed,
         "epochs": history,
+        "selected_epoch": best_epoch,
         "test_accuracy": test_acc,
         "test_loss": test_loss,
         "test_spikes_per_sample": test_spikes,
+        "final_epoch_test_accuracy": final_acc,
+        "final_epoch_test_loss": final_loss,
+        "final_epoch_test_spikes_per_sample": final_spikes,
         "wall_time_s": time.perf_counter() - t_start,
         "host": {"python": platform.python_version(), "machine": platform.machine()},
     }
@@ -279,7 +294,8 @@ def plot_learning_curve(metrics: dict, path: str | Path):
     ax_acc.plot(epochs, [100 * e["train_accuracy"] for e in metrics["epochs"]], label="train")
     ax_acc.plot(epochs, [100 * e["val_accuracy"] for e in metrics["epochs"]], label="validation")
     ax_acc.axhline(100 * metrics["test_accuracy"], color="k", ls=":",
-                   label=f"test {100 * metrics['test_accuracy']:.2f} %")
+                   label=f"test {100 * metrics['test_accuracy']:.2f} % (epoch {metrics['selected_epoch']})")
+    ax_acc.axvline(metrics["selected_epoch"], color="k", lw=0.5)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(max(0, 100 * min(e["val_accuracy"] for e in metrics["epochs"]) - 5), 100)
