@@ -65,7 +65,8 @@ def bench_float(warm_epochs: int, repeats: int) -> dict:
     for n_hidden in (100, 200, 400, 800):
         cfg_h = with_overrides(cfg, sizes=(5, n_hidden, 3), epochs=1)
         net_h, _ = train(cfg_h, seed=0, progress=False, dataset=dataset)
-        rate, hidden = max(_epoch_throughput(net_h, spikes, labels, cfg_h, loss_fn, rng) for _ in range(repeats))
+        rate, hidden = max(_epoch_throughput(net_h, spikes, labels, cfg_h, loss_fn, rng)
+                           for _ in range(repeats))
         scaling[n_hidden] = {"train_samples_per_s": rate, "hidden_spikes_per_sample": hidden}
     results["hidden_size_scaling"] = scaling
     return results
@@ -85,7 +86,8 @@ def main(argv=None):
     print(f"  {'threads':>8} {'train samples/s':>16} {'forward samples/s':>18}")
     for t in (1, 2):
         if f"train_samples_per_s_{t}t" in f:
-            print(f"  {t:>8} {f[f'train_samples_per_s_{t}t']:>16.0f} {f[f'forward_samples_per_s_{t}t']:>18.0f}")
+            train_rate, fwd_rate = f[f"train_samples_per_s_{t}t"], f[f"forward_samples_per_s_{t}t"]
+            print(f"  {t:>8} {train_rate:>16.0f} {fwd_rate:>18.0f}")
     print("  reference: authors' C++/OpenMP EventProp on this machine ~4,700 (1 thread), ~7,000 (2)")
     print("\n  hidden size scaling (training, all threads, after 1 epoch)")
     print(f"  {'hidden':>8} {'samples/s':>12} {'hidden spikes':>14}")
