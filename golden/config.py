@@ -399,9 +399,6 @@ class CoreConfig:
         for l, f in enumerate(self.w_frac):
             if not isinstance(f, (int, np.integer)) or not 0 <= f <= self.w_bits - 1:
                 fail(f"w_frac[{l}] = {f} must lie in [0, w_bits - 1 = {self.w_bits - 1}]")
-            if f > self.i_frac:
-                fail(f"w_frac[{l}] = {f} must not exceed i_frac = {self.i_frac} "
-                     "(weights are added to I by an exact left shift, §3.2)")
         if self.grad_bits < self.lam_bits:
             fail(f"grad_bits = {self.grad_bits} must be >= lam_bits = {self.lam_bits} "
                  "(the accumulator holds at least one lambda_I)")
@@ -687,7 +684,8 @@ class CoreConfig:
         worst = 0
         for l in range(self.n_layers):
             shift = self.i_frac - self.w_frac[l]
-            worst = max(worst, self.sizes[l] * (1 << (self.w_bits - 1)) << shift)
+            one = (1 << (self.w_bits - 1) << shift) if shift >= 0 else (1 << (self.w_bits - 1)) >> -shift
+            worst = max(worst, self.sizes[l] * (one + 1))
         return _bitlen_signed(-worst, worst)
 
     @property

@@ -181,7 +181,8 @@ class FixedCore:
         counts = [sizes[l] * sizes[l + 1] for l in range(cfg.n_layers)]
         self._w_off = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self._nrn_off = np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64)
-        self._w_shift = np.array([cfg.i_frac - f for f in cfg.w_frac], dtype=np.int64)
+        # Right shift that aligns a weight to I (negative: an exact left shift), §3.2.
+        self._w_shift = np.array([f - cfg.i_frac for f in cfg.w_frac], dtype=np.int64)
         self._w_frac = np.array(cfg.w_frac, dtype=np.int64)
         self._theta_w = np.array([cfg.theta_w_raw(l) for l in range(cfg.n_layers)], dtype=np.int64)
         n_w = int(sum(counts))

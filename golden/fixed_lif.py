@@ -72,7 +72,7 @@ def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
         while ptr < n_in and in_step[ptr] == n:
             i = in_id[ptr]
             for j in range(n1):
-                acc[j] += W[w_off[0] + j * n0 + i] << w_shift[0]
+                acc[j] += rshift(W[w_off[0] + j * n0 + i], w_shift[0], mode)
             ptr += 1
         for l in range(1, n_layers + 1):
             base = nrn_off[l - 1]
@@ -122,7 +122,7 @@ def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
                 for q in range(ns):
                     i = spk[q]
                     for k in range(nn):
-                        acc[nxt + k] += W[wo + k * nl + i] << sh
+                        acc[nxt + k] += rshift(W[wo + k * nl + i], sh, mode)
         # §3.5: early stop once every output neuron has spiked.
         if P[P_EARLY_STOP] and n_first == n_out:
             n_end = n

@@ -58,7 +58,6 @@ def test_frozen():
     (dict(v_bits=40), r"CoreConfig.v_bits = 40 must lie in \[8, 32\]"),
     (dict(v_frac=23), r"CoreConfig.v_frac = 23 must lie in \[0, 22\]"),
     (dict(w_frac=(11, 17)), r"CoreConfig.w_frac\[1\] = 17 must lie in \[0, w_bits - 1 = 15\]"),
-    (dict(i_frac=10), r"CoreConfig.w_frac\[0\] = 11 must not exceed i_frac = 10"),
     (dict(grad_bits=20), "CoreConfig.grad_bits = 20 must be >= lam_bits = 24"),
     (dict(record_capacity=199), r"record_capacity = 199 cannot hold one spike per hidden neuron \(needs >= 200\)"),
     (dict(input_capacity=4), r"input_capacity = 4 cannot hold one spike per input neuron \(needs >= 5\)"),

@@ -55,7 +55,7 @@ class RefCore:
             for st, i in inputs:
                 if st == n:
                     for j in range(sizes[1]):
-                        acc[0][j] += self.W[0][j][i] << (c.i_frac - c.w_frac[0])
+                        acc[0][j] += rnd(self.W[0][j][i], c.w_frac[0] - c.i_frac, mode)
             for l in range(L):
                 fired = []
                 for j in range(sizes[l + 1]):
@@ -79,7 +79,7 @@ class RefCore:
                 if l < L - 1:
                     for i in fired:
                         for k in range(sizes[l + 2]):
-                            acc[l + 1][k] += self.W[l + 1][k][i] << (c.i_frac - c.w_frac[l + 1])
+                            acc[l + 1][k] += rnd(self.W[l + 1][k][i], c.w_frac[l + 1] - c.i_frac, mode)
             if c.early_stop and all(f is not None for f in first):
                 n_end = n
                 break
@@ -218,13 +218,16 @@ CASES = {
                                               state_rounding="floor", update_rounding="half_up", early_stop=False,
                                               recip_min=1.0)},
     "up5k-small": dict(sizes=(5, 12, 3), n_steps=200, record_capacity=64),
+    # I narrower than the weights: each weight is rounded to I's LSB when fanned in (§3.2).
+    "narrow-current": dict(sizes=(5, 12, 3), n_steps=200, record_capacity=64, v_bits=16, v_frac=10, i_bits=16,
+                           i_frac=8, lam_bits=16, lam_frac=8, grad_bits=16, state_rounding="floor"),
 }
 
 
 #: Weight mean and spread as fractions of the word range per case: mostly excitatory so that
 #: spikes reach the outputs; the SGD case is strongly mixed to drive V below its range.
 W_STATS = {"deep-narrow": (0.3, 0.25), "shallow-narrow-sgd": (0.2, 0.5), "shallow-floor-nostop": (0.3, 0.25),
-           "up5k-small": (0.3, 0.25)}
+           "up5k-small": (0.3, 0.25), "narrow-current": (0.3, 0.25)}
 
 
 def random_case(cfg, rng, n_samples, name):
