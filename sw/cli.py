@@ -1,4 +1,4 @@
-"""The `evcore` command line: demo, train, eval.
+"""The `evcore` command line: demo, train, eval, report.
 
 User mistakes (a missing file, a malformed data set, a bad option) end in one line on stderr
 and exit status 2, never a traceback.
@@ -7,6 +7,7 @@ and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def _cmd_eval(args) -> int:
                          f"{cfg.dataset} with {dataset.n_features}")
     if y.max(initial=0) >= net.sizes[-1]:
         raise ValueError(f"{what}: label {int(y.max())} out of range for {net.sizes[-1]} output neurons")
-    acc, loss, spikes = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
+    acc, loss, spikes, _ = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
     print(f"{what}: accuracy {100 * acc:.2f} % on {len(y)} samples (loss {loss:.4f}, "
           f"spikes per sample {', '.join(f'{s:.1f}' for s in spikes)})")
     return 0
@@ -84,6 +85,33 @@ def _cmd_demo(args) -> int:
     _print_summary(metrics, out)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; the full 100-epoch run is "
           "`evcore train yinyang`")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    """Table of finished runs (their metrics.json), with the mean per data set and model."""
+    paths = [Path(p) for p in args.runs] or sorted(RUNS_DIR.glob("*/metrics.json"))
+    rows = []
+    for path in paths:
+        path = path / "metrics.json" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist (is the run finished?)")
+        m = json.loads(path.read_text())
+        n_epochs = len(m["epochs"])
+        rows.append((m["config"]["dataset"], m.get("model", "float"), m["seed"], m["test_accuracy"],
+                     m.get("selected_epoch", n_epochs), n_epochs, m["wall_time_s"], path.parent))
+    if not rows:
+        raise FileNotFoundError(f"no finished runs under {RUNS_DIR}/")
+    print(f"{'data set':<9} {'model':<6} {'seed':>4} {'test %':>7} {'epoch':>9} {'time s':>7}  run")
+    for ds, model, seed, acc, sel, n, wall, run in rows:
+        print(f"{ds:<9} {model:<6} {seed:>4} {100 * acc:>7.2f} {f'{sel}/{n}':>9} {wall:>7.0f}  {run}")
+    groups = {}
+    for ds, model, _, acc, *_ in rows:
+        groups.setdefault((ds, model), []).append(acc)
+    for (ds, model), accs in groups.items():
+        if len(accs) > 1:
+            print(f"{ds} {model}: mean {100 * np.mean(accs):.2f} % +- {100 * np.std(accs):.2f} "
+                  f"over {len(accs)} seeds")
     return 0
 
 
@@ -107,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--data", help=".npz with x (N, F) in [0, 1] and y (N,) labels")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("report", help="table of finished training runs")
+    p.add_argument("runs", nargs="*", help="run directories or metrics.json files (default runs/*)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="short Yin-Yang training run")
     p.add_argument("--epochs", type=_positive_int, default=30)

@@ -84,8 +84,6 @@ PRESETS = {
         lr=5e-3,
         batch_size=32,
         epochs=100,
-        silent_threshold=(1.0, 0.15),
-        silent_bump=1e-3,
     ),
     # 784-350-10 with leaky-integrator outputs and the voltage-max loss (REFERENCES.md).
     "mnist": TrainConfig(
@@ -98,8 +96,6 @@ PRESETS = {
         batch_size=5,
         epochs=100,
         input_dropout=0.2,
-        silent_threshold=(1.0,),
-        silent_bump=0.0,
     ),
 }
 
@@ -142,21 +138,36 @@ def encode(dataset: Dataset, x: np.ndarray) -> SpikeBatch:
     return SpikeBatch(times_s, ids, counts)
 
 
+def label_fired(result, labels) -> np.ndarray:
+    """Samples whose label neuron fired (always all for the vmax readout).
+
+    A silent label neuron has no spike time; its loss is a surrogate at t_max (docs/eventprop.md
+    §8) that grows like exp(t_max / tau1), so reported losses average over the other samples
+    and the silent fraction is reported beside them.
+    """
+    if result.readout != "ttfs":
+        return np.ones(len(labels), dtype=bool)
+    return np.isfinite(result.first_spike_times_s[np.arange(len(labels)), labels])
+
+
 def evaluate(net: Network, spikes: SpikeBatch, labels: np.ndarray, loss_fn, batch: int = 1000):
-    """Accuracy, mean loss and mean spikes per sample and layer on a whole split."""
+    """Accuracy, mean loss, mean spikes per sample and layer, and the silent-label fraction."""
     correct = 0
     loss_sum = 0.0
+    n_fired = 0
     spike_sum = None
     for s in range(0, spikes.batch_size, batch):
         part = spikes[s : s + batch]
         result = net.run(part)
         y = labels[s : s + batch]
         correct += int((result.predictions == y).sum())
-        loss_sum += float(net.loss(result, y, loss_fn).sum())
+        fired = label_fired(result, y)
+        loss_sum += float(net.loss(result, y, loss_fn)[fired].sum())
+        n_fired += int(fired.sum())
         counts = np.array([c.sum() for c in result.spike_counts()], dtype=np.float64)
         spike_sum = counts if spike_sum is None else spike_sum + counts
     n = spikes.batch_size
-    return correct / n, loss_sum / n, (spike_sum / n).tolist()
+    return correct / n, loss_sum / max(n_fired, 1), (spike_sum / n).tolist(), 1.0 - n_fired / n
 
 
 def _silent_fraction(result, layer: int, n_neurons: int) -> float:
@@ -192,6 +203,7 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
     for epoch in range(cfg.epochs):
         perm = rng.permutation(n_train)
         loss_sum = 0.0
+        n_fired = 0
         correct = 0
         for s in range(0, n_train, cfg.batch_size):
             idx = perm[s : s + cfg.batch_size]
@@ -206,36 +218,42 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
                 if threshold < 1.0 and _silent_fraction(result, layer, cfg.sizes[layer + 1]) > threshold:
                     net.weights[layer] += cfg.silent_bump
                     break
-            loss_sum += float(losses.sum())
+            fired = label_fired(result, y_train[idx])
+            loss_sum += float(losses[fired].sum())
+            n_fired += int(fired.sum())
             correct += int((result.predictions == y_train[idx]).sum())
             bar.update(1)
         opt.lr *= cfg.lr_decay
-        val_acc, val_loss, val_spikes_per_layer = evaluate(net, val_spikes, dataset.y_val, loss_fn,
-                                                           cfg.eval_batch)
+        val_acc, val_loss, val_spikes_per_layer, val_silent = evaluate(
+            net, val_spikes, dataset.y_val, loss_fn, cfg.eval_batch)
         history.append({
             "epoch": epoch + 1,
-            "train_loss": loss_sum / n_train,
+            "train_loss": loss_sum / max(n_fired, 1),
             "train_accuracy": correct / n_train,
+            "train_silent_label_fraction": 1.0 - n_fired / n_train,
             "val_loss": val_loss,
             "val_accuracy": val_acc,
+            "val_silent_label_fraction": val_silent,
             "spikes_per_sample": val_spikes_per_layer,
             "lr": opt.lr,
             "wall_s": time.perf_counter() - t_start,
         })
         if val_acc > best_val:
             best_val, best_weights, best_epoch = val_acc, [w.copy(order="K") for w in net.weights], epoch + 1
-        bar.set_postfix(loss=f"{loss_sum / n_train:.3f}", val=f"{100 * val_acc:.1f}%")
+        bar.set_postfix(loss=f"{loss_sum / max(n_fired, 1):.3f}", val=f"{100 * val_acc:.1f}%")
         if out_dir is not None:
             # Progress survives an interrupted long run (MNIST: minutes per epoch).
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             (Path(out_dir) / "progress.json").write_text(json.dumps({"config": cfg.to_json(), "seed": seed,
                                                                      "epochs": history}, indent=1))
     bar.close()
-    final_acc, final_loss, final_spikes = evaluate(net, test_spikes, dataset.y_test, loss_fn, cfg.eval_batch)
+    final_acc, final_loss, final_spikes, _ = evaluate(net, test_spikes, dataset.y_test, loss_fn,
+                                                      cfg.eval_batch)
     # Model selection on the validation split only: the returned network and the headline
     # test accuracy are those of the epoch with the best validation accuracy.
     net.weights = best_weights
-    test_acc, test_loss, test_spikes = evaluate(net, test_spikes, dataset.y_test, loss_fn, cfg.eval_batch)
+    test_acc, test_loss, test_spikes, test_silent = evaluate(net, test_spikes, dataset.y_test, loss_fn,
+                                                             cfg.eval_batch)
     metrics = {
         "model": "float",
         "config": cfg.to_json(),
@@ -245,6 +263,7 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
         "test_accuracy": test_acc,
         "test_loss": test_loss,
         "test_spikes_per_sample": test_spikes,
+        "test_silent_label_fraction": test_silent,
         "final_epoch_test_accuracy": final_acc,
         "final_epoch_test_loss": final_loss,
         "final_epoch_test_spikes_per_sample": final_spikes,
