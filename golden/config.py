@@ -462,8 +462,9 @@ class CoreConfig:
         # Constants must be representable.
         if not 0 < self.theta_v_raw <= self.v_fmt.max_raw or self.theta_i_raw > self.i_fmt.max_raw:
             fail(f"theta = {self.theta} is not representable in V {self.v_fmt} and I {self.i_fmt}")
-        if self.recip_min_raw < 1:
-            fail(f"recip_min = {self.recip_min} is below one LSB of I ({self.i_fmt})")
+        if self.recip_min_raw < 1 or self.recip_min < 2.0 ** -(self.recip_bits - 1):
+            fail(f"recip_min = {self.recip_min} must be at least one LSB of I ({self.i_fmt}) and "
+                 f"2**-(recip_bits - 1) (the jump's shift R + e - i_frac must stay positive, §5.3)")
         if self.recip_min_raw + self.theta_i_raw > self.i_fmt.max_raw:
             fail(f"recip_min = {self.recip_min} + theta exceeds the range of I {self.i_fmt}")
         if self.loss_c0_raw > self.lam_fmt.max_raw:

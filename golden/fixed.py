@@ -114,29 +114,35 @@ class FixedResult:
         return total
 
 
-def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_jumps=None):
+def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_jumps=None, replayed=None):
     """Cycle estimate of §7 from the event counts of a pass (arrays over samples).
 
+    n_end: last step run; n_inputs: input spikes up to n_end; layer_counts (B, L): spikes per
+    layer; active: 0 for masked samples; n_jumps: output first spikes replayed; replayed (B, L-1):
+    record entries per hidden layer (= layer_counts unless the record overflowed).
     Returns (forward, loss, backward) cycles per sample; backward is 0 for masked samples.
     """
     sizes = cfg.sizes
     lat = cfg.cyc_sweep_latency
     sweep = sum(n + lat for n in sizes[1:])
     n_steps_run = np.asarray(n_end) + 1
-    fanout = np.asarray(n_inputs) * sizes[1]
-    for l in range(1, cfg.n_layers):
-        fanout = fanout + layer_counts[:, l - 1] * sizes[l + 1]
-    forward = n_steps_run * sweep + fanout
-    rmw = cfg.cyc_synapse_rmw
+    layer_counts = np.asarray(layer_counts)
+
+    def fanout(counts):
+        total = np.asarray(n_inputs) * sizes[1]
+        for l in range(1, cfg.n_layers):
+            total = total + counts[:, l - 1] * sizes[l + 1]
+        return total
+
+    forward = n_steps_run * sweep + fanout(layer_counts)
     loss = np.full_like(forward, 2 * sizes[-1] + cfg.cyc_jump)
     if active is None:
         return forward, loss, np.zeros_like(forward)
-    # Replay: the same fan-outs (err sum + gradient per synapse), one jump per hidden spike
-    # and per output first spike, the propagation sweep for every step but step 0.
-    hidden = np.zeros_like(forward)
-    for l in range(1, cfg.n_layers):
-        hidden = hidden + layer_counts[:, l - 1]
-    backward = (n_steps_run - 1) * sweep + rmw * fanout + (hidden + np.asarray(n_jumps)) * cfg.cyc_jump
+    replayed = layer_counts[:, :-1] if replayed is None else np.asarray(replayed)
+    # Replay: per synapse an error-sum MAC and a gradient read-modify-write, one jump per hidden
+    # record entry and per output first spike, the propagation sweep for every step but step 0.
+    backward = ((n_steps_run - 1) * sweep + cfg.cyc_synapse_rmw * fanout(replayed)
+                + (replayed.sum(axis=1) + np.asarray(n_jumps)) * cfg.cyc_jump)
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
 
 
@@ -409,8 +415,13 @@ class FixedCore:
         res.prob, res.lterm, res.active = prob, lterm, active
         res.final_lam_v, res.final_lam_i = lam_v, lam_i
         n_inputs = np.array([(res.in_step[b, :res.in_count[b]] <= res.n_end[b]).sum() for b in range(n_b)])
+        replayed = np.zeros((n_b, cfg.n_layers - 1), dtype=np.int64)
+        for l in range(cfg.n_layers - 1):
+            lo, hi = self._nrn_off[l], self._nrn_off[l + 1]
+            valid = np.arange(cfg.record_capacity)[None, :] < res.rec_count[:, None]
+            replayed[:, l] = (valid & (res.rec_neuron >= lo) & (res.rec_neuron < hi)).sum(axis=1)
         _, res.cycles_loss, res.cycles_backward = cycle_model(cfg, res.n_end, n_inputs, res.layer_counts,
-                                                              active, n_jumps)
+                                                              active, n_jumps, replayed)
         res.grads_raw = [g.copy() for g in self.grads_raw]
         # Loss-shaping counters (§6.4): silent (sample, neuron) pairs per layer in this minibatch.
         self._silent = np.array([int((res.spiked[:, self._nrn_off[l]:self._nrn_off[l + 1]] == 0).sum())
@@ -493,6 +504,8 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
     core, then per minibatch hands the core input spikes and labels; forward, loss, backward and
     update run in the core model. Once per epoch it rewrites the learning-rate registers,
     lr_mant * lr_decay**epoch. ``n_train`` limits the training set (design-space sweeps).
+    As in the float training, the reported test accuracy is that of the epoch with the best
+    validation accuracy (the host keeps a copy of those weights); the last epoch's is reported too.
     The metrics are JSON-serialisable (final raw weights included); ``return_core=True`` returns
     (core, metrics).
     """
@@ -512,6 +525,7 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
     bs = cfg.batch_size
     lr0 = np.array(cfg.lr_mant, dtype=np.float64)
     history = []
+    best_val, best_weights, best_epoch = -1.0, None, 0
     n_batches = math.ceil(n / bs)
     bar = tqdm(total=epochs * n_batches, disable=not progress, unit="batch",
                desc=f"train {dataset.name} (fixed)", dynamic_ncols=True)
@@ -541,8 +555,15 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
             val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, dataset.y_val)
             entry.update({"val_loss": val_loss, "val_accuracy": val_acc, "spikes_per_sample": val_spk})
             bar.set_postfix(loss=f"{loss_sum / n:.3f}", val=f"{100 * val_acc:.1f}%")
+            if val_acc > best_val:
+                best_val, best_epoch = val_acc, epoch + 1
+                best_weights = [w.copy() for w in core.weights_raw]
         history.append(entry)
     bar.close()
+    final_acc, final_loss, final_spk, _ = evaluate_fixed(core, test_spikes, dataset.y_test)
+    # Model selection on the validation split only, as the float training does: the host keeps a
+    # copy of the weights of the best validation epoch and writes them back at the end.
+    core.set_weights_raw(best_weights)
     test_acc, test_loss, test_spk, test_cyc = evaluate_fixed(core, test_spikes, dataset.y_test)
     metrics = {
         "model": "fixed",
@@ -555,6 +576,11 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
         "test_loss": test_loss,
         "test_spikes_per_sample": test_spk,
         "test_forward_cycles_per_sample": test_cyc,
+        "selected_epoch": best_epoch,
+        "best_val_accuracy": best_val,
+        "final_epoch_test_accuracy": final_acc,
+        "final_epoch_test_loss": final_loss,
+        "final_epoch_test_spikes_per_sample": final_spk,
         "flags": str(core.flags),
         "wall_time_s": time.perf_counter() - t0,
         "weights_raw": [w.tolist() for w in core.weights_raw],
