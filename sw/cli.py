@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float64 EventProp (default) or the fixed-point core model")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-seed<seed>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=_positive_int,
+                   help="Numba threads (default: all cores; 1 is faster for small batches on a busy machine)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="accuracy of a checkpoint on its test split or an .npz file")
@@ -165,6 +167,10 @@ def main(argv=None) -> int:
     from .datasets import DatasetError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import numba
+
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     try:
         return args.func(args)
     except (DatasetError, ConfigError, ValueError, FileNotFoundError) as err:
