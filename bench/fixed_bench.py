@@ -78,8 +78,8 @@ def bench_fixed(warm_epochs: int = 2, repeats: int = 2, cfg: CoreConfig | None =
 def main_figures(warm_epochs: int = 2, repeats: int = 2) -> dict:
     f = bench_fixed(warm_epochs, repeats)
     c = f["core_cycles_per_training_sample"]
-    print(f"\nFixed-point core, Yin-Yang 5-200-3, up5k preset, batch 32 (after {warm_epochs} epochs of on-chip "
-          f"training: {f['hidden_spikes_per_sample']:.1f} hidden spikes/sample)")
+    print(f"\nFixed-point core, Yin-Yang 5-200-3, up5k preset, batch 32 (after {warm_epochs} epochs of "
+          f"on-chip training: {f['hidden_spikes_per_sample']:.1f} hidden spikes/sample)")
     print(f"  golden model: {f['golden_train_samples_per_s']:>8.0f} training samples/s, "
           f"{f['golden_forward_samples_per_s']:>8.0f} forward samples/s")
     print(f"  modelled core (docs/core.md §7): {f['core_cycles_per_training_sample_total']:.0f} cycles per "

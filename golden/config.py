@@ -22,7 +22,15 @@ from functools import cached_property
 import numpy as np
 
 __all__ = [
-    "ConfigError", "RoundingMode", "Optimizer", "Flag", "Device", "DEVICES", "QFormat", "Memory", "CoreConfig",
+    "ConfigError",
+    "RoundingMode",
+    "Optimizer",
+    "Flag",
+    "Device",
+    "DEVICES",
+    "QFormat",
+    "Memory",
+    "CoreConfig",
 ]
 
 
@@ -30,7 +38,7 @@ class ConfigError(ValueError):
     """A CoreConfig field is outside its valid range; the message names the field and the bound."""
 
 
-class RoundingMode(str, enum.Enum):
+class RoundingMode(enum.StrEnum):
     """How a right shift by s bits drops the low bits (docs/core.md §1.2)."""
 
     #: floor((x + 2**(s-1)) / 2**s): add half an output LSB, then arithmetic shift.
@@ -41,7 +49,7 @@ class RoundingMode(str, enum.Enum):
     STOCHASTIC = "stochastic"
 
 
-class Optimizer(str, enum.Enum):
+class Optimizer(enum.StrEnum):
     """The on-chip update rule (docs/core.md §6)."""
 
     #: Sign of the interpolated momentum (Lion, Chen et al. 2023): no multiplier, one memory.
@@ -63,7 +71,7 @@ class Flag(enum.IntFlag):
     GRAD_SAT = 1 << 3
     #: A momentum word saturated (§6.1).
     MOM_SAT = 1 << 4
-    #: A weight saturated in the update (§6.2).
+    #: A weight saturated in the update (§6.3).
     W_SAT = 1 << 5
     #: The reciprocal unit's input I - theta was below recip_min and clamped (§2.3).
     RECIP_CLAMP = 1 << 6
@@ -93,14 +101,29 @@ class Device:
 
 #: The device budgets the configuration is checked against by :meth:`CoreConfig.fits`.
 DEVICES = {
-    "up5k": Device("iCE40 UP5K", 30, 4096, ((256, 16), (512, 8), (1024, 4), (2048, 2)),
-                   4, 16384, 16, 8, 16),
-    "ecp5-25f": Device("ECP5 LFE5U-25F", 56, 18432,
-                       ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
-                       0, 0, 0, 28, 18),
-    "ecp5-85f": Device("ECP5 LFE5U-85F", 208, 18432,
-                       ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
-                       0, 0, 0, 156, 18),
+    "up5k": Device("iCE40 UP5K", 30, 4096, ((256, 16), (512, 8), (1024, 4), (2048, 2)), 4, 16384, 16, 8, 16),
+    "ecp5-25f": Device(
+        "ECP5 LFE5U-25F",
+        56,
+        18432,
+        ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+        0,
+        0,
+        0,
+        28,
+        18,
+    ),
+    "ecp5-85f": Device(
+        "ECP5 LFE5U-85F",
+        208,
+        18432,
+        ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+        0,
+        0,
+        0,
+        156,
+        18,
+    ),
 }
 
 
@@ -121,7 +144,7 @@ class QFormat:
 
     @property
     def lsb(self) -> float:
-        return 2.0 ** -self.frac
+        return 2.0**-self.frac
 
     @property
     def max(self) -> float:
@@ -317,11 +340,11 @@ class CoreConfig:
     record_capacity: int = 512
     #: Input spikes per sample the input buffer holds.
     input_capacity: int = 16
-    #: End the forward pass after the step in which the last output neuron first spiked (§3.3).
+    #: End the forward pass after the step in which the last output neuron first spiked (§3.5).
     early_stop: bool = True
     #: Rounding of the propagators and adjoint jumps (§1.2): HALF_UP or FLOOR.
     state_rounding: RoundingMode = RoundingMode.HALF_UP
-    #: Rounding of the weight update (§6.2): STOCHASTIC, HALF_UP or FLOOR.
+    #: Rounding of the weight update (§6.3): STOCHASTIC, HALF_UP or FLOOR.
     update_rounding: RoundingMode = RoundingMode.STOCHASTIC
     #: LFSR (§6.3): width, Galois feedback mask and non-zero seed.
     lfsr_bits: int = 32
@@ -346,13 +369,17 @@ class CoreConfig:
         # Normalise JSON lists and enum strings, then validate.
         for name in ("sizes", "w_frac", "lr_mant", "lr_shift", "silent_threshold"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
-        for name, kind in (("state_rounding", RoundingMode), ("update_rounding", RoundingMode),
-                           ("optimizer", Optimizer)):
+        for name, kind in (
+            ("state_rounding", RoundingMode),
+            ("update_rounding", RoundingMode),
+            ("optimizer", Optimizer),
+        ):
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))
             except ValueError:
-                raise ConfigError(f"CoreConfig.{name} must be one of "
-                                  f"{[m.value for m in kind]}, got {getattr(self, name)!r}") from None
+                raise ConfigError(
+                    f"CoreConfig.{name} must be one of {[m.value for m in kind]}, got {getattr(self, name)!r}"
+                ) from None
         self._validate()
 
     # -- validation ----------------------------------------------------------------------------
@@ -374,8 +401,10 @@ class CoreConfig:
                 fail(f"{name} must be a positive finite number, got {v!r}")
 
         if len(self.sizes) < 3 or any(not isinstance(n, (int, np.integer)) or n < 1 for n in self.sizes):
-            fail(f"sizes must list an input, at least one hidden and an output layer size (>= 1), "
-                 f"got {self.sizes}")
+            fail(
+                f"sizes must list an input, at least one hidden and an output layer size (>= 1), "
+                f"got {self.sizes}"
+            )
         n_layers = len(self.sizes) - 1
         for name in ("w_frac", "lr_mant", "lr_shift", "silent_threshold"):
             if len(getattr(self, name)) != n_layers:
@@ -385,8 +414,10 @@ class CoreConfig:
         if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
             fail(f"alpha must be a finite number >= 0, got {self.alpha!r}")
         if abs(self.tau_mem_s - self.tau_syn_s) < 1e-3 * self.tau_mem_s:
-            fail(f"tau_syn_s = {self.tau_syn_s} must differ from tau_mem_s = {self.tau_mem_s} by 0.1 % "
-                 "(the propagator divides by their difference, §2.1)")
+            fail(
+                f"tau_syn_s = {self.tau_syn_s} must differ from tau_mem_s = {self.tau_mem_s} by 0.1 % "
+                "(the propagator divides by their difference, §2.1)"
+            )
         check_int("n_steps", 1, 1 << 20)
         check_int("coef_frac", 4, 24)
         for name in ("v_bits", "i_bits", "lam_bits"):
@@ -400,8 +431,10 @@ class CoreConfig:
             if not isinstance(f, (int, np.integer)) or not 0 <= f <= self.w_bits - 1:
                 fail(f"w_frac[{l}] = {f} must lie in [0, w_bits - 1 = {self.w_bits - 1}]")
         if self.grad_bits < self.lam_bits:
-            fail(f"grad_bits = {self.grad_bits} must be >= lam_bits = {self.lam_bits} "
-                 "(the accumulator holds at least one lambda_I)")
+            fail(
+                f"grad_bits = {self.grad_bits} must be >= lam_bits = {self.lam_bits} "
+                "(the accumulator holds at least one lambda_I)"
+            )
         check_int("recip_bits", 8, 20)
         check_int("recip_seed_bits", 2, min(10, self.recip_bits - 4))
         check_int("exp_frac", 4, 20)
@@ -426,12 +459,16 @@ class CoreConfig:
         check_int("record_capacity", 1, 1 << 24)
         n_hidden = sum(self.sizes[1:-1])
         if self.record_capacity < n_hidden:
-            fail(f"record_capacity = {self.record_capacity} cannot hold one spike per hidden neuron "
-                 f"(needs >= {n_hidden})")
+            fail(
+                f"record_capacity = {self.record_capacity} cannot hold one spike per hidden neuron "
+                f"(needs >= {n_hidden})"
+            )
         check_int("input_capacity", 1, 1 << 20)
         if self.input_capacity < self.sizes[0]:
-            fail(f"input_capacity = {self.input_capacity} cannot hold one spike per input neuron "
-                 f"(needs >= {self.sizes[0]})")
+            fail(
+                f"input_capacity = {self.input_capacity} cannot hold one spike per input neuron "
+                f"(needs >= {self.sizes[0]})"
+            )
         if not isinstance(self.early_stop, bool):
             fail(f"early_stop must be a bool, got {self.early_stop!r}")
         if self.state_rounding not in (RoundingMode.HALF_UP, RoundingMode.FLOOR):
@@ -440,8 +477,10 @@ class CoreConfig:
         check_int("sr_bits", 1, self.lfsr_bits)
         check_int("lfsr_taps", 1, (1 << self.lfsr_bits) - 1)
         if not lfsr_is_maximal(self.lfsr_taps, self.lfsr_bits):
-            fail(f"lfsr_taps = {self.lfsr_taps:#x} is not a maximal-length feedback mask for "
-                 f"lfsr_bits = {self.lfsr_bits}")
+            fail(
+                f"lfsr_taps = {self.lfsr_taps:#x} is not a maximal-length feedback mask for "
+                f"lfsr_bits = {self.lfsr_bits}"
+            )
         check_int("lfsr_seed", 1, (1 << self.lfsr_bits) - 1)
         check_int("cyc_sweep_latency", 0, 64)
         check_int("cyc_jump", 0, 64)
@@ -452,27 +491,37 @@ class CoreConfig:
         for name in ("beta_raw", "alpha_raw"):
             v = getattr(self, name)
             if not 0 < v < one:
-                fail(f"dt_s = {self.dt_s}: decay {name[:-4]} = {v}/2**{self.coef_frac} rounds to "
-                     f"{'0' if v <= 0 else '1'}; change dt_s or coef_frac")
+                fail(
+                    f"dt_s = {self.dt_s}: decay {name[:-4]} = {v}/2**{self.coef_frac} rounds to "
+                    f"{'0' if v <= 0 else '1'}; change dt_s or coef_frac"
+                )
         for name in ("gamma_raw", "kgamma_raw"):
             v = getattr(self, name)
             if not 0 < v < one:
-                fail(f"dt_s = {self.dt_s}: coefficient {name[:-4]} = {v}/2**{self.coef_frac} must lie in "
-                     f"(0, 1); change dt_s or coef_frac")
+                fail(
+                    f"dt_s = {self.dt_s}: coefficient {name[:-4]} = {v}/2**{self.coef_frac} must lie in "
+                    f"(0, 1); change dt_s or coef_frac"
+                )
         # Constants must be representable.
         if not 0 < self.theta_v_raw <= self.v_fmt.max_raw or self.theta_i_raw > self.i_fmt.max_raw:
             fail(f"theta = {self.theta} is not representable in V {self.v_fmt} and I {self.i_fmt}")
         if self.recip_min_raw < 1 or self.recip_min < 2.0 ** -(self.recip_bits - 1):
-            fail(f"recip_min = {self.recip_min} must be at least one LSB of I ({self.i_fmt}) and "
-                 f"2**-(recip_bits - 1) (the jump's shift R + e - i_frac must stay positive, §5.3)")
+            fail(
+                f"recip_min = {self.recip_min} must be at least one LSB of I ({self.i_fmt}) and "
+                f"2**-(recip_bits - 1) (the jump's shift R + e - i_frac must stay positive, §5.3)"
+            )
         if self.recip_min_raw + self.theta_i_raw > self.i_fmt.max_raw:
             fail(f"recip_min = {self.recip_min} + theta exceeds the range of I {self.i_fmt}")
         if self.loss_c0_raw > self.lam_fmt.max_raw:
-            fail(f"loss_scale_log2 = {self.loss_scale_log2}: softmax term 2**s tau_mem/tau0 = "
-                 f"{self.loss_c0_raw * self.lam_fmt.lsb:g} exceeds lambda {self.lam_fmt}")
+            fail(
+                f"loss_scale_log2 = {self.loss_scale_log2}: softmax term 2**s tau_mem/tau0 = "
+                f"{self.loss_c0_raw * self.lam_fmt.lsb:g} exceeds lambda {self.lam_fmt}"
+            )
         if int(self.reg_rom.max()) > self.lam_fmt.max_raw:
-            fail(f"loss_scale_log2 = {self.loss_scale_log2}: regulariser term at t_max = "
-                 f"{int(self.reg_rom.max()) * self.lam_fmt.lsb:g} exceeds lambda {self.lam_fmt}")
+            fail(
+                f"loss_scale_log2 = {self.loss_scale_log2}: regulariser term at t_max = "
+                f"{int(self.reg_rom.max()) * self.lam_fmt.lsb:g} exceeds lambda {self.lam_fmt}"
+            )
         for l, b in enumerate(self.silent_bump_raw):
             if abs(b) > (1 << (self.w_bits - 2)):
                 fail(f"silent_bump = {self.silent_bump} is too large for the weight format of layer {l}")
@@ -600,8 +649,10 @@ class CoreConfig:
     def reg_rom(self) -> np.ndarray:
         """2**s * alpha * tau_mem / tau1 * exp(n dt / tau1) in the lambda format, n = 0 .. n_steps - 1."""
         c = 2.0**self.loss_scale_log2 * self.alpha * self.tau_mem_s / self.tau1_s * 2**self.lam_frac
-        return np.array([_raw_half_up(c * math.exp(n * self.dt_s / self.tau1_s)) for n in range(self.n_steps)],
-                        dtype=np.int64)
+        return np.array(
+            [_raw_half_up(c * math.exp(n * self.dt_s / self.tau1_s)) for n in range(self.n_steps)],
+            dtype=np.int64,
+        )
 
     # -- reciprocal unit (§2.3) ----------------------------------------------------------------
 
@@ -609,8 +660,9 @@ class CoreConfig:
     def recip_rom(self) -> np.ndarray:
         """Seed ROM: round(2**(R + k) / (2**k + a + 1/2)) for a = 0 .. 2**k - 1 (R-bit unsigned)."""
         k, r = self.recip_seed_bits, self.recip_bits
-        return np.array([_raw_half_up(2.0 ** (r + k) / ((1 << k) + a + 0.5)) for a in range(1 << k)],
-                        dtype=np.int64)
+        return np.array(
+            [_raw_half_up(2.0 ** (r + k) / ((1 << k) + a + 0.5)) for a in range(1 << k)], dtype=np.int64
+        )
 
     @property
     def recip_eps_shift(self) -> int:
@@ -623,11 +675,12 @@ class CoreConfig:
     def silent_bump_raw(self) -> tuple:
         return tuple(_raw_half_up(self.silent_bump * 2**f) for f in self.w_frac)
 
-
     @property
     def silent_count_max(self) -> tuple:
         """Silent (sample, neuron) pairs per minibatch above which layer l is bumped (§6.4)."""
-        return tuple(math.floor(t * self.batch_size * n) for t, n in zip(self.silent_threshold, self.sizes[1:]))
+        return tuple(
+            math.floor(t * self.batch_size * n) for t, n in zip(self.silent_threshold, self.sizes[1:])
+        )
 
     def _lr_unit(self, layer: int) -> float:
         """Real learning rate of mantissa 1, shift 0 (§6.3): dw_raw = u * mant * 2**-shift.
@@ -648,8 +701,10 @@ class CoreConfig:
         """The mantissa that best realises learning rate ``lr`` (dL/dw units) with lr_shift[layer]."""
         m = _raw_half_up(lr / (2.0 ** -self.lr_shift[layer] * self._lr_unit(layer)))
         if not 0 <= m < (1 << self.lr_bits):
-            raise ConfigError(f"CoreConfig.lr_mant: learning rate {lr:g} of layer {layer} needs mantissa "
-                              f"{m}, outside [0, 2**{self.lr_bits}); change lr_shift[{layer}]")
+            raise ConfigError(
+                f"CoreConfig.lr_mant: learning rate {lr:g} of layer {layer} needs mantissa "
+                f"{m}, outside [0, 2**{self.lr_bits}); change lr_shift[{layer}]"
+            )
         return m
 
     def with_lr(self, lrs) -> CoreConfig:
@@ -696,7 +751,7 @@ class CoreConfig:
 
     def theta_w_raw(self, layer: int) -> int:
         """theta in the weight format of matrix ``layer`` (the first term of a jump's sum, §5.3)."""
-        return _raw_half_up(self.theta * 2**self.w_frac[layer])
+        return _raw_half_up(self.theta * 2 ** self.w_frac[layer])
 
     @property
     def widest_intermediate_bits(self) -> int:
@@ -715,7 +770,7 @@ class CoreConfig:
             self.lam_bits + self.recip_bits + 2,
         ]
         if self.optimizer is Optimizer.SGD:
-            # §6.2: momentum/gradient * lr mantissa + random bits
+            # §6.3: momentum/gradient * lr mantissa + random bits
             cands.append(self.grad_bits + self.lr_bits + 2)
         return max(cands)
 
@@ -730,7 +785,9 @@ class CoreConfig:
         # Forward (V, I) and backward (lambda_V, lambda_I) never live at the same time: one memory.
         mems.append(Memory("state", n_neur, max(self.v_bits + self.i_bits, 2 * self.lam_bits)))
         mems.append(Memory("fanin_acc", n_neur, self.fanin_acc_bits))
-        mems.append(Memory("spike_record", self.record_capacity, self.step_bits + self.neuron_bits + self.i_bits))
+        mems.append(
+            Memory("spike_record", self.record_capacity, self.step_bits + self.neuron_bits + self.i_bits)
+        )
         mems.append(Memory("input_buffer", self.input_capacity, self.step_bits + self.input_id_bits))
         mems.append(Memory("exp_rom", len(self.exp_rom), self.exp_frac + 1, rom=True))
         mems.append(Memory("reg_rom", self.n_steps, max(1, int(self.reg_rom.max()).bit_length()), rom=True))
@@ -754,15 +811,21 @@ class CoreConfig:
     def register_bits(self) -> int:
         """Flip-flops that hold data (not control): output first-spike registers, spiked bits, LFSR."""
         n_out = self.sizes[-1]
-        return (n_out * (self.step_bits + self.i_bits + self.v_bits) + sum(self.sizes[1:])
-                + self.lfsr_bits + len(Flag))
+        return (
+            n_out * (self.step_bits + self.i_bits + self.v_bits)
+            + sum(self.sizes[1:])
+            + self.lfsr_bits
+            + len(Flag)
+        )
 
     def mult_pieces(self, dsp_width: int = 16) -> dict:
         """Hard-multiplier pieces each pipelined operation needs to run at one neuron, synapse or
         weight per cycle (§7). A signed operand wider than the multiplier splits into an unsigned
         low part and a signed high part; coefficients and mantissas are unsigned."""
+
         def pieces(a, b):
             return math.ceil(a / dsp_width) * math.ceil(b / dsp_width)
+
         cf = self.coef_frac
         return {
             "forward_neuron": pieces(self.v_bits, cf) + 2 * pieces(self.i_bits, cf),
@@ -773,6 +836,7 @@ class CoreConfig:
 
     def _place(self, device: Device) -> dict:
         """Assign each memory to block RAM or SPRAM; returns per-memory blocks and totals."""
+
         def ebr_blocks(m: Memory) -> int:
             return min(math.ceil(m.width / w) * math.ceil(m.depth / d) for d, w in device.ebr_modes)
 
@@ -796,8 +860,9 @@ class CoreConfig:
         """Bits per memory and, for a named device, where each goes and whether it fits (§8)."""
         mems = self.memories()
         report = {
-            "memories": {m.name: {"depth": m.depth, "width": m.width, "bits": m.bits, "rom": m.rom}
-                         for m in mems},
+            "memories": {
+                m.name: {"depth": m.depth, "width": m.width, "bits": m.bits, "rom": m.rom} for m in mems
+            },
             "total_bits": sum(m.bits for m in mems),
             "register_bits": self.register_bits,
             "mult16_pieces": self.mult_pieces(),
@@ -811,13 +876,20 @@ class CoreConfig:
             ebr = sum(b for k, b in place.values() if k == "ebr")
             spram = sum(b for k, b in place.values() if k == "spram")
             dsp_need = max(self.mult_pieces(dev.dsp_width).values())
-            report.update({
-                "device": dev.name,
-                "ebr_used": ebr, "ebr_available": dev.ebr_blocks,
-                "spram_used": spram, "spram_available": dev.spram_blocks,
-                "dsp_used": dsp_need, "dsp_available": dev.dsp_blocks,
-                "fits": ebr <= dev.ebr_blocks and spram <= dev.spram_blocks and dsp_need <= dev.dsp_blocks,
-            })
+            report.update(
+                {
+                    "device": dev.name,
+                    "ebr_used": ebr,
+                    "ebr_available": dev.ebr_blocks,
+                    "spram_used": spram,
+                    "spram_available": dev.spram_blocks,
+                    "dsp_used": dsp_need,
+                    "dsp_available": dev.dsp_blocks,
+                    "fits": ebr <= dev.ebr_blocks
+                    and spram <= dev.spram_blocks
+                    and dsp_need <= dev.dsp_blocks,
+                }
+            )
         return report
 
     def fits(self, device: str) -> bool:
@@ -870,18 +942,45 @@ class CoreConfig:
     @classmethod
     def ecp5_85f(cls, **changes) -> CoreConfig:
         """Yin-Yang 5-200-3 core with finer time step and wider words for the ECP5-85F."""
-        base = dict(dt_s=0.1e-3, n_steps=500, v_bits=28, v_frac=22, i_bits=28, i_frac=20,
-                    lam_bits=28, lam_frac=20, grad_bits=40, w_bits=18, w_frac=(13, 14),
-                    record_capacity=2048, coef_frac=20)
+        base = dict(
+            dt_s=0.1e-3,
+            n_steps=500,
+            v_bits=28,
+            v_frac=22,
+            i_bits=28,
+            i_frac=20,
+            lam_bits=28,
+            lam_frac=20,
+            grad_bits=40,
+            w_bits=18,
+            w_frac=(13, 14),
+            record_capacity=2048,
+            coef_frac=20,
+        )
         base.update(changes)
         return cls(**base)
 
     @classmethod
     def wide(cls, **changes) -> CoreConfig:
         """Fine time step and wide words: the fixed-point model close to float EventProp (tests)."""
-        base = dict(dt_s=0.01e-3, n_steps=5000, coef_frac=24, v_bits=32, v_frac=26, i_bits=32,
-                    i_frac=24, w_bits=20, w_frac=(15, 16), lam_bits=32, lam_frac=22, grad_bits=40,
-                    recip_min=2.0**-12, exp_frac=20, prob_frac=16, record_capacity=4096,
-                    loss_scale_log2=-2)
+        base = dict(
+            dt_s=0.01e-3,
+            n_steps=5000,
+            coef_frac=24,
+            v_bits=32,
+            v_frac=26,
+            i_bits=32,
+            i_frac=24,
+            w_bits=20,
+            w_frac=(15, 16),
+            lam_bits=32,
+            lam_frac=22,
+            grad_bits=40,
+            recip_min=2.0**-12,
+            exp_frac=20,
+            prob_frac=16,
+            record_capacity=4096,
+            loss_scale_log2=-2,
+        )
         base.update(changes)
         return cls(**base)

@@ -141,16 +141,46 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
     replayed = layer_counts[:, :-1] if replayed is None else np.asarray(replayed)
     # Replay: per synapse an error-sum MAC and a gradient read-modify-write, one jump per hidden
     # record entry and per output first spike, the propagation sweep for every step but step 0.
-    backward = ((n_steps_run - 1) * sweep + cfg.cyc_synapse_rmw * fanout(replayed)
-                + (replayed.sum(axis=1) + np.asarray(n_jumps)) * cfg.cyc_jump)
+    backward = (
+        (n_steps_run - 1) * sweep
+        + cfg.cyc_synapse_rmw * fanout(replayed)
+        + (replayed.sum(axis=1) + np.asarray(n_jumps)) * cfg.cyc_jump
+    )
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
 
 
 @njit(cache=True)
-def _backward_batch(P, sizes, w_off, nrn_off, w_frac, theta_w, W, exp_rom, reg_rom, recip_rom,
-                    in_step, in_id, in_cnt, rec_step, rec_nrn, rec_cur, rec_cnt,
-                    first_step, first_cur, n_end, labels, G,
-                    prob, lterm, active, flags, n_jumps, lam_v, lam_i):
+def _backward_batch(
+    P,
+    sizes,
+    w_off,
+    nrn_off,
+    w_frac,
+    theta_w,
+    W,
+    exp_rom,
+    reg_rom,
+    recip_rom,
+    in_step,
+    in_id,
+    in_cnt,
+    rec_step,
+    rec_nrn,
+    rec_cur,
+    rec_cnt,
+    first_step,
+    first_cur,
+    n_end,
+    labels,
+    G,
+    prob,
+    lterm,
+    active,
+    flags,
+    n_jumps,
+    lam_v,
+    lam_i,
+):
     """Loss unit and backward pass of each sample in turn, accumulating into G (§4-§5)."""
     n_layers = P[P_N_LAYERS]
     n_neur = nrn_off[n_layers]
@@ -165,9 +195,29 @@ def _backward_batch(P, sizes, w_off, nrn_off, w_frac, theta_w, W, exp_rom, reg_r
         # Inputs used are those the forward pass reached (step <= n_end): backward_sample skips
         # later ones itself.
         fl, n_hid, n_inp, n_jmp = backward_sample(
-            P, sizes, w_off, nrn_off, w_frac, theta_w, W, recip_rom, in_step[b], in_id[b], in_cnt[b],
-            rec_step[b], rec_nrn[b], rec_cur[b], rec_cnt[b], first_step[b], first_cur[b], lterm[b],
-            n_end[b], lam_v, lam_i, G)
+            P,
+            sizes,
+            w_off,
+            nrn_off,
+            w_frac,
+            theta_w,
+            W,
+            recip_rom,
+            in_step[b],
+            in_id[b],
+            in_cnt[b],
+            rec_step[b],
+            rec_nrn[b],
+            rec_cur[b],
+            rec_cnt[b],
+            first_step[b],
+            first_cur[b],
+            lterm[b],
+            n_end[b],
+            lam_v,
+            lam_i,
+            G,
+        )
         flags[b] |= fl
         n_jumps[b] = n_jmp
 
@@ -208,7 +258,7 @@ class FixedCore:
 
     def _views(self, flat):
         s = self.cfg.sizes
-        return [flat[o:o + s[l] * s[l + 1]].reshape(s[l + 1], s[l]) for l, o in enumerate(self._w_off)]
+        return [flat[o : o + s[l] * s[l + 1]].reshape(s[l + 1], s[l]) for l, o in enumerate(self._w_off)]
 
     @property
     def weights_raw(self) -> list:
@@ -324,14 +374,53 @@ class FixedCore:
         final_v = np.zeros((n_b, n_neur), dtype=np.int64)
         final_cur = np.zeros((n_b, n_neur), dtype=np.int64)
         n_end = np.zeros(n_b, dtype=np.int64)
-        forward_batch(self._P, self._sizes, self._w_off, self._nrn_off, self._w_shift, self._W,
-                      steps, ids, counts, rec_step, rec_nrn, rec_cur, rec_cnt, first_step, first_cur,
-                      first_v, spiked, layer_counts, final_v, final_cur, n_end, flags)
-        n_inputs = np.array([(steps[b, :counts[b]] <= n_end[b]).sum() for b in range(n_b)], dtype=np.int64)
+        forward_batch(
+            self._P,
+            self._sizes,
+            self._w_off,
+            self._nrn_off,
+            self._w_shift,
+            self._W,
+            steps,
+            ids,
+            counts,
+            rec_step,
+            rec_nrn,
+            rec_cur,
+            rec_cnt,
+            first_step,
+            first_cur,
+            first_v,
+            spiked,
+            layer_counts,
+            final_v,
+            final_cur,
+            n_end,
+            flags,
+        )
+        n_inputs = np.array([(steps[b, : counts[b]] <= n_end[b]).sum() for b in range(n_b)], dtype=np.int64)
         fwd, _, _ = cycle_model(cfg, n_end, n_inputs, layer_counts)
         self.flags |= Flag(int(np.bitwise_or.reduce(flags, initial=0)))
-        res = FixedResult(cfg, steps, ids, counts, rec_step, rec_nrn, rec_cur, rec_cnt, first_step,
-                          first_cur, first_v, final_v, final_cur, n_end, spiked, layer_counts, flags, fwd)
+        res = FixedResult(
+            cfg,
+            steps,
+            ids,
+            counts,
+            rec_step,
+            rec_nrn,
+            rec_cur,
+            rec_cnt,
+            first_step,
+            first_cur,
+            first_v,
+            final_v,
+            final_cur,
+            n_end,
+            spiked,
+            layer_counts,
+            flags,
+            fwd,
+        )
         res.layers = self._spike_batches(res)
         return res
 
@@ -405,27 +494,59 @@ class FixedCore:
         lam_v = np.zeros(n_neur, dtype=np.int64)
         lam_i = np.zeros(n_neur, dtype=np.int64)
         flags = res.flags.copy()
-        _backward_batch(self._P, self._sizes, self._w_off, self._nrn_off, self._w_frac, self._theta_w, self._W,
-                        cfg.exp_rom, cfg.reg_rom, cfg.recip_rom, res.in_step, res.in_id, res.in_count,
-                        res.rec_step, res.rec_neuron, res.rec_cur, res.rec_count, res.first_step,
-                        res.first_cur, res.n_end, labels.astype(np.int64), self._G, prob, lterm, active,
-                        flags, n_jumps, lam_v, lam_i)
+        _backward_batch(
+            self._P,
+            self._sizes,
+            self._w_off,
+            self._nrn_off,
+            self._w_frac,
+            self._theta_w,
+            self._W,
+            cfg.exp_rom,
+            cfg.reg_rom,
+            cfg.recip_rom,
+            res.in_step,
+            res.in_id,
+            res.in_count,
+            res.rec_step,
+            res.rec_neuron,
+            res.rec_cur,
+            res.rec_count,
+            res.first_step,
+            res.first_cur,
+            res.n_end,
+            labels.astype(np.int64),
+            self._G,
+            prob,
+            lterm,
+            active,
+            flags,
+            n_jumps,
+            lam_v,
+            lam_i,
+        )
         res.flags = flags
         self.flags |= Flag(int(np.bitwise_or.reduce(flags, initial=0)))
         res.prob, res.lterm, res.active = prob, lterm, active
         res.final_lam_v, res.final_lam_i = lam_v, lam_i
-        n_inputs = np.array([(res.in_step[b, :res.in_count[b]] <= res.n_end[b]).sum() for b in range(n_b)])
+        n_inputs = np.array([(res.in_step[b, : res.in_count[b]] <= res.n_end[b]).sum() for b in range(n_b)])
         replayed = np.zeros((n_b, cfg.n_layers - 1), dtype=np.int64)
         for l in range(cfg.n_layers - 1):
             lo, hi = self._nrn_off[l], self._nrn_off[l + 1]
             valid = np.arange(cfg.record_capacity)[None, :] < res.rec_count[:, None]
             replayed[:, l] = (valid & (res.rec_neuron >= lo) & (res.rec_neuron < hi)).sum(axis=1)
-        _, res.cycles_loss, res.cycles_backward = cycle_model(cfg, res.n_end, n_inputs, res.layer_counts,
-                                                              active, n_jumps, replayed)
+        _, res.cycles_loss, res.cycles_backward = cycle_model(
+            cfg, res.n_end, n_inputs, res.layer_counts, active, n_jumps, replayed
+        )
         res.grads_raw = [g.copy() for g in self.grads_raw]
         # Loss-shaping counters (§6.4): silent (sample, neuron) pairs per layer in this minibatch.
-        self._silent = np.array([int((res.spiked[:, self._nrn_off[l]:self._nrn_off[l + 1]] == 0).sum())
-                                 for l in range(cfg.n_layers)], dtype=np.int64)
+        self._silent = np.array(
+            [
+                int((res.spiked[:, self._nrn_off[l] : self._nrn_off[l + 1]] == 0).sum())
+                for l in range(cfg.n_layers)
+            ],
+            dtype=np.int64,
+        )
         scale = cfg.grad_scale() / max(n_b, 1)
         grads = [g * scale for g in res.grads_raw]
         return self.loss(res, labels), grads, res
@@ -446,8 +567,18 @@ class FixedCore:
         layer = self.bump_layer()
         if layer >= 0:
             bump[layer] = cfg.silent_bump_raw[layer]
-        state, fl = update_weights(self._P, self._sizes, self._w_off, self._W, self._G, self._M,
-                                   self.lr_mant, self._lr_shift, bump, np.int64(self.lfsr_state))
+        state, fl = update_weights(
+            self._P,
+            self._sizes,
+            self._w_off,
+            self._W,
+            self._G,
+            self._M,
+            self.lr_mant,
+            self._lr_shift,
+            bump,
+            np.int64(self.lfsr_state),
+        )
         self.lfsr_state = int(state)
         self._silent[:] = 0
         self.flags |= Flag(int(fl))
@@ -479,9 +610,9 @@ def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int = 100
     cyc = 0.0
     labels = np.asarray(labels)
     for s in range(0, spikes.batch_size, batch):
-        part = spikes[s:s + batch]
+        part = spikes[s : s + batch]
         res = core.run(part)
-        y = labels[s:s + batch]
+        y = labels[s : s + batch]
         correct += int((res.predictions == y).sum())
         loss_sum += float(core.loss(res, y).sum())
         spikes_sum += res.layer_counts.sum(axis=0)
@@ -491,13 +622,24 @@ def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int = 100
 
 
 def _init_weights(cfg: CoreConfig, init, rng) -> list:
-    return [rng.normal(m, s, size=(n_out, n_in))
-            for (m, s), n_in, n_out in zip(init, cfg.sizes, cfg.sizes[1:])]
+    return [
+        rng.normal(m, s, size=(n_out, n_in)) for (m, s), n_in, n_out in zip(init, cfg.sizes, cfg.sizes[1:])
+    ]
 
 
-def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: bool = True,
-                init=((1.5, 0.78), (0.93, 0.1)), lr_decay: float = 0.95, n_train: int | None = None,
-                eval_every: int = 1, core: FixedCore | None = None, return_core: bool = False):
+def train_fixed(
+    cfg: CoreConfig,
+    dataset,
+    epochs: int,
+    seed: int = 0,
+    progress: bool = True,
+    init=((1.5, 0.78), (0.93, 0.1)),
+    lr_decay: float = 0.95,
+    n_train: int | None = None,
+    eval_every: int = 1,
+    core: FixedCore | None = None,
+    return_core: bool = False,
+):
     """Train on a data set with the fixed-point core; returns a metrics dict (with the core).
 
     The host draws the initial weights (normal, ``init`` per matrix), quantises them into the
@@ -527,8 +669,13 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
     history = []
     best_val, best_weights, best_epoch = -1.0, None, 0
     n_batches = math.ceil(n / bs)
-    bar = tqdm(total=epochs * n_batches, disable=not progress, unit="batch",
-               desc=f"train {dataset.name} (fixed)", dynamic_ncols=True)
+    bar = tqdm(
+        total=epochs * n_batches,
+        disable=not progress,
+        unit="batch",
+        desc=f"train {dataset.name} (fixed)",
+        dynamic_ncols=True,
+    )
     for epoch in range(epochs):
         core.lr_mant = np.floor(lr0 * lr_decay**epoch + 0.5).astype(np.int64)
         perm = rng.permutation(n)
@@ -537,7 +684,7 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
         cycles = 0
         g_max = 0
         for s in range(0, n, bs):
-            idx = perm[s:s + bs]
+            idx = perm[s : s + bs]
             losses, _, res = core.gradient(train_spikes[idx], y_train[idx])
             g_max = max(g_max, int(np.abs(core._G).max(initial=0)))
             core.update()
@@ -545,12 +692,18 @@ def train_fixed(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: 
             correct += int((res.predictions == y_train[idx]).sum())
             cycles += int(res.cycles.sum()) + core.update_cycles()
             bar.update(1)
-        entry = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n,
-                 "lr_mant": core.lr_mant.tolist(), "cycles_per_sample": cycles / n,
-                 "flags": str(core.flags), "wall_s": time.perf_counter() - t0,
-                 # Headroom diagnostics (not part of the core): bits the accumulators needed.
-                 "grad_max_bits": g_max.bit_length() + 1,
-                 "mom_max_bits": int(np.abs(core._M).max(initial=0)).bit_length() + 1}
+        entry = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / n,
+            "train_accuracy": correct / n,
+            "lr_mant": core.lr_mant.tolist(),
+            "cycles_per_sample": cycles / n,
+            "flags": str(core.flags),
+            "wall_s": time.perf_counter() - t0,
+            # Headroom diagnostics (not part of the core): bits the accumulators needed.
+            "grad_max_bits": g_max.bit_length() + 1,
+            "mom_max_bits": int(np.abs(core._M).max(initial=0)).bit_length() + 1,
+        }
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, dataset.y_val)
             entry.update({"val_loss": val_loss, "val_accuracy": val_acc, "spikes_per_sample": val_spk})

@@ -4,7 +4,7 @@ Per sample, from the last forward step down to step 0: replay the spike record o
 (gradient accumulation and lambda_V jumps of hidden neurons, §5.3-§5.4), the input spikes of the
 step (gradient only), the output neurons' first spikes (jump with the loss term, §4), then the
 transposed propagator to step n-1 (§5.2). Within a step every read of lambda sees the values of
-before the step's jumps (§5.3 "snapshot"); the record holds a step's spikes in ascending layer
+before the step's jumps (§5.5 "snapshot"); the record holds a step's spikes in ascending layer
 order, so applying jumps in record order gives exactly that.
 """
 
@@ -14,9 +14,26 @@ import numpy as np
 from numba import njit
 
 from .fixed_ops import (
-    F_GRAD_SAT, F_LAM_SAT, F_RECIP_CLAMP, P_ALPHA, P_BETA, P_COEF_FRAC, P_GRAD_BITS, P_I_FRAC,
-    P_KGAMMA, P_LAM_BITS, P_N_LAYERS, P_RECIP_BITS, P_RECIP_EPS_SHIFT, P_RECIP_MIN,
-    P_RECIP_SEED_BITS, P_STATE_ROUND, P_THETA_I, recip, rshift, saturate,
+    F_GRAD_SAT,
+    F_LAM_SAT,
+    F_RECIP_CLAMP,
+    P_ALPHA,
+    P_BETA,
+    P_COEF_FRAC,
+    P_GRAD_BITS,
+    P_I_FRAC,
+    P_KGAMMA,
+    P_LAM_BITS,
+    P_N_LAYERS,
+    P_RECIP_BITS,
+    P_RECIP_EPS_SHIFT,
+    P_RECIP_MIN,
+    P_RECIP_SEED_BITS,
+    P_STATE_ROUND,
+    P_THETA_I,
+    recip,
+    rshift,
+    saturate,
 )
 
 __all__ = ["jump", "backward_sample", "layer_of"]

@@ -14,9 +14,25 @@ import numpy as np
 from numba import njit
 
 from .fixed_ops import (
-    F_I_SAT, F_REC_OVF, F_V_SAT, P_ALPHA, P_BETA, P_COEF_FRAC, P_EARLY_STOP, P_GAMMA, P_I_BITS,
-    P_I_FRAC, P_N_LAYERS, P_N_STEPS, P_REC_CAP, P_STATE_ROUND, P_THETA_V, P_V_BITS, P_V_FRAC,
-    rshift, saturate,
+    F_I_SAT,
+    F_REC_OVF,
+    F_V_SAT,
+    P_ALPHA,
+    P_BETA,
+    P_COEF_FRAC,
+    P_EARLY_STOP,
+    P_GAMMA,
+    P_I_BITS,
+    P_I_FRAC,
+    P_N_LAYERS,
+    P_N_STEPS,
+    P_REC_CAP,
+    P_STATE_ROUND,
+    P_THETA_V,
+    P_V_BITS,
+    P_V_FRAC,
+    rshift,
+    saturate,
 )
 
 __all__ = ["forward_sample", "forward_batch"]

@@ -11,8 +11,18 @@ from __future__ import annotations
 from numba import njit
 
 from .fixed_ops import (
-    F_LAM_SAT, P_LAM_BITS, P_LOSS_C0, P_N_STEPS, P_PROB_FRAC, P_RECIP_BITS,
-    P_RECIP_EPS_SHIFT, P_RECIP_SEED_BITS, P_STATE_ROUND, recip, rshift, saturate,
+    F_LAM_SAT,
+    P_LAM_BITS,
+    P_LOSS_C0,
+    P_N_STEPS,
+    P_PROB_FRAC,
+    P_RECIP_BITS,
+    P_RECIP_EPS_SHIFT,
+    P_RECIP_SEED_BITS,
+    P_STATE_ROUND,
+    recip,
+    rshift,
+    saturate,
 )
 
 __all__ = ["loss_unit"]

@@ -17,8 +17,21 @@ from __future__ import annotations
 from numba import njit
 
 from .fixed_ops import (
-    F_MOM_SAT, F_W_SAT, P_GRAD_BITS, P_LFSR_TAPS, P_LION_SHIFT, P_MOM_SHIFT, P_N_LAYERS, P_OPTIMIZER,
-    P_SR_BITS, P_STATE_ROUND, P_UPDATE_ROUND, P_W_BITS, ROUND_STOCHASTIC, rshift, saturate,
+    F_MOM_SAT,
+    F_W_SAT,
+    P_GRAD_BITS,
+    P_LFSR_TAPS,
+    P_LION_SHIFT,
+    P_MOM_SHIFT,
+    P_N_LAYERS,
+    P_OPTIMIZER,
+    P_SR_BITS,
+    P_STATE_ROUND,
+    P_UPDATE_ROUND,
+    P_W_BITS,
+    ROUND_STOCHASTIC,
+    rshift,
+    saturate,
 )
 from .lfsr import lfsr_draw
 

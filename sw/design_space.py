@@ -58,10 +58,15 @@ def variant(base: CoreConfig, axis: str, value) -> CoreConfig:
         dt = value * 1e-3
         cfg = base.replace(dt_s=dt, n_steps=int(round(TRIAL_S / dt)))
     elif axis == "state_bits":
-        cfg = base.replace(v_bits=value, v_frac=value - INT_BITS["v"], i_bits=value, i_frac=value - INT_BITS["i"])
+        cfg = base.replace(
+            v_bits=value, v_frac=value - INT_BITS["v"], i_bits=value, i_frac=value - INT_BITS["i"]
+        )
     elif axis == "lam_bits":
-        cfg = base.replace(lam_bits=value, lam_frac=value - INT_BITS["lam"],
-                           grad_bits=max(value, base.grad_bits - base.lam_bits + value))
+        cfg = base.replace(
+            lam_bits=value,
+            lam_frac=value - INT_BITS["lam"],
+            grad_bits=max(value, base.grad_bits - base.lam_bits + value),
+        )
     elif axis == "w_bits":
         cfg = base.replace(w_bits=value, w_frac=tuple(value - b for b in INT_BITS["w"]))
     else:
@@ -74,8 +79,13 @@ def gradient_fidelity(cfg: CoreConfig, dataset, n_nets: int, n_samples: int) -> 
     cos = []
     for seed in range(n_nets):
         rng = np.random.default_rng(1000 + seed)
-        net = Network.create(cfg.sizes, LifParameters(cfg.tau_mem_s, cfg.tau_syn_s, cfg.theta, cfg.t_max_s),
-                             "ttfs", [(1.5, 0.78), (0.93, 0.1)], rng)
+        net = Network.create(
+            cfg.sizes,
+            LifParameters(cfg.tau_mem_s, cfg.tau_syn_s, cfg.theta, cfg.t_max_s),
+            "ttfs",
+            [(1.5, 0.78), (0.93, 0.1)],
+            rng,
+        )
         core = FixedCore.from_float(cfg, net)
         net = core.to_float()
         idx = rng.choice(len(dataset.y_train), n_samples, replace=False)
@@ -83,8 +93,8 @@ def gradient_fidelity(cfg: CoreConfig, dataset, n_nets: int, n_samples: int) -> 
         labels = dataset.y_train[idx]
         loss_fn = TTFSLoss(cfg.tau0_s, cfg.tau1_s, cfg.alpha)
         for b in range(n_samples):
-            _, g, _ = core.gradient(spikes[b], labels[b:b + 1])
-            _, f, _ = net.gradient(spikes[b], labels[b:b + 1], loss_fn)
+            _, g, _ = core.gradient(spikes[b], labels[b : b + 1])
+            _, f, _ = net.gradient(spikes[b], labels[b : b + 1], loss_fn)
             g = np.concatenate([x.ravel() for x in g])
             f = np.concatenate([x.ravel() for x in f])
             ng, nf = np.linalg.norm(g), np.linalg.norm(f)
@@ -92,8 +102,12 @@ def gradient_fidelity(cfg: CoreConfig, dataset, n_nets: int, n_samples: int) -> 
                 continue
             cos.append(float(g @ f / (ng * nf)) if ng > 0 and nf > 0 else 0.0)
     cos = np.array(cos)
-    return {"cos_median": float(np.median(cos)), "cos_frac_099": float((cos >= 0.99).mean()),
-            "cos_mean": float(cos.mean()), "n_cases": int(len(cos))}
+    return {
+        "cos_median": float(np.median(cos)),
+        "cos_frac_099": float((cos >= 0.99).mean()),
+        "cos_mean": float(cos.mean()),
+        "n_cases": int(len(cos)),
+    }
 
 
 def quantised_inference(cfg: CoreConfig, dataset, checkpoint: Path) -> float:
@@ -119,24 +133,42 @@ def run_sweep(args, results: dict) -> dict:
         cfg = variant(base, axis, value)
         entry.update({"axis": axis, "value": value, "config": cfg.to_dict()})
         rep = cfg.memory_report("up5k")
-        entry.update({"total_bits": rep["total_bits"], "fits_up5k": rep["fits"], "ebr": rep["ebr_used"],
-                      "spram": rep["spram_used"], "dsp": rep["dsp_used"]})
+        entry.update(
+            {
+                "total_bits": rep["total_bits"],
+                "fits_up5k": rep["fits"],
+                "ebr": rep["ebr_used"],
+                "spram": rep["spram_used"],
+                "dsp": rep["dsp_used"],
+            }
+        )
         if "cos_median" not in entry or entry.get("n_cases_req") != args.nets * args.samples:
             t0 = time.perf_counter()
             entry.update(gradient_fidelity(cfg, ds, args.nets, args.samples))
             entry["n_cases_req"] = args.nets * args.samples
-            print(f"{key}: gradient cos median {entry['cos_median']:.4f}, >=0.99 in "
-                  f"{100 * entry['cos_frac_099']:.0f} % ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"{key}: gradient cos median {entry['cos_median']:.4f}, >=0.99 in "
+                f"{100 * entry['cos_frac_099']:.0f} % ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
         accs = entry.get("acc", {})
         for seed in range(args.seeds):
             tag = f"e{args.epochs}s{seed}"
             if tag in accs:
                 continue
             m = train_fixed(cfg, ds, args.epochs, seed=seed, progress=False)
-            accs[tag] = {"test": m["test_accuracy"], "final": m["final_epoch_test_accuracy"],
-                         "epoch": m["selected_epoch"], "wall_s": m["wall_time_s"], "flags": m["flags"]}
-            print(f"{key}: seed {seed}: test {100 * m['test_accuracy']:.1f} % "
-                  f"({m['wall_time_s']:.0f} s, flags {m['flags']})", flush=True)
+            accs[tag] = {
+                "test": m["test_accuracy"],
+                "final": m["final_epoch_test_accuracy"],
+                "epoch": m["selected_epoch"],
+                "wall_s": m["wall_time_s"],
+                "flags": m["flags"],
+            }
+            print(
+                f"{key}: seed {seed}: test {100 * m['test_accuracy']:.1f} % "
+                f"({m['wall_time_s']:.0f} s, flags {m['flags']})",
+                flush=True,
+            )
             entry["acc"] = accs
             results[key] = entry
             _save(args.json, results)
@@ -158,14 +190,20 @@ def _acc_stats(entry, epochs):
     return (100 * float(np.mean(vals)), len(vals)) if vals else (math.nan, 0)
 
 
-LABELS = {"dt_ms": "dt (ms)", "state_bits": "V, I width (bits)", "lam_bits": "lambda width (bits)",
-          "w_bits": "weight width (bits)"}
+LABELS = {
+    "dt_ms": "dt (ms)",
+    "state_bits": "V, I width (bits)",
+    "lam_bits": "lambda width (bits)",
+    "w_bits": "weight width (bits)",
+}
 
 
 def table(results: dict, epochs: int) -> str:
-    lines = [f"| axis | value | grad cos median | cases cos >= 0.99 | test acc. ({epochs} ep.) | seeds "
-             "| float-trained, quantised | memory bits | UP5K EBR/SPRAM/DSP | fits UP5K |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| axis | value | grad cos median | cases cos >= 0.99 | test acc. ({epochs} ep.) | seeds "
+        "| float-trained, quantised | memory bits | UP5K EBR/SPRAM/DSP | fits UP5K |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for axis in AXES:
         for value in AXES[axis]:
             e = results.get(_key(axis, value))
@@ -176,7 +214,8 @@ def table(results: dict, epochs: int) -> str:
             lines.append(
                 f"| {LABELS[axis]} | {value} | {e['cos_median']:.4f} | {100 * e['cos_frac_099']:.0f} % "
                 f"| {acc:.1f} % | {n} | {'' if q is None else f'{100 * q:.1f} %'} | {e['total_bits']} "
-                f"| {e['ebr']}/{e['spram']}/{e['dsp']} | {'yes' if e['fits_up5k'] else 'no'} |")
+                f"| {e['ebr']}/{e['spram']}/{e['dsp']} | {'yes' if e['fits_up5k'] else 'no'} |"
+            )
     return "\n".join(lines)
 
 

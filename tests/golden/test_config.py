@@ -1,10 +1,12 @@
 """Tests of evcore.golden.config: validation messages, derived constants, JSON, memories, devices."""
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
+
 from evcore.golden.config import (
     DEVICES,
     ConfigError,
@@ -44,7 +46,7 @@ def test_from_dict_rejects_unknown_field():
 
 
 def test_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         CoreConfig().v_bits = 12
 
 
@@ -59,14 +61,17 @@ def test_frozen():
     (dict(v_frac=23), r"CoreConfig.v_frac = 23 must lie in \[0, 22\]"),
     (dict(w_frac=(11, 17)), r"CoreConfig.w_frac\[1\] = 17 must lie in \[0, w_bits - 1 = 15\]"),
     (dict(grad_bits=20), "CoreConfig.grad_bits = 20 must be >= lam_bits = 24"),
-    (dict(record_capacity=199), r"record_capacity = 199 cannot hold one spike per hidden neuron \(needs >= 200\)"),
+    (dict(record_capacity=199),
+     r"record_capacity = 199 cannot hold one spike per hidden neuron \(needs >= 200\)"),
     (dict(input_capacity=4), r"input_capacity = 4 cannot hold one spike per input neuron \(needs >= 5\)"),
     (dict(lfsr_taps=0x80000001), "CoreConfig.lfsr_taps = 0x80000001 is not a maximal-length feedback mask"),
     (dict(lfsr_seed=0), r"CoreConfig.lfsr_seed = 0 must lie in \[1, 4294967295\]"),
-    (dict(state_rounding="up"), r"CoreConfig.state_rounding must be one of \['half_up', 'floor', 'stochastic'\]"),
+    (dict(state_rounding="up"),
+     r"CoreConfig.state_rounding must be one of \['half_up', 'floor', 'stochastic'\]"),
     (dict(state_rounding="stochastic"), "CoreConfig.state_rounding must be half_up or floor"),
     (dict(optimizer="lion", mom_shift=0), "CoreConfig.mom_shift must be >= 1 for the lion optimizer"),
-    (dict(lr_mant=(1 << 16, 1)), r"CoreConfig.lr_mant\[0\] = 65536 must lie in \[0, 2\*\*lr_bits - 1 = 65535\]"),
+    (dict(lr_mant=(1 << 16, 1)),
+     r"CoreConfig.lr_mant\[0\] = 65536 must lie in \[0, 2\*\*lr_bits - 1 = 65535\]"),
     (dict(silent_threshold=(1.0, 1.5)), r"CoreConfig.silent_threshold\[1\] = 1.5 must lie in \[0, 1\]"),
 ])
 def test_invalid_fields_name_field_and_bound(changes, message):

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.fixed import FixedCore, cycle_model
 from evcore.golden.fixed_adjoint import jump
@@ -22,8 +23,10 @@ def test_one_input_spike_first_steps_by_hand():
     # Step 0: V = 0 (nothing to propagate), then I += 1.0: 2048 (Q5.11) << 5 = 65536.
     res = core.run(([0.0], [0]))
     assert (res.final_v[0, 0], res.final_cur[0, 0]) == (0, 65536)
-    # Step 1: V = (64722 * 0 + (794 * 65536) << 2 + 2**15) >> 16 = 3176; I = (62340 * 65536 + 2**15) >> 16 = 62340.
-    # Step 2: V = (64722 * 3176 + (794 * 62340) << 2 + 2**15) >> 16 = (205557072 + 197991840 + 32768) >> 16 = 6158;
+    # Step 1: V = (64722 * 0 + (794 * 65536) << 2 + 2**15) >> 16 = 3176;
+    #         I = (62340 * 65536 + 2**15) >> 16 = 62340.
+    # Step 2: V = (64722 * 3176 + (794 * 62340) << 2 + 2**15) >> 16
+    #           = (205557072 + 197991840 + 32768) >> 16 = 6158;
     #         I = (62340 * 62340 + 2**15) >> 16 = 59300.
     # Step 3: V = (64722 * 6158 + (794 * 59300) << 2 + 2**15) >> 16 = 8955; I = 56408.
     for n_steps, v, i in ((2, 3176, 62340), (3, 6158, 59300), (4, 8955, 56408)):
@@ -93,7 +96,7 @@ def test_loss_unit_masks_silent_label():
 
 
 def test_jump_by_hand():
-    """lam_v^- = lam_v^+ + (theta lam_v^+ + err) / (I - theta) with I = 1.5, lam_v^+ = 0.25, err = -1 (§5.3)."""
+    """lam_v^- = lam_v^+ + (theta lam_v^+ + err) / (I - theta), I = 1.5, lam_v^+ = 0.25, err = -1 (§5.3)."""
     cfg = CoreConfig()
     P = pack_params(cfg)
     wf = cfg.w_frac[1]

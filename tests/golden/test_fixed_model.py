@@ -10,6 +10,7 @@ random cases hit every saturation and the reciprocal clamp.
 
 import numpy as np
 import pytest
+
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.fixed import FixedCore
 
@@ -95,7 +96,9 @@ class RefCore:
             d = c.recip_min_raw
             flags.add(Flag.RECIP_CLAMP)
         y, e = reference_recip(d, c.recip_bits, c.recip_seed_bits)
-        return sat(lam_v + rnd(num * y, c.recip_bits + e - c.i_frac, self.mode), c.lam_bits, flags, Flag.LAM_SAT)
+        return sat(
+            lam_v + rnd(num * y, c.recip_bits + e - c.i_frac, self.mode), c.lam_bits, flags, Flag.LAM_SAT
+        )
 
     # §4
     def loss_terms(self, first, label, flags):
@@ -155,8 +158,12 @@ class RefCore:
                     for j in range(sizes[l + 1]):
                         a, b = lv[l][j], li[l][j]
                         lv[l][j] = rnd(c.beta_raw * a, c.coef_frac, mode)
-                        li[l][j] = sat(rnd(c.kgamma_raw * a + c.alpha_raw * b, c.coef_frac, mode),
-                                       c.lam_bits, flags, Flag.LAM_SAT)
+                        li[l][j] = sat(
+                            rnd(c.kgamma_raw * a + c.alpha_raw * b, c.coef_frac, mode),
+                            c.lam_bits,
+                            flags,
+                            Flag.LAM_SAT,
+                        )
         return flags, (lv, li)
 
     # §6
@@ -171,12 +178,20 @@ class RefCore:
                     g = G[m][j][i]
                     if c.optimizer.value == "lion":
                         cc = M[m][j][i] + rnd(g - M[m][j][i], c.lion_shift, self.mode)
-                        M[m][j][i] = sat(M[m][j][i] + rnd(g - M[m][j][i], c.mom_shift, self.mode),
-                                         c.grad_bits, flags, Flag.MOM_SAT)
+                        M[m][j][i] = sat(
+                            M[m][j][i] + rnd(g - M[m][j][i], c.mom_shift, self.mode),
+                            c.grad_bits,
+                            flags,
+                            Flag.MOM_SAT,
+                        )
                         u = (cc > 0) - (cc < 0)
                     elif c.mom_shift:
-                        M[m][j][i] = sat(M[m][j][i] - rnd(M[m][j][i], c.mom_shift, self.mode) + g,
-                                         c.grad_bits, flags, Flag.MOM_SAT)
+                        M[m][j][i] = sat(
+                            M[m][j][i] - rnd(M[m][j][i], c.mom_shift, self.mode) + g,
+                            c.grad_bits,
+                            flags,
+                            Flag.MOM_SAT,
+                        )
                         u = M[m][j][i]
                     else:
                         u = g
@@ -203,39 +218,100 @@ def flags_of(s):
     return out
 
 
-NARROW = dict(dt_s=0.5e-3, n_steps=70, coef_frac=12, v_bits=8, v_frac=6, i_bits=12, i_frac=7,
-              w_bits=8, lam_bits=12, lam_frac=8, grad_bits=12, recip_min=0.25, recip_bits=12,
-              recip_seed_bits=4, exp_frac=10, prob_frac=10, loss_scale_log2=-3, input_capacity=16)
+NARROW = dict(
+    dt_s=0.5e-3,
+    n_steps=70,
+    coef_frac=12,
+    v_bits=8,
+    v_frac=6,
+    i_bits=12,
+    i_frac=7,
+    w_bits=8,
+    lam_bits=12,
+    lam_frac=8,
+    grad_bits=12,
+    recip_min=0.25,
+    recip_bits=12,
+    recip_seed_bits=4,
+    exp_frac=10,
+    prob_frac=10,
+    loss_scale_log2=-3,
+    input_capacity=16,
+)
 
 CASES = {
     # Two hidden layers: exercises layer order in a step and the snapshot rule.
-    "deep-narrow": dict(sizes=(3, 5, 4, 2), w_frac=(4, 5, 5), record_capacity=30, silent_threshold=(1.0, 1.0, 0.3), batch_size=6,
-                        lr_mant=(40000, 50000, 60000), lr_shift=(14, 15, 15),
-                        silent_bump=0.0625, **NARROW),
-    "shallow-narrow-sgd": dict(sizes=(4, 6, 3), w_frac=(4, 5), record_capacity=6, optimizer="sgd", mom_shift=2,
-                               lr_shift=(9, 10), lr_mant=(3, 5), lr_bits=4, **NARROW),
-    "shallow-floor-nostop": {**NARROW, **dict(sizes=(4, 6, 3), w_frac=(4, 5), record_capacity=40,
-                                              state_rounding="floor", update_rounding="half_up", early_stop=False,
-                                              recip_min=1.0)},
+    "deep-narrow": dict(
+        sizes=(3, 5, 4, 2),
+        w_frac=(4, 5, 5),
+        record_capacity=30,
+        silent_threshold=(1.0, 1.0, 0.3),
+        batch_size=6,
+        lr_mant=(40000, 50000, 60000),
+        lr_shift=(14, 15, 15),
+        silent_bump=0.0625,
+        **NARROW,
+    ),
+    "shallow-narrow-sgd": dict(
+        sizes=(4, 6, 3),
+        w_frac=(4, 5),
+        record_capacity=6,
+        optimizer="sgd",
+        mom_shift=2,
+        lr_shift=(9, 10),
+        lr_mant=(3, 5),
+        lr_bits=4,
+        **NARROW,
+    ),
+    "shallow-floor-nostop": {
+        **NARROW,
+        **dict(
+            sizes=(4, 6, 3),
+            w_frac=(4, 5),
+            record_capacity=40,
+            state_rounding="floor",
+            update_rounding="half_up",
+            early_stop=False,
+            recip_min=1.0,
+        ),
+    },
     "up5k-small": dict(sizes=(5, 12, 3), n_steps=200, record_capacity=64),
     # I narrower than the weights: each weight is rounded to I's LSB when fanned in (§3.2).
-    "narrow-current": dict(sizes=(5, 12, 3), n_steps=200, record_capacity=64, v_bits=16, v_frac=10, i_bits=16,
-                           i_frac=8, lam_bits=16, lam_frac=8, grad_bits=16, state_rounding="floor"),
+    "narrow-current": dict(
+        sizes=(5, 12, 3),
+        n_steps=200,
+        record_capacity=64,
+        v_bits=16,
+        v_frac=10,
+        i_bits=16,
+        i_frac=8,
+        lam_bits=16,
+        lam_frac=8,
+        grad_bits=16,
+        state_rounding="floor",
+    ),
 }
 
 
 #: Weight mean and spread as fractions of the word range per case: mostly excitatory so that
 #: spikes reach the outputs; the SGD case is strongly mixed to drive V below its range.
-W_STATS = {"deep-narrow": (0.3, 0.25), "shallow-narrow-sgd": (0.2, 0.5), "shallow-floor-nostop": (0.3, 0.25),
-           "up5k-small": (0.3, 0.25), "narrow-current": (0.3, 0.25)}
+W_STATS = {
+    "deep-narrow": (0.3, 0.25),
+    "shallow-narrow-sgd": (0.2, 0.5),
+    "shallow-floor-nostop": (0.3, 0.25),
+    "up5k-small": (0.3, 0.25),
+    "narrow-current": (0.3, 0.25),
+}
 
 
 def random_case(cfg, rng, n_samples, name):
     """Random weights (W_STATS), 2 n_in + 2 input spikes in the first half of the trial, labels."""
     top = 2.0 ** (cfg.w_bits - 1)
     mean, std = W_STATS[name]
-    weights = [np.clip(np.round(rng.normal(mean * top, std * top, (b, a))), -top, top - 1).astype(np.int64)
-               for a, b in zip(cfg.sizes, cfg.sizes[1:])]
+    weights = [
+        np.clip(np.round(rng.normal(mean * top, std * top, (b, a))), -top, top - 1).astype(np.int64)
+        for a, b in zip(cfg.sizes, cfg.sizes[1:])
+    ]
     n_in = cfg.sizes[0]
     k = 2 * n_in + 2
     times = rng.uniform(0, 0.5 * cfg.t_max_s, (n_samples, k))
@@ -258,16 +334,22 @@ def test_golden_matches_reference_bit_for_bit(name, seed):
     G = [[[0] * a for _ in range(b)] for a, b in zip(cfg.sizes, cfg.sizes[1:])]
     ref_flags = Flag(0)
     for b in range(n_b):
-        inputs = [(int(s), int(i)) for s, i in zip(res.in_step[b, :res.in_count[b]], res.in_id[b, :res.in_count[b]])]
+        inputs = [
+            (int(s), int(i))
+            for s, i in zip(res.in_step[b, : res.in_count[b]], res.in_id[b, : res.in_count[b]])
+        ]
         fwd = ref.forward(inputs)
         # Forward: record, first spikes, final state, flags, last step.
         n_rec = res.rec_count[b]
-        got = [(int(res.rec_step[b, q]), int(res.rec_neuron[b, q]), int(res.rec_cur[b, q])) for q in range(n_rec)]
+        got = [
+            (int(res.rec_step[b, q]), int(res.rec_neuron[b, q]), int(res.rec_cur[b, q])) for q in range(n_rec)
+        ]
         off = np.cumsum((0,) + cfg.sizes[1:])
         want = [(st, int(off[l]) + j, cur) for st, l, j, cur in fwd["rec"]]
         assert got == want, f"record differs, sample {b}"
-        assert [tuple(x) for x in np.stack([res.first_step[b], res.first_cur[b], res.first_v[b]], 1).tolist()] \
-            == [tuple(f) for f in fwd["first"]]
+        assert [
+            tuple(x) for x in np.stack([res.first_step[b], res.first_cur[b], res.first_v[b]], 1).tolist()
+        ] == [tuple(f) for f in fwd["first"]]
         assert res.n_end[b] == fwd["n_end"]
         assert res.final_v[b].tolist() == sum(fwd["V"], [])
         assert res.final_cur[b].tolist() == sum(fwd["I"], [])
@@ -315,6 +397,14 @@ def test_cases_reach_the_edges():
             bumped |= core.bump_layer() >= 0
             core.update()
             seen |= core.flags
-    for flag in (Flag.V_SAT, Flag.I_SAT, Flag.LAM_SAT, Flag.GRAD_SAT, Flag.W_SAT, Flag.RECIP_CLAMP, Flag.REC_OVF):
+    for flag in (
+        Flag.V_SAT,
+        Flag.I_SAT,
+        Flag.LAM_SAT,
+        Flag.GRAD_SAT,
+        Flag.W_SAT,
+        Flag.RECIP_CLAMP,
+        Flag.REC_OVF,
+    ):
         assert flag in seen, f"no random case raises {flag.name}"
     assert bumped

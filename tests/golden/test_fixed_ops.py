@@ -4,6 +4,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from evcore.golden.config import CoreConfig, lfsr_is_maximal
 from evcore.golden.fixed_ops import (
     ROUND_FLOOR,
@@ -126,7 +127,7 @@ def test_recip_rejects_zero():
         recip_array(CoreConfig(), [0])
 
 
-# -- §6.5 LFSR ----------------------------------------------------------------------------------
+# -- §6.3 LFSR ----------------------------------------------------------------------------------
 
 def test_lfsr_first_draws_by_hand():
     # Seed 1, taps 0x80200003: states 1 -> 0x80200003 -> 0xC0300002 -> 0x60180001 -> 0xB02C0003

@@ -19,6 +19,7 @@ Float gets the inputs snapped to the grid (host-side snapping is tested in test_
 
 import numpy as np
 import pytest
+
 from evcore.golden.config import CoreConfig
 from evcore.golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from evcore.golden.fixed import FixedCore
@@ -44,8 +45,12 @@ def _coef_err(raw, true):
 
 _GAMMA = CFG.tau_syn_s / (CFG.tau_mem_s - CFG.tau_syn_s) * (CFG.beta - CFG.alpha_decay)
 E_I = (0.5 * CFG.i_fmt.lsb + _coef_err(CFG.alpha_raw, CFG.alpha_decay) * I_BOUND) / (1 - CFG.alpha_decay)
-E_V = (0.5 * CFG.v_fmt.lsb + _coef_err(CFG.beta_raw, CFG.beta) * CFG.theta
-       + _coef_err(CFG.gamma_raw, _GAMMA) * I_BOUND + _GAMMA * E_I) / (1 - CFG.beta)
+E_V = (
+    0.5 * CFG.v_fmt.lsb
+    + _coef_err(CFG.beta_raw, CFG.beta) * CFG.theta
+    + _coef_err(CFG.gamma_raw, _GAMMA) * I_BOUND
+    + _GAMMA * E_I
+) / (1 - CFG.beta)
 
 
 def slack_s(i_at_spike):
@@ -63,7 +68,9 @@ def cases():
     out = []
     for seed in range(N_NETS):
         rng = np.random.default_rng(seed)
-        net = Network.create(CFG.sizes, LifParameters(t_max_s=CFG.t_max_s), "ttfs", [(1.5, 0.78), (0.93, 0.1)], rng)
+        net = Network.create(
+            CFG.sizes, LifParameters(t_max_s=CFG.t_max_s), "ttfs", [(1.5, 0.78), (0.93, 0.1)], rng
+        )
         core = FixedCore.from_float(CFG, net)
         net = core.to_float()  # the float model runs the quantised weights
         idx = rng.choice(len(ds.y_train), N_SAMPLES, replace=False)
@@ -72,8 +79,8 @@ def cases():
         snapped = SpikeBatch.from_arrays(np.where(ids >= 0, steps * dt, np.inf), ids)
         labels = ds.y_train[idx]
         for b in range(N_SAMPLES):
-            _, g, res = core.gradient(snapped[b], labels[b:b + 1])
-            _, f, fres = net.gradient(snapped[b], labels[b:b + 1], TTFSLoss())
+            _, g, res = core.gradient(snapped[b], labels[b : b + 1])
+            _, f, fres = net.gradient(snapped[b], labels[b : b + 1], TTFSLoss())
             out.append(dict(seed=seed, b=b, net=net, core=core, res=res, fres=fres, g=g, f=f))
     return out
 
@@ -85,18 +92,22 @@ def test_hidden_layer_within_one_step(cases):
         res, fres = c["res"], c["fres"]
         h = fres.layers[0]
         t_end = res.n_end[0] * dt
-        ft, fi, fc = h.times_s[0, :h.counts[0]], h.ids[0, :h.counts[0]], h.current_at_spike[0, :h.counts[0]]
+        ft, fi, fc = (
+            h.times_s[0, : h.counts[0]],
+            h.ids[0, : h.counts[0]],
+            h.current_at_spike[0, : h.counts[0]],
+        )
         x = res.layers[0]
-        xt, xi = x.times_s[0, :x.counts[0]], x.ids[0, :x.counts[0]]
+        xt, xi = x.times_s[0, : x.counts[0]], x.ids[0, : x.counts[0]]
         for j in np.unique(np.concatenate([fi, xi])):
             tf = ft[(fi == j) & (ft < t_end - dt)]
-            tx = xt[xi == j][:len(tf)]
+            tx = xt[xi == j][: len(tf)]
             grazing = np.any(fc[fi == j] - CFG.theta < GRAZING)
             if len(tx) != len(tf):
                 assert grazing, f"net {c['seed']} sample {c['b']} neuron {j}: spike counts differ"
                 continue
             d = tx - tf
-            sl = slack_s(fc[fi == j][:len(tf)])
+            sl = slack_s(fc[fi == j][: len(tf)])
             ok = (d >= -sl) & (d <= dt + sl)
             assert ok.all() or grazing, (c["seed"], c["b"], j, d / dt)
             n_spikes += len(d)
@@ -117,7 +128,8 @@ def test_output_layer_within_one_step_given_the_same_hidden_spikes(cases):
         both = np.isfinite(tf) & np.isfinite(tx)
         cur = np.zeros(len(tf))
         cur[fr.layers[0].ids[0, fr.first_spike_index[0][both]]] = fr.layers[0].current_at_spike[
-            0, fr.first_spike_index[0][both]]
+            0, fr.first_spike_index[0][both]
+        ]
         d = tx[both] - tf[both]
         sl = slack_s(cur[both])
         assert np.all((d >= -sl) & (d <= dt + sl)), (c["seed"], c["b"], d / dt)
@@ -129,7 +141,7 @@ def test_output_layer_within_one_step_given_the_same_hidden_spikes(cases):
 
 def _grazing_hidden(c):
     h = c["fres"].layers[0]
-    return h.counts[0] > 0 and h.current_at_spike[0, :h.counts[0]].min() - CFG.theta < GRAZING
+    return h.counts[0] > 0 and h.current_at_spike[0, : h.counts[0]].min() - CFG.theta < GRAZING
 
 
 def test_outputs_end_to_end_within_two_steps(cases):
@@ -157,8 +169,10 @@ def test_outputs_end_to_end_within_two_steps(cases):
             assert -slack_s(cur) <= d <= 2 * dt + 2 * slack_s(cur), (c["seed"], c["b"], k, d / dt)
             d_all.append(d / dt)
     d_all = np.array(d_all)
-    print(f"\n{len(d_all)} output first spikes: fixed - float in [{d_all.min():.2f}, {d_all.max():.2f}] steps, "
-          f"mean {d_all.mean():.2f}; {n_grazing} of {len(cases)} samples with a grazing hidden spike excluded")
+    print(
+        f"\n{len(d_all)} output first spikes: fixed - float in [{d_all.min():.2f}, {d_all.max():.2f}] steps, "
+        f"mean {d_all.mean():.2f}; {n_grazing} of {len(cases)} samples with a grazing hidden spike excluded"
+    )
     assert len(d_all) >= 2.0 * len(cases) and n_grazing <= 0.15 * len(cases), (len(d_all), n_grazing)
     # The delay is spread over the two steps (mean ~ 1: half a step per layer), not stuck at an edge.
     assert 0.5 < d_all.mean() < 1.5
@@ -167,7 +181,7 @@ def test_outputs_end_to_end_within_two_steps(cases):
 def _failure_cause(c):
     dt = CFG.dt_s
     h = c["fres"].layers[0]
-    ht = h.times_s[0, :h.counts[0]]
+    ht = h.times_s[0, : h.counts[0]]
     first = c["fres"].first_spike_times_s[0]
     near = any(np.any(np.abs(ht - t) < 2 * dt) for t in first if np.isfinite(t))
     grazing = _grazing_hidden(c)
@@ -188,8 +202,10 @@ def test_gradient_cosine(cases):
         if cs < 0.99:
             failures.append((c["seed"], c["b"], round(cs, 4), _failure_cause(c)))
     cos = np.array(cos)
-    print(f"\n{len(cos)} cases: {100 * (cos >= 0.99).mean():.1f} % >= 0.99, median {np.median(cos):.6f}; "
-          f"failures (net, sample, cos, cause): {failures}")
+    print(
+        f"\n{len(cos)} cases: {100 * (cos >= 0.99).mean():.1f} % >= 0.99, median {np.median(cos):.6f}; "
+        f"failures (net, sample, cos, cause): {failures}"
+    )
     assert len(cos) >= 0.9 * len(cases)
     assert (cos >= 0.99).mean() >= 0.90
     assert np.median(cos) >= 0.9999
