@@ -1,4 +1,4 @@
-"""The `evcore` command line: demo, train, eval, report.
+"""The `evcore` command line: demo, train, eval, report, synth.
 
 User mistakes (a missing file, a malformed data set, a bad option) end in one line on stderr
 and exit status 2, never a traceback.
@@ -115,6 +115,12 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_synth(args) -> int:
+    from ..synth.flow import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    from ..synth.flow import add_arguments as add_synth_arguments
+
+    p = sub.add_parser("synth", help="synthesize and place-and-route a unit for iCE40 UP5K / ECP5")
+    add_synth_arguments(p)
+    p.set_defaults(func=_cmd_synth)
     return parser
 
 
