@@ -43,9 +43,10 @@ def _train_fixed(args, cfg) -> int:
 
 def _print_summary(metrics: dict, out: Path):
     last = metrics["epochs"][-1]
-    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % at epoch {metrics['selected_epoch']} "
-          f"(best validation); last epoch {100 * metrics['final_epoch_test_accuracy']:.2f} % "
-          f"(validation {100 * last['val_accuracy']:.2f} %); {metrics['wall_time_s']:.1f} s")
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % "
+          f"(validation {100 * last['val_accuracy']:.2f} %; "
+          f"best validation at epoch {metrics['best_val_epoch']}: test "
+          f"{100 * metrics['best_val_test_accuracy']:.2f} %); {metrics['wall_time_s']:.1f} s")
     print(f"wrote {out / 'checkpoint.npz'}, {out / 'metrics.json'}, {out / 'learning_curve.png'}")
 
 
@@ -99,10 +100,10 @@ def _cmd_report(args) -> int:
         m = json.loads(path.read_text())
         n_epochs = len(m["epochs"])
         rows.append((m["config"]["dataset"], m.get("model", "float"), m["seed"], m["test_accuracy"],
-                     m.get("selected_epoch", n_epochs), n_epochs, m["wall_time_s"], path.parent))
+                     m.get("best_val_epoch", n_epochs), n_epochs, m["wall_time_s"], path.parent))
     if not rows:
         raise FileNotFoundError(f"no finished runs under {RUNS_DIR}/")
-    print(f"{'data set':<9} {'model':<6} {'seed':>4} {'test %':>7} {'epoch':>9} {'time s':>7}  run")
+    print(f"{'data set':<9} {'model':<6} {'seed':>4} {'test %':>7} {'best val':>9} {'time s':>7}  run")
     for ds, model, seed, acc, sel, n, wall, run in rows:
         print(f"{ds:<9} {model:<6} {seed:>4} {100 * acc:>7.2f} {f'{sel}/{n}':>9} {wall:>7.0f}  {run}")
     groups = {}

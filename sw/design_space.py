@@ -29,7 +29,7 @@ import numpy as np
 
 from ..golden.config import CoreConfig
 from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
-from ..golden.fixed import FixedCore, evaluate_fixed, train_fixed
+from ..golden.fixed import FixedCore, evaluate_quantised, train_fixed
 from .datasets import load_dataset
 
 __all__ = ["AXES", "BASE_LR", "variant", "gradient_fidelity", "main"]
@@ -114,9 +114,7 @@ def quantised_inference(cfg: CoreConfig, dataset, checkpoint: Path) -> float:
     from .train import load_checkpoint
 
     net, _ = load_checkpoint(checkpoint)
-    core = FixedCore.from_float(cfg, net)
-    acc, _, _, _ = evaluate_fixed(core, SpikeBatch(*dataset.encode(dataset.x_test)), dataset.y_test)
-    return acc
+    return evaluate_quantised(cfg, net, dataset)
 
 
 def _key(axis, value):

@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+
 from evcore.golden.mac import MacResult, mac_reference, random_packets, signed_bounds
 from evcore.hdl.mac import Mac
 from evcore.hdl.sim_streams import stream_get, stream_put

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from evcore.sw import datasets
 from evcore.sw.datasets import (
     Dataset,

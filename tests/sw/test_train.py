@@ -55,9 +55,10 @@ def test_training_learns_and_writes_its_outputs(short_run):
         assert key in saved["epochs"][0]
     # Chance is 1/3; four epochs on 512 samples already learn something (0.76 measured).
     assert saved["epochs"][-1]["train_accuracy"] > 0.6
-    assert 1 <= saved["selected_epoch"] <= 4
+    assert 1 <= saved["best_val_epoch"] <= 4
     best = max(e["val_accuracy"] for e in saved["epochs"])
-    assert saved["epochs"][saved["selected_epoch"] - 1]["val_accuracy"] == best
+    assert saved["epochs"][saved["best_val_epoch"] - 1]["val_accuracy"] == best
+    assert 0 <= saved["best_val_test_accuracy"] <= 1
 
 
 def test_checkpoint_round_trip(short_run):
