@@ -7,6 +7,7 @@ and is the template later units follow. The arithmetic is stated once, in `evcor
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from evcore.golden.mac import check_mac_widths, signed_bounds
 
 __all__ = ["Mac", "mac_input_layout"]

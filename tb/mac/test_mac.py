@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge
+
 from evcore.golden.mac import MacModel, MacResult, random_packets, signed_bounds
 from evcore.hdl.mac import Mac, mac_input_layout
 from evcore.tb.harness import run_cocotb, start_clock_and_reset, tb_config
