@@ -52,6 +52,8 @@ class RoundingMode(enum.StrEnum):
 class Optimizer(enum.StrEnum):
     """The on-chip update rule (docs/core.md §6)."""
 
+    #: Adam without bias correction: second moment in a small float format, 1/sqrt from a ROM.
+    ADAM = "adam"
     #: Sign of the interpolated momentum (Lion, Chen et al. 2023): no multiplier, one memory.
     LION = "lion"
     #: Gradient descent, with heavy-ball momentum if mom_shift > 0.
@@ -311,18 +313,18 @@ class CoreConfig:
     #: Fractional bits of the softmax probabilities p (unsigned, < 1).
     prob_frac: int = 15
     #: The adjoints carry the loss scaled by 2**loss_scale_log2 (§5.1), e.g. -3.
-    loss_scale_log2: int = 0
+    loss_scale_log2: int = -3
 
     # -- update (§6) ---------------------------------------------------------------------------
     #: Samples per minibatch; the update runs after each minibatch.
     batch_size: int = 32
-    #: Update rule (§6): "lion" or "sgd".
-    optimizer: Optimizer = Optimizer.LION
+    #: Update rule (§6): "adam", "lion" or "sgd".
+    optimizer: Optimizer = Optimizer.ADAM
     #: Learning rate per weight matrix as mantissa * 2**-lr_shift, in weight LSBs per unit of
-    #: the update direction u (§6.3): u = sign (lion) or the raw gradient/momentum (sgd).
-    #: :meth:`lr_real` converts to real units and :meth:`with_lr` back.
-    lr_mant: tuple = (1 << 15, 1 << 15)
-    lr_shift: tuple = (14, 14)
+    #: the update direction u (§6.4): m/sqrt(v) (adam), sign (lion) or the raw gradient (sgd).
+    #: :meth:`lr_real` converts to real units and :meth:`with_lr` back. Default: 5e-3 (adam).
+    lr_mant: tuple = (41943, 41943)
+    lr_shift: tuple = (12, 11)
     #: Width of the learning-rate mantissa (an unsigned SB_MAC16 operand).
     lr_bits: int = 16
     #: Momentum memory time constant: m <- m + (g - m) >> mom_shift (lion: beta2 = 1 - 2**-mom_shift)
@@ -330,6 +332,16 @@ class CoreConfig:
     mom_shift: int = 7
     #: Lion's interpolation c = m + (g - m) >> lion_shift (beta1 = 1 - 2**-lion_shift).
     lion_shift: int = 3
+    #: Adam (§6.1): m <- m + (g - m) >> adam_shift1, v <- v + (g*g - v) >> adam_shift2
+    #: (beta1 = 1 - 2**-3 = 0.875, beta2 = 1 - 2**-10 = 0.99902).
+    adam_shift1: int = 3
+    adam_shift2: int = 10
+    #: Adam's v is stored as mantissa * 2**exponent: mantissa and exponent widths.
+    v_mant_bits: int = 14
+    v_exp_bits: int = 6
+    #: 1/sqrt ROM of Adam (§6.1): address bits below the leading one, and entry width.
+    rsqrt_index_bits: int = 7
+    rsqrt_bits: int = 16
     #: Loss shaping (§6.4): if more than this fraction of (sample, neuron) pairs of a layer stayed
     #: silent in a minibatch, every weight into that layer grows by silent_bump. 1.0 = off.
     silent_threshold: tuple = (1.0, 1.0)
@@ -449,6 +461,15 @@ class CoreConfig:
                 fail(f"lr_shift[{l}] = {s} must lie in [0, 56]")
         check_int("mom_shift", 0, 16)
         check_int("lion_shift", 0, 16)
+        check_int("adam_shift1", 1, 16)
+        check_int("adam_shift2", 1, 20)
+        check_int("v_mant_bits", 4, 24)
+        check_int("v_exp_bits", 1, 8)
+        check_int("rsqrt_index_bits", 2, 12)
+        check_int("rsqrt_bits", 8, 20)
+        if self.optimizer is Optimizer.ADAM and (1 << self.v_exp_bits) - 1 < 2 * (self.grad_bits - 1) + 1 - self.v_mant_bits:
+            fail(f"v_exp_bits = {self.v_exp_bits} cannot hold the exponent of g*g for grad_bits = {self.grad_bits} "
+                 f"and v_mant_bits = {self.v_mant_bits}")
         if self.optimizer is Optimizer.LION and self.mom_shift == 0:
             fail("mom_shift must be >= 1 for the lion optimizer (beta2 = 1 - 2**-mom_shift)")
         for l, t in enumerate(self.silent_threshold):
@@ -664,6 +685,14 @@ class CoreConfig:
             [_raw_half_up(2.0 ** (r + k) / ((1 << k) + a + 0.5)) for a in range(1 << k)], dtype=np.int64
         )
 
+    @cached_property
+    def rsqrt_rom(self) -> np.ndarray:
+        """Adam's 1/sqrt ROM (§6.1): entry [p, a] = round(2**rsqrt_bits / sqrt((1 + (a + 1/2) / 2**k) 2**p))
+        for the parity p of the leading-one position and the k bits below the leading one."""
+        k, r = self.rsqrt_index_bits, self.rsqrt_bits
+        return np.array([[_raw_half_up(2.0**r / math.sqrt((1 + (a + 0.5) / 2**k) * 2**p)) for a in range(1 << k)]
+                         for p in (0, 1)], dtype=np.int64)
+
     @property
     def recip_eps_shift(self) -> int:
         """Right shift of the Newton residual so it fits a signed R-bit multiplier operand (§2.3)."""
@@ -685,10 +714,10 @@ class CoreConfig:
     def _lr_unit(self, layer: int) -> float:
         """Real learning rate of mantissa 1, shift 0 (§6.3): dw_raw = u * mant * 2**-shift.
 
-        lion: u = sign, so the unit is one weight LSB. sgd: u = G_raw = (sum of dL/dw) / grad_lsb,
+        lion: u = sign, adam: u = m / sqrt(v), so the unit is one weight LSB. sgd: u = G_raw = (sum of dL/dw) / grad_lsb,
         so the unit is w_lsb / grad_lsb (in units of w per unit of summed dL/dw).
         """
-        if self.optimizer is Optimizer.LION:
+        if self.optimizer in (Optimizer.LION, Optimizer.ADAM):
             return self.w_fmt(layer).lsb
         return self.w_fmt(layer).lsb / self.grad_scale(layer)
 
@@ -769,6 +798,10 @@ class CoreConfig:
             # §5.3: numerator * reciprocal mantissa
             self.lam_bits + self.recip_bits + 2,
         ]
+        if self.optimizer is Optimizer.ADAM:
+            # §6.1: g*g and v, and m * (1/sqrt v) * lr mantissa + random bits
+            cands.append(2 * self.grad_bits + 1)
+            cands.append(self.grad_bits + self.rsqrt_bits + self.lr_bits + 2)
         if self.optimizer is Optimizer.SGD:
             # §6.3: momentum/gradient * lr mantissa + random bits
             cands.append(self.grad_bits + self.lr_bits + 2)
@@ -782,6 +815,10 @@ class CoreConfig:
         # One word per synapse holds its weight, gradient accumulator and momentum: they are
         # addressed together (fan-out, replay, update), so one address decoder serves all three.
         mems = [Memory("synapses", self.n_synapses, self.synapse_word_bits)]
+        if self.optimizer is Optimizer.ADAM:
+            # Only the update reads v: a memory of its own keeps the synapse word at 64 bits.
+            mems.append(Memory("adam_v", self.n_synapses, self.v_exp_bits + self.v_mant_bits))
+            mems.append(Memory("rsqrt_rom", 2 << self.rsqrt_index_bits, self.rsqrt_bits, rom=True))
         # Forward (V, I) and backward (lambda_V, lambda_I) never live at the same time: one memory.
         mems.append(Memory("state", n_neur, max(self.v_bits + self.i_bits, 2 * self.lam_bits)))
         mems.append(Memory("fanin_acc", n_neur, self.fanin_acc_bits))
@@ -800,7 +837,7 @@ class CoreConfig:
 
     @property
     def has_momentum(self) -> bool:
-        return self.optimizer is Optimizer.LION or self.mom_shift > 0
+        return self.optimizer in (Optimizer.LION, Optimizer.ADAM) or self.mom_shift > 0
 
     @property
     def synapse_word_bits(self) -> int:
@@ -831,7 +868,11 @@ class CoreConfig:
             "forward_neuron": pieces(self.v_bits, cf) + 2 * pieces(self.i_bits, cf),
             "adjoint_neuron": 3 * pieces(self.lam_bits, cf),
             "err_synapse": pieces(self.w_bits, self.lam_bits),
-            "update_weight": pieces(self.grad_bits, self.lr_bits) if self.optimizer is Optimizer.SGD else 0,
+            "update_weight": {
+                Optimizer.SGD: pieces(self.grad_bits, self.lr_bits),
+                Optimizer.LION: 0,
+                Optimizer.ADAM: pieces(self.grad_bits, self.rsqrt_bits) + pieces(self.grad_bits + self.rsqrt_bits, self.lr_bits),
+            }[self.optimizer],
         }
 
     def _place(self, device: Device) -> dict:
@@ -934,53 +975,40 @@ class CoreConfig:
 
     # -- presets -------------------------------------------------------------------------------
 
+    #: Learning rate (real, per weight matrix) the presets set with :meth:`with_lr`.
+    PRESET_LR = (5e-3, 5e-3)
+
+    @classmethod
+    def _preset(cls, base: dict, changes: dict) -> CoreConfig:
+        lr = changes.pop("lr", None)
+        explicit_lr = "lr_mant" in changes or "lr_shift" in changes
+        cfg = cls(**{**base, **changes})
+        if lr is not None or not explicit_lr:
+            cfg = cfg.with_lr(lr if lr is not None else cls.PRESET_LR)
+        return cfg
+
     @classmethod
     def up5k(cls, **changes) -> CoreConfig:
-        """Yin-Yang 5-200-3 core whose memories fit an iCE40 UP5K (defaults from docs/design_space.md)."""
-        return cls(**changes)
+        """Yin-Yang 5-200-3 core whose memories fit an iCE40 UP5K (defaults: docs/design_space.md).
+
+        ``changes`` override fields; ``lr=(lr0, lr1)`` sets real learning rates (default 5e-3)."""
+        return cls._preset({}, changes)
 
     @classmethod
     def ecp5_85f(cls, **changes) -> CoreConfig:
-        """Yin-Yang 5-200-3 core with finer time step and wider words for the ECP5-85F."""
-        base = dict(
-            dt_s=0.1e-3,
-            n_steps=500,
-            v_bits=28,
-            v_frac=22,
-            i_bits=28,
-            i_frac=20,
-            lam_bits=28,
-            lam_frac=20,
-            grad_bits=40,
-            w_bits=18,
-            w_frac=(13, 14),
-            record_capacity=2048,
-            coef_frac=20,
-        )
-        base.update(changes)
-        return cls(**base)
+        """Yin-Yang 5-200-3 core with a finer time step (0.1 ms) and wider words for the ECP5-85F."""
+        base = dict(dt_s=0.1e-3, n_steps=500, coef_frac=20, v_bits=28, v_frac=22, i_bits=28, i_frac=20,
+                    lam_bits=28, lam_frac=20, grad_bits=28, w_bits=18, w_frac=(13, 14), record_capacity=2048)
+        return cls._preset(base, changes)
 
     @classmethod
     def wide(cls, **changes) -> CoreConfig:
-        """Fine time step and wide words: the fixed-point model close to float EventProp (tests)."""
-        base = dict(
-            dt_s=0.01e-3,
-            n_steps=5000,
-            coef_frac=24,
-            v_bits=32,
-            v_frac=26,
-            i_bits=32,
-            i_frac=24,
-            w_bits=20,
-            w_frac=(15, 16),
-            lam_bits=32,
-            lam_frac=22,
-            grad_bits=40,
-            recip_min=2.0**-12,
-            exp_frac=20,
-            prob_frac=16,
-            record_capacity=4096,
-            loss_scale_log2=-2,
-        )
-        base.update(changes)
-        return cls(**base)
+        """Fine time step (10 us) and wide words: the fixed-point model close to float EventProp.
+
+        For gradient comparisons (tests/golden/test_fixed_vs_float.py); the update is plain SGD so
+        that the 40-bit gradient needs no g*g (Adam) within int64."""
+        base = dict(dt_s=0.01e-3, n_steps=5000, coef_frac=24, v_bits=32, v_frac=26, i_bits=32, i_frac=24,
+                    w_bits=20, w_frac=(15, 16), lam_bits=32, lam_frac=22, grad_bits=40, recip_min=2.0**-12,
+                    exp_frac=20, prob_frac=16, record_capacity=4096, loss_scale_log2=-2, optimizer="sgd",
+                    mom_shift=0)
+        return cls._preset(base, changes)

@@ -14,6 +14,10 @@ labels and (once per epoch) the learning-rate register.
 
 from __future__ import annotations
 
+# No Numba on-disk cache (cache=True) in the fixed-point kernels: Numba checks only the file of
+# the cached function, so a change in fixed_ops.py would leave stale machine code in the
+# kernels that call it. Exactness first; compiling costs about 8 s per process.
+
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ from .fixed_loss import loss_unit
 from .fixed_ops import P_N_LAYERS, pack_params
 from .fixed_update import update_weights
 
-__all__ = ["FixedCore", "FixedResult", "cycle_model", "train_fixed", "evaluate_fixed"]
+__all__ = ["FixedCore", "FixedResult", "cycle_model", "train_fixed", "evaluate_fixed", "evaluate_quantised"]
 
 
 @dataclass
@@ -149,7 +153,7 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
 
 
-@njit(cache=True)
+@njit
 def _backward_batch(
     P,
     sizes,
@@ -245,6 +249,7 @@ class FixedCore:
         self._W = np.zeros(n_w, dtype=np.int64)
         self._G = np.zeros(n_w, dtype=np.int64)
         self._M = np.zeros(n_w, dtype=np.int64)
+        self._V = np.zeros(n_w, dtype=np.int64)
         self.lfsr_state = int(cfg.lfsr_seed)
         self.flags = Flag(0)
         #: Learning-rate registers (host-writable between minibatches), reset from the config.
@@ -272,6 +277,11 @@ class FixedCore:
     @property
     def momentum_raw(self) -> list:
         return self._views(self._M)
+
+    @property
+    def second_moment_raw(self) -> list:
+        """Adam's v per synapse, packed (exponent << v_mant_bits) | mantissa (§6.1)."""
+        return self._views(self._V)
 
     def set_weights_raw(self, weights_raw):
         cfg = self.cfg
@@ -574,9 +584,11 @@ class FixedCore:
             self._W,
             self._G,
             self._M,
+            self._V,
             self.lr_mant,
             self._lr_shift,
             bump,
+            self.cfg.rsqrt_rom,
             np.int64(self.lfsr_state),
         )
         self.lfsr_state = int(state)
@@ -619,6 +631,14 @@ def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int = 100
         cyc += float(res.cycles_forward.sum())
     n = spikes.batch_size
     return correct / n, loss_sum / n, (spikes_sum / n).tolist(), cyc / n
+
+
+def evaluate_quantised(cfg: CoreConfig, net: Network, dataset, split: str = "test") -> float:
+    """Accuracy of float-trained weights quantised into the core (round half up, saturate) and
+    run in fixed-point inference on a split of the data set."""
+    core = FixedCore.from_float(cfg, net)
+    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+    return evaluate_fixed(core, SpikeBatch(*dataset.encode(x)), y)[0]
 
 
 def _init_weights(cfg: CoreConfig, init, rng) -> list:

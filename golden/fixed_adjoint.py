@@ -39,7 +39,7 @@ from .fixed_ops import (
 __all__ = ["jump", "backward_sample", "layer_of"]
 
 
-@njit(cache=True)
+@njit
 def jump(P, recip_rom, lam_v, theta_w, err, w_frac, cur):
     """§5.3: lambda_V after (in reverse time) a spike with current ``cur`` and error sum ``err``.
 
@@ -66,7 +66,7 @@ def jump(P, recip_rom, lam_v, theta_w, err, w_frac, cur):
     return out, flags
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def layer_of(nrn_off, g):
     """Layer (1..L) of global neuron g."""
     l = 1
@@ -75,7 +75,7 @@ def layer_of(nrn_off, g):
     return l
 
 
-@njit(cache=True)
+@njit
 def backward_sample(P, sizes, w_off, nrn_off, w_frac, theta_w, W, recip_rom,
                     in_step, in_id, n_in, rec_step, rec_nrn, rec_cur, n_rec,
                     first_step, first_cur, lterm, n_end, lam_v, lam_i, G):

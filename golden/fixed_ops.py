@@ -18,7 +18,7 @@ __all__ = ["rshift", "saturate", "bit_length", "recip", "recip_array", "pack_par
 #: Rounding modes as kernel codes (§1.2).
 ROUND_CODES = {RoundingMode.HALF_UP: 0, RoundingMode.FLOOR: 1, RoundingMode.STOCHASTIC: 2}
 #: Optimizers as kernel codes (§6).
-OPTIMIZER_CODES = {Optimizer.LION: 0, Optimizer.SGD: 1}
+OPTIMIZER_CODES = {Optimizer.LION: 0, Optimizer.SGD: 1, Optimizer.ADAM: 2}
 ROUND_HALF_UP = 0
 ROUND_FLOOR = 1
 ROUND_STOCHASTIC = 2
@@ -38,7 +38,7 @@ F_IN_OVF = int(Flag.IN_OVF)
 # -- §1.2 rounding right shift ------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def rshift(x, s, mode):
     """x * 2**-s rounded to an integer (§1.2); s <= 0 is an exact left shift.
 
@@ -54,7 +54,7 @@ def rshift(x, s, mode):
 # -- §1.4 saturation ----------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def saturate(x, bits):
     """Clamp x to a signed ``bits``-bit word (§1.4). Returns (value, 1 if clamped else 0)."""
     hi = (np.int64(1) << (bits - 1)) - 1
@@ -69,7 +69,7 @@ def saturate(x, bits):
 # -- §2.3 reciprocal unit -----------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def bit_length(d):
     """Position of the leading one plus one (a leading-zero counter in hardware); d >= 1."""
     n = 0
@@ -79,7 +79,7 @@ def bit_length(d):
     return n
 
 
-@njit(cache=True)
+@njit
 def recip(d, r_bits, k_bits, rom, eps_shift):
     """Reciprocal unit (§2.3): 1/d ~= y * 2**-(R + e) for an integer d >= 1.
 
@@ -104,7 +104,7 @@ def recip(d, r_bits, k_bits, rom, eps_shift):
     return y1, e
 
 
-@njit(cache=True)
+@njit
 def _recip_many(d, r_bits, k_bits, rom, eps_shift, y, e):
     for n in range(d.shape[0]):
         y[n], e[n] = recip(d[n], r_bits, k_bits, rom, eps_shift)
@@ -159,6 +159,11 @@ P_EARLY_STOP = 31
 P_N_LAYERS = 32
 P_OPTIMIZER = 33
 P_LION_SHIFT = 34
+P_ADAM_SHIFT1 = 35
+P_ADAM_SHIFT2 = 36
+P_V_MANT_BITS = 37
+P_RSQRT_INDEX_BITS = 38
+P_RSQRT_BITS = 39
 _P_NAMES = (
     "N_STEPS",
     "COEF_FRAC",
@@ -195,6 +200,11 @@ _P_NAMES = (
     "N_LAYERS",
     "OPTIMIZER",
     "LION_SHIFT",
+    "ADAM_SHIFT1",
+    "ADAM_SHIFT2",
+    "V_MANT_BITS",
+    "RSQRT_INDEX_BITS",
+    "RSQRT_BITS",
 )
 P_LEN = len(_P_NAMES)
 
@@ -214,6 +224,11 @@ def pack_params(cfg: CoreConfig) -> np.ndarray:
         "LR_BITS": cfg.lr_bits, "SR_BITS": cfg.sr_bits, "LFSR_BITS": cfg.lfsr_bits,
         "LFSR_TAPS": cfg.lfsr_taps, "REC_CAP": cfg.record_capacity, "EARLY_STOP": int(cfg.early_stop),
         "N_LAYERS": cfg.n_layers, "OPTIMIZER": OPTIMIZER_CODES[cfg.optimizer], "LION_SHIFT": cfg.lion_shift,
+        "ADAM_SHIFT1": cfg.adam_shift1,
+        "ADAM_SHIFT2": cfg.adam_shift2,
+        "V_MANT_BITS": cfg.v_mant_bits,
+        "RSQRT_INDEX_BITS": cfg.rsqrt_index_bits,
+        "RSQRT_BITS": cfg.rsqrt_bits,
     }
     return np.array([vals[n] for n in _P_NAMES], dtype=np.int64)
 assert all(globals()[f"P_{n}"] == k for k, n in enumerate(_P_NAMES))

@@ -15,7 +15,7 @@ from numba import njit
 __all__ = ["lfsr_step", "lfsr_draw", "Lfsr"]
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def lfsr_step(state, taps):
     """One step: returns (new state, output bit)."""
     bit = state & 1
@@ -25,7 +25,7 @@ def lfsr_step(state, taps):
     return state, bit
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def lfsr_draw(state, taps, n_bits):
     """n_bits steps; returns (new state, the output bits packed MSB first)."""
     r = np.int64(0)
@@ -35,7 +35,7 @@ def lfsr_draw(state, taps, n_bits):
     return state, r
 
 
-@njit(cache=True)
+@njit
 def _draws(state, taps, n_bits, out):
     for k in range(out.shape[0]):
         state, out[k] = lfsr_draw(state, taps, n_bits)

@@ -57,8 +57,8 @@ def test_one_input_spike_threshold_step_matches_closed_form():
 
 
 def test_loss_unit_by_hand():
-    """Outputs first spike at steps 10, 12 and never (200); label 0 (§4)."""
-    cfg = CoreConfig(sizes=(1, 1, 3), w_frac=(11, 12), record_capacity=4, input_capacity=2)
+    """Outputs first spike at steps 10, 12 and never (200); label 0; loss scale 2**0 (§4)."""
+    cfg = CoreConfig(sizes=(1, 1, 3), w_frac=(11, 12), record_capacity=4, input_capacity=2, loss_scale_log2=0)
     from evcore.golden.fixed_loss import loss_unit
     prob = np.zeros(3, dtype=np.int64)
     lterm = np.zeros(3, dtype=np.int64)

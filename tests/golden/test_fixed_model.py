@@ -167,16 +167,36 @@ class RefCore:
         return flags, (lv, li)
 
     # §6
-    def update(self, G, M, lfsr, bump_layer):
+    def update(self, G, M, V, lfsr, bump_layer):
         c = self.c
         flags = set()
         state = lfsr
+        vm = c.v_mant_bits
         for m in range(c.n_layers):
             bump = c.silent_bump_raw[m] if m == bump_layer else 0
             for j in range(c.sizes[m + 1]):
                 for i in range(c.sizes[m]):
                     g = G[m][j][i]
-                    if c.optimizer.value == "lion":
+                    s = c.lr_shift[m]
+                    if c.optimizer.value == "adam":
+                        M[m][j][i] = sat(
+                            M[m][j][i] + rnd(g - M[m][j][i], c.adam_shift1, self.mode), c.grad_bits, flags, Flag.MOM_SAT
+                        )
+                        exp, mant = V[m][j][i]
+                        v = mant << exp
+                        v = v + rnd(g * g - v, c.adam_shift2, self.mode)
+                        exp = max(0, v.bit_length() - vm)
+                        V[m][j][i] = (exp, v >> exp)
+                        v = (v >> exp) << exp
+                        if v == 0:
+                            u = 0
+                        else:
+                            p = v.bit_length() - 1
+                            k = c.rsqrt_index_bits
+                            frac = ((v << k) >> p) - (1 << k)  # the k bits below the leading one
+                            u = M[m][j][i] * int(c.rsqrt_rom[p % 2][frac])
+                            s += c.rsqrt_bits + p // 2
+                    elif c.optimizer.value == "lion":
                         cc = M[m][j][i] + rnd(g - M[m][j][i], c.lion_shift, self.mode)
                         M[m][j][i] = sat(
                             M[m][j][i] + rnd(g - M[m][j][i], c.mom_shift, self.mode),
@@ -196,7 +216,6 @@ class RefCore:
                     else:
                         u = g
                     prod = u * c.lr_mant[m]
-                    s = c.lr_shift[m]
                     if c.update_rounding.value == "stochastic":
                         r = 0
                         for _ in range(c.sr_bits):
@@ -245,6 +264,7 @@ CASES = {
         sizes=(3, 5, 4, 2),
         w_frac=(4, 5, 5),
         record_capacity=30,
+        optimizer="lion",
         silent_threshold=(1.0, 1.0, 0.3),
         batch_size=6,
         lr_mant=(40000, 50000, 60000),
@@ -276,6 +296,22 @@ CASES = {
         ),
     },
     "up5k-small": dict(sizes=(5, 12, 3), n_steps=200, record_capacity=64),
+    # Adam with a short v mantissa and few ROM address bits: exercises encoding and ROM edges.
+    "adam-narrow": dict(
+        sizes=(4, 6, 3),
+        w_frac=(4, 5),
+        record_capacity=40,
+        v_mant_bits=5,
+        v_exp_bits=5,
+        rsqrt_index_bits=3,
+        rsqrt_bits=10,
+        adam_shift1=2,
+        adam_shift2=4,
+        lr_mant=(200, 300),
+        lr_shift=(4, 4),
+        lr_bits=9,
+        **NARROW,
+    ),
     # I narrower than the weights: each weight is rounded to I's LSB when fanned in (§3.2).
     "narrow-current": dict(
         sizes=(5, 12, 3),
@@ -301,6 +337,7 @@ W_STATS = {
     "shallow-floor-nostop": (0.3, 0.25),
     "up5k-small": (0.3, 0.25),
     "narrow-current": (0.3, 0.25),
+    "adam-narrow": (0.3, 0.25),
 }
 
 
@@ -367,6 +404,7 @@ def test_golden_matches_reference_bit_for_bit(name, seed):
 
     # Update, twice (momentum carries over), with the LFSR sequence.
     M = [[[0] * a for _ in range(b)] for a, b in zip(cfg.sizes, cfg.sizes[1:])]
+    V = [[[(0, 0)] * a for _ in range(b)] for a, b in zip(cfg.sizes, cfg.sizes[1:])]
     lfsr = cfg.lfsr_seed
     for it in range(2):
         if it:
@@ -374,12 +412,14 @@ def test_golden_matches_reference_bit_for_bit(name, seed):
             G = [g.tolist() for g in res.grads_raw]
         bump_layer = core.bump_layer()
         uflags = core.update()
-        rflags, lfsr = ref.update(G, M, lfsr, bump_layer)
+        rflags, lfsr = ref.update(G, M, V, lfsr, bump_layer)
         assert uflags == flags_of(rflags)
         assert core.lfsr_state == lfsr
         for m in range(cfg.n_layers):
             assert core.weights_raw[m].tolist() == ref.W[m]
             assert core.momentum_raw[m].tolist() == M[m]
+            packed = [[(e << cfg.v_mant_bits) | mant for e, mant in row] for row in V[m]]
+            assert core.second_moment_raw[m].tolist() == packed
             assert not core.grads_raw[m].any()
 
 

@@ -159,3 +159,32 @@ def test_lfsr_draw_is_msb_first_concatenation():
     words = a.draws(4, 16)
     expect = [int("".join(str(x) for x in bits[16 * i:16 * i + 16]), 2) for i in range(4)]
     np.testing.assert_array_equal(words, expect)
+
+
+# -- §6.1 Adam's second moment and 1/sqrt ROM --------------------------------------------------
+
+
+def test_v_encode_decode():
+    from evcore.golden.fixed_update import v_decode, v_encode
+
+    m = 14
+    for x in (0, 1, 2**14 - 1, 2**14, 2**14 + 1, 12345678, 2**46 - 1):
+        packed = v_encode(np.int64(x), m)
+        e = x.bit_length() - m
+        assert v_decode(packed, m) == (x if e <= 0 else (x >> e) << e)  # truncated to 14 significant bits
+        assert packed >> m == max(e, 0)
+
+
+def test_rsqrt_rom_error_bound():
+    """1/sqrt(v) ~ RSQ[p & 1, a] 2**-(R + p // 2) with p the leading-one position and a the k bits
+    below it: the midpoint entry is within 2**-(k+2) (slope of x**-1/2 over half an interval of
+    width 2**-k) plus half an entry LSB, relative, for every v."""
+    cfg = CoreConfig()
+    k, r = cfg.rsqrt_index_bits, cfg.rsqrt_bits
+    v = np.arange(1, 1 << 18, dtype=np.int64)
+    p = np.floor(np.log2(v)).astype(np.int64)
+    a = ((v << k) >> p) - (1 << k)
+    approx = cfg.rsqrt_rom[p & 1, a] * 2.0 ** -(r + p // 2)
+    rel = np.abs(approx * np.sqrt(v) - 1)
+    assert rel.max() <= 2.0 ** -(k + 2) + 2.0 ** -(r - 1)
+    assert rel.max() > 2.0 ** -(k + 3)
