@@ -147,6 +147,9 @@ class RunResult:
     #: vmax: index of the input spike a maximum is pinned to (a kink), else -1; dV/dt before it.
     v_max_kink_event: np.ndarray | None = None
     v_max_kink_slope: np.ndarray | None = None
+    #: The input spikes of the run (the revival term of the TTFS loss, §8, reads the output
+    #: layer's input spikes, which are these when there is no hidden layer).
+    inputs: SpikeBatch | None = None
 
     @property
     def predictions(self) -> np.ndarray:
@@ -450,10 +453,12 @@ def _backward(in_times, in_ids, in_counts, own_times, own_ids, own_cur, own_err,
                         new_i[j] = lam_i[j]
                     t_ev = own_times[b, g]
                     lv, li = _adjoint_step(new_v[j], new_i[j], max(t_cur[j] - t_ev, 0.0), tau_m, tau_s, d)
-                    if li_readout:
+                    cur = own_cur[b, g]
+                    if li_readout or math.isnan(cur):
+                        # Voltage-maximum event: the leaky readout (§9), or the maximum of a
+                        # silent label neuron that the TTFS revival term reads (§8).
                         lv = lv - own_err[b, g] / tau_m
                     else:
-                        cur = own_cur[b, g]
                         lv = (cur * lv + own_err[b, g]) / (cur - theta)
                     new_v[j] = lv
                     new_i[j] = li
@@ -515,16 +520,25 @@ class TTFSLoss:
 
     L = -log softmax(-t / tau0)[label] + alpha (exp(t_label / tau1) - 1), t = first spike times.
     A silent output neuron counts as spiking at t_max with zero gradient: no spike, nothing
-    for the exact gradient to move. A sample whose label neuron is silent gets no gradient at
-    all (``masked``): descending it would only push the other outputs later, silencing the
-    layer; loss shaping (docs/eventprop.md §10) revives silent neurons instead.
+    for the exact gradient to move. A sample whose label neuron is silent gets no gradient from
+    this term (``masked``): descending it would only push the other outputs later, silencing
+    the layer; loss shaping (docs/eventprop.md §10) revives silent neurons instead.
+
+    Revival (``revive`` > 0): such a sample adds ``revive * (theta - Vmax_label)``, Vmax_label
+    the maximum over [0, t_max] of the silent label neuron's membrane potential, whose exact
+    gradient pulls that maximum up towards the threshold (§8). 0 (default): no such term.
     """
 
     tau0_s: float = 0.5e-3
     tau1_s: float = 6.4e-3
     alpha: float = 3e-3
+    revive: float = 0.0
 
     readout = "ttfs"
+
+    def __post_init__(self):
+        if not (isinstance(self.revive, (int, float)) and math.isfinite(self.revive) and self.revive >= 0):
+            raise ConfigError(f"TTFSLoss.revive must be a finite number >= 0, got {self.revive!r}")
 
     def loss_and_time_grad(self, first_t: np.ndarray, labels: np.ndarray, t_max_s: float):
         """Per-sample losses (B,) and dL/dt of each output neuron's first spike (B, n_out)."""
@@ -540,6 +554,10 @@ class TTFSLoss:
         dl_dt[silent[rows, labels]] = 0.0
         return losses, dl_dt
 
+    def revival_and_vmax_grad(self, v_max_label: np.ndarray, theta: float):
+        """Revival term of samples with a silent label neuron and its dL/dVmax_label (§8)."""
+        return self.revive * (theta - v_max_label), np.full_like(v_max_label, -self.revive)
+
 
 @dataclass(frozen=True)
 class VMaxLoss:
@@ -554,6 +572,32 @@ class VMaxLoss:
         grad = np.exp(logp)
         grad[rows, labels] -= 1.0
         return losses, grad
+
+
+def _merge_vmax_events(own: SpikeBatch, own_err: np.ndarray, rows, times_s, ids, err):
+    """The output layer's own events plus one voltage-maximum event per sample in ``rows``.
+
+    For the backward pass only (§8 revival): the extra event of sample ``rows[q]`` is neuron
+    ``ids[q]`` at ``times_s[q]`` with error ``err[q]``; its current is NaN, which makes
+    _backward apply the voltage-maximum jump (§9) instead of the spike jump (§5). The merged
+    list stays sorted by time (stable: ties keep spikes first).
+    """
+    n_batch = own.batch_size
+    extra = np.full((n_batch, 1), np.inf)
+    extra[rows, 0] = times_s
+    t = np.hstack([own.times_s, extra])
+    j = np.hstack([own.ids, np.full((n_batch, 1), -1, dtype=own.ids.dtype)])
+    j[rows, -1] = ids
+    cur = np.hstack([own.current_at_spike, np.zeros((n_batch, 1))])
+    cur[rows, -1] = np.nan
+    e = np.hstack([own_err, np.zeros((n_batch, 1))])
+    e[rows, -1] = err
+    order = np.argsort(t, axis=1, kind="stable")
+    counts = own.counts.copy()
+    counts[rows] += 1
+    merged = SpikeBatch(np.take_along_axis(t, order, axis=1), np.take_along_axis(j, order, axis=1), counts,
+                        np.take_along_axis(cur, order, axis=1))
+    return merged, np.take_along_axis(e, order, axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,7 +689,8 @@ class Network:
             first_t = np.empty((inputs.batch_size, n_out))
             first_idx = np.empty((inputs.batch_size, n_out), dtype=np.int64)
             _first_spikes(x.times_s, x.ids, x.counts, n_out, first_t, first_idx)
-            return RunResult(layers, "ttfs", first_spike_times_s=first_t, first_spike_index=first_idx)
+            return RunResult(layers, "ttfs", first_spike_times_s=first_t, first_spike_index=first_idx,
+                             inputs=inputs)
         p = self.params
         v_max = np.empty((inputs.batch_size, self.sizes[-1]))
         t_v_max = np.empty_like(v_max)
@@ -655,7 +700,7 @@ class Network:
                     p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
         layers.append(None)
         return RunResult(layers, "vmax", v_max=v_max, t_v_max_s=t_v_max,
-                         v_max_kink_event=kink_event, v_max_kink_slope=kink_slope)
+                         v_max_kink_event=kink_event, v_max_kink_slope=kink_slope, inputs=inputs)
 
     # -- loss and gradient -----------------------------------------------------------------
 
@@ -678,8 +723,49 @@ class Network:
         labels = self._check_labels(labels, len(result.layers[0].counts) if result.layers[0] is not None
                                     else result.v_max.shape[0])
         if self.readout == "ttfs":
-            return loss_fn.loss_and_time_grad(result.first_spike_times_s, labels, self.params.t_max_s)[0]
+            losses = loss_fn.loss_and_time_grad(result.first_spike_times_s, labels, self.params.t_max_s)[0]
+            revival = self._silent_label_maxima(result, labels, loss_fn)
+            if revival is not None:
+                rows, v_max = revival[:2]
+                losses[rows] += loss_fn.revival_and_vmax_grad(v_max, self.params.theta)[0]
+            return losses
         return loss_fn.loss_and_vmax_grad(result.v_max, labels)[0]
+
+    def revival(self, result: RunResult, labels, loss_fn) -> np.ndarray:
+        """The revival part of the per-sample TTFS losses (B,): zero where the label fired (§8)."""
+        self._check_loss(loss_fn)
+        if self.readout != "ttfs":
+            return np.zeros(result.v_max.shape[0])
+        labels = self._check_labels(labels, result.first_spike_times_s.shape[0])
+        out = np.zeros(len(labels))
+        revival = self._silent_label_maxima(result, labels, loss_fn)
+        if revival is not None:
+            rows, v_max = revival[:2]
+            out[rows] = loss_fn.revival_and_vmax_grad(v_max, self.params.theta)[0]
+        return out
+
+    def _silent_label_maxima(self, result: RunResult, labels: np.ndarray, loss_fn):
+        """Samples whose label neuron is silent and that neuron's voltage maximum (§8 revival).
+
+        A silent neuron was never reset, so its V(t) is the leaky-integrator trajectory of the
+        output layer's input spikes: its maximum is the §9 readout. Returns None when the loss
+        has no revival term or every label neuron fired, else (rows, V max, time of the maximum,
+        kink event, dV/dt before the kink), one entry per such sample.
+        """
+        if not loss_fn.revive:
+            return None
+        rows = np.flatnonzero(result.first_spike_index[np.arange(len(labels)), labels] < 0)
+        if rows.size == 0:
+            return None
+        below = (result.layers[-2] if len(result.layers) > 1 else result.inputs)[rows]
+        p = self.params
+        shape = (rows.size, self.sizes[-1])
+        v_max, t_v_max, kink_slope = np.empty(shape), np.empty(shape), np.empty(shape)
+        kink_event = np.empty(shape, dtype=np.int64)
+        _li_forward(below.times_s, below.ids, below.counts, self._weights_t(-1), p.tau_mem_s, p.tau_syn_s,
+                    p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
+        r, j = np.arange(rows.size), labels[rows]
+        return rows, v_max[r, j], t_v_max[r, j], kink_event[r, j], kink_slope[r, j]
 
     def gradient(self, inputs: SpikeBatch, labels, loss_fn):
         """Forward and adjoint pass. Returns (losses (B,), dL/dW per layer, RunResult).
@@ -691,6 +777,9 @@ class Network:
         n_batch = inputs.batch_size
         labels = self._check_labels(labels, n_batch)
         p = self.params
+        # Maxima pinned to an input spike of the output layer move with it (§9): (sample, spike
+        # index, dL/dt_spike) added to that spike's error.
+        kinks = None
         if self.readout == "ttfs":
             losses, dl_dt = loss_fn.loss_and_time_grad(result.first_spike_times_s, labels, p.t_max_s)
             out = result.layers[-1]
@@ -699,6 +788,15 @@ class Network:
             fired = result.first_spike_index >= 0
             bi, ji = np.nonzero(fired)
             own_err[bi, result.first_spike_index[bi, ji]] = dl_dt[bi, ji] / n_batch
+            revival = self._silent_label_maxima(result, labels, loss_fn)
+            if revival is not None:
+                # Silent label neurons (§8): the voltage-maximum readout of §9 on their maxima.
+                rows, v_max, t_v_max, kink_event, kink_slope = revival
+                rev_loss, dl_dv = loss_fn.revival_and_vmax_grad(v_max, p.theta)
+                losses[rows] += rev_loss
+                own, own_err = _merge_vmax_events(own, own_err, rows, t_v_max, labels[rows], dl_dv / n_batch)
+                q = np.flatnonzero(kink_event >= 0)
+                kinks = rows[q], kink_event[q], dl_dv[q] / n_batch * kink_slope[q]
         else:
             losses, dl_dv = loss_fn.loss_and_vmax_grad(result.v_max, labels)
             n_out = self.sizes[-1]
@@ -708,6 +806,9 @@ class Network:
                              order.astype(np.int32), np.full(n_batch, n_out, dtype=np.int64),
                              np.zeros((n_batch, n_out)))
             own_err = np.take_along_axis(dl_dv, order, axis=1) / n_batch
+            bi, ji = np.nonzero(result.v_max_kink_event >= 0)
+            kinks = (bi, result.v_max_kink_event[bi, ji],
+                     dl_dv[bi, ji] / n_batch * result.v_max_kink_slope[bi, ji])
         grads = [None] * len(self.weights)
         for l in range(len(self.weights) - 1, -1, -1):
             below = inputs if l == 0 else result.layers[l - 1]
@@ -715,11 +816,9 @@ class Network:
             weights_t = self._weights_t(l)
             grad_per_spike = np.empty((n_batch, n_in_spikes, self.weights[l].shape[0]))
             in_err = np.zeros_like(below.times_s)
-            if self.readout == "vmax" and l == len(self.weights) - 1:
+            if kinks is not None and l == len(self.weights) - 1:
                 # A maximum pinned to an input spike moves with it: dVmax/dt_spike = dV/dt^- (§9).
-                bi, ji = np.nonzero(result.v_max_kink_event >= 0)
-                np.add.at(in_err, (bi, result.v_max_kink_event[bi, ji]),
-                          dl_dv[bi, ji] / n_batch * result.v_max_kink_slope[bi, ji])
+                np.add.at(in_err, kinks[:2], kinks[2])
             li = self.readout == "vmax" and l == len(self.weights) - 1
             _backward(below.times_s, below.ids, below.counts, own.times_s, own.ids,
                       own.current_at_spike, own_err, own.counts, weights_t,

@@ -43,8 +43,10 @@ ARCHITECTURES = [
 def finite_difference(net, inputs, labels, loss_fn, sample_mask, base_counts, h):
     """Richardson-extrapolated central differences (error O(h^4)) of the masked mean loss.
 
-    Returns the FD gradient per layer (NaN where a perturbation created or deleted a spike:
-    the loss is discontinuous there) and the number of such skipped weights.
+    With a revival term (TTFSLoss.revive > 0), the masked samples (silent label neuron)
+    contribute that term alone (docs/eventprop.md §8). Returns the FD gradient per layer (NaN
+    where a perturbation created or deleted a spike: the loss is discontinuous there) and the
+    number of such skipped weights.
     """
     n_batch = inputs.batch_size
 
@@ -52,7 +54,10 @@ def finite_difference(net, inputs, labels, loss_fn, sample_mask, base_counts, h)
         result = net.run(inputs)
         counts = result.spike_counts()
         same = all(np.array_equal(a, b) for a, b in zip(counts, base_counts))
-        return net.loss(result, labels, loss_fn)[sample_mask].sum() / n_batch, same
+        value = net.loss(result, labels, loss_fn)[sample_mask].sum()
+        if getattr(loss_fn, "revive", 0.0):
+            value += net.revival(result, labels, loss_fn)[~sample_mask].sum()
+        return value / n_batch, same
 
     grads, skipped = [], 0
     for w in net.weights:
@@ -122,6 +127,64 @@ def test_gradient_matches_finite_differences(readout, arch):
     assert skipped_total <= 0.1 * weights_total, f"{skipped_total}/{weights_total} weights skipped"
     print(f"{readout} {sizes}: {checked} networks, worst relative error {worst:.2e}, "
           f"{skipped_total}/{weights_total} perturbations changed the spike count")
+
+
+# The revival term (TTFSLoss.revive, docs/eventprop.md §8) on silent label neurons. Output
+# weights are weaker than above, so that a good share of the output neurons stays silent.
+REVIVE = 10.0
+
+
+@pytest.mark.parametrize("arch", range(len(ARCHITECTURES)))
+def test_revival_gradient_matches_finite_differences(arch):
+    sizes, init = ARCHITECTURES[arch]
+    init = init[:-1] + [(0.5, 0.8)]
+    rng = np.random.default_rng(2000 + arch)
+    loss_fn = TTFSLoss(revive=REVIVE)
+    n_networks, checked, skipped_total, weights_total = 6, 0, 0, 0
+    n_silent = n_kinks = 0
+    worst, least_share = 0.0, np.inf
+    for _attempt in range(60):
+        if checked == n_networks:
+            break
+        net = Network.create(sizes, PARAMS, "ttfs", init, rng)
+        inputs = yinyang_like_inputs(rng, 3)
+        labels = rng.integers(0, sizes[-1], 3)
+        losses, grads, result = net.gradient(inputs, labels, loss_fn)
+        sample_mask = np.isfinite(result.first_spike_times_s[np.arange(3), labels])
+        revival = net.revival(result, labels, loss_fn)
+        # Silent labels whose potential never rises (V max = 0 at t = 0) have no gradient:
+        # only networks with a silent label neuron that does rise are informative.
+        rising = ~sample_mask & (revival < REVIVE * PARAMS.theta)
+        if not rising.any():
+            continue
+        np.testing.assert_array_equal(revival[sample_mask], 0.0)
+        # The revival part of the gradient must weigh in the total, else the bound below
+        # would not see an error in it.
+        base = net.gradient(inputs, labels, TTFSLoss())[1]
+        ep = np.concatenate([g.ravel() for g in grads])
+        share = np.linalg.norm(ep - np.concatenate([g.ravel() for g in base])) / np.linalg.norm(ep)
+        least_share = min(least_share, share)
+        assert share >= 0.01, f"network {checked}: revival is {share:.2g} of the gradient"
+        fd, skipped = finite_difference(net, inputs, labels, loss_fn, sample_mask,
+                                        result.spike_counts(), h=1e-6)
+        skipped_total += skipped
+        weights_total += sum(w.size for w in net.weights)
+        ref = np.concatenate([g.ravel() for g in fd])
+        keep = np.isfinite(ref)
+        rel = np.linalg.norm(ep[keep] - ref[keep]) / np.linalg.norm(ref[keep])
+        worst = max(worst, rel)
+        assert rel <= 1e-6, f"network {checked}: relative error {rel:.3g}"
+        n_silent += int(rising.sum())
+        n_kinks += int((net._silent_label_maxima(result, labels, loss_fn)[3] >= 0).sum())
+        checked += 1
+    assert checked == n_networks, f"only {checked} networks had a rising silent label neuron"
+    assert n_silent >= n_networks
+    assert n_kinks > 0, "no maximum on a kink: the kink term went untested"
+    assert skipped_total <= 0.1 * weights_total, f"{skipped_total}/{weights_total} weights skipped"
+    print(f"revive {sizes}: {checked} networks, {n_silent}/{3 * checked} samples with a rising silent label "
+          f"({n_kinks} maxima on a kink), worst relative error {worst:.2e}, revival share of the "
+          f"gradient >= {least_share:.2f}, {skipped_total}/{weights_total} perturbations changed the "
+          "spike count")
 
 
 def test_forward_matches_fine_step_integration():
@@ -214,6 +277,35 @@ def test_ttfs_loss_by_hand():
     # Silent label neuron: the sample is masked.
     _, dl_dt = loss.loss_and_time_grad(t, np.array([2]), t_max_s=10e-3)
     assert not dl_dt.any()
+
+
+def test_revival_by_hand():
+    """A silent output neuron: V max by hand at an interior peak and on a kink, and its gradient.
+
+    Sample 0: w0 = 3 at t = 0 alone (below the threshold weight 6.35); V = w0 (a_m - a_s) / 3
+    peaks at a_m = 4^(-1/3), a_s = 4^(-4/3). Sample 1: the same plus w1 = -10 at 2 ms, while V
+    still rises: V max = V(2 ms) = w0 (e^(-0.1) - e^(-0.4)) / 3, pinned to that spike. Both
+    maxima are linear in w0 and independent of w1.
+    """
+    w0, w1, revive = 3.0, -10.0, 0.7
+    net = Network((2, 1), PARAMS, "ttfs", [np.array([[w0, w1]])])
+    inputs = SpikeBatch.from_arrays([[0.0, np.inf], [0.0, 2e-3]], [[0, 0], [0, 1]])
+    labels = np.array([0, 0])
+    v_max = np.array([w0 * (4 ** (-1 / 3) - 4 ** (-4 / 3)) / 3, w0 * (math.exp(-0.1) - math.exp(-0.4)) / 3])
+    loss_fn = TTFSLoss(revive=revive)
+    losses, grads, result = net.gradient(inputs, labels, loss_fn)
+    assert not np.isfinite(result.first_spike_times_s).any()
+    np.testing.assert_allclose(net.revival(result, labels, loss_fn), revive * (1.0 - v_max), rtol=1e-14)
+    surrogate = net.loss(result, labels, TTFSLoss())
+    np.testing.assert_allclose(losses, surrogate + revive * (1.0 - v_max), rtol=1e-14)
+    np.testing.assert_array_equal(net.loss(result, labels, loss_fn), losses)
+    # dL/dw0 = -revive mean(V max / w0); w1 moves no maximum (it only bends V after the kink).
+    np.testing.assert_allclose(grads[0][0, 0], -revive * np.mean(v_max / w0), rtol=1e-12)
+    assert abs(grads[0][0, 1]) < 1e-15
+    # Without the revival term the silent label masks both samples.
+    assert not net.gradient(inputs, labels, TTFSLoss())[1][0].any()
+    with pytest.raises(ConfigError, match="revive must be"):
+        TTFSLoss(revive=-1.0)
 
 
 def test_state_dict_round_trip():
