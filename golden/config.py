@@ -45,7 +45,7 @@ class RoundingMode(enum.StrEnum):
     HALF_UP = "half_up"
     #: floor(x / 2**s): the plain arithmetic shift (truncation toward minus infinity).
     FLOOR = "floor"
-    #: floor((x + r) / 2**s) with r uniform from the LFSR (§6.3); unbiased on average.
+    #: floor((x + r) / 2**s) with r uniform from the LFSR (§6.4); unbiased on average.
     STOCHASTIC = "stochastic"
 
 
@@ -73,7 +73,7 @@ class Flag(enum.IntFlag):
     GRAD_SAT = 1 << 3
     #: A momentum word saturated (§6.1).
     MOM_SAT = 1 << 4
-    #: A weight saturated in the update (§6.3).
+    #: A weight saturated in the update (§6.4).
     W_SAT = 1 << 5
     #: The reciprocal unit's input I - theta was below recip_min and clamped (§2.3).
     RECIP_CLAMP = 1 << 6
@@ -234,7 +234,7 @@ def _prime_factors(n: int) -> list[int]:
 
 
 def lfsr_is_maximal(taps: int, bits: int) -> bool:
-    """True if the Galois LFSR with feedback mask ``taps`` has period 2**bits - 1 (§6.3).
+    """True if the Galois LFSR with feedback mask ``taps`` has period 2**bits - 1 (§6.4).
 
     The right-shifting Galois LFSR with mask T realises the characteristic polynomial
     x**bits + sum over set bits k of T of x**(bits - 1 - k); it is maximal iff that polynomial
@@ -342,7 +342,7 @@ class CoreConfig:
     #: 1/sqrt ROM of Adam (§6.1): address bits below the leading one, and entry width.
     rsqrt_index_bits: int = 7
     rsqrt_bits: int = 16
-    #: Loss shaping (§6.4): if more than this fraction of (sample, neuron) pairs of a layer stayed
+    #: Loss shaping (§6.5): if more than this fraction of (sample, neuron) pairs of a layer stayed
     #: silent in a minibatch, every weight into that layer grows by silent_bump. 1.0 = off.
     silent_threshold: tuple = (1.0, 1.0)
     silent_bump: float = 0.0
@@ -356,9 +356,9 @@ class CoreConfig:
     early_stop: bool = True
     #: Rounding of the propagators and adjoint jumps (§1.2): HALF_UP or FLOOR.
     state_rounding: RoundingMode = RoundingMode.HALF_UP
-    #: Rounding of the weight update (§6.3): STOCHASTIC, HALF_UP or FLOOR.
+    #: Rounding of the weight update (§6.4): STOCHASTIC, HALF_UP or FLOOR.
     update_rounding: RoundingMode = RoundingMode.STOCHASTIC
-    #: LFSR (§6.3): width, Galois feedback mask and non-zero seed.
+    #: LFSR (§6.4): width, Galois feedback mask and non-zero seed.
     lfsr_bits: int = 32
     lfsr_taps: int = 0x80200003
     lfsr_seed: int = 0xACE1ACE1
@@ -467,9 +467,14 @@ class CoreConfig:
         check_int("v_exp_bits", 1, 8)
         check_int("rsqrt_index_bits", 2, 12)
         check_int("rsqrt_bits", 8, 20)
-        if self.optimizer is Optimizer.ADAM and (1 << self.v_exp_bits) - 1 < 2 * (self.grad_bits - 1) + 1 - self.v_mant_bits:
-            fail(f"v_exp_bits = {self.v_exp_bits} cannot hold the exponent of g*g for grad_bits = {self.grad_bits} "
-                 f"and v_mant_bits = {self.v_mant_bits}")
+        if (
+            self.optimizer is Optimizer.ADAM
+            and (1 << self.v_exp_bits) - 1 < 2 * (self.grad_bits - 1) + 1 - self.v_mant_bits
+        ):
+            fail(
+                f"v_exp_bits = {self.v_exp_bits} cannot hold the exponent of g*g for "
+                f"grad_bits = {self.grad_bits} and v_mant_bits = {self.v_mant_bits}"
+            )
         if self.optimizer is Optimizer.LION and self.mom_shift == 0:
             fail("mom_shift must be >= 1 for the lion optimizer (beta2 = 1 - 2**-mom_shift)")
         for l, t in enumerate(self.silent_threshold):
@@ -690,8 +695,13 @@ class CoreConfig:
         """Adam's 1/sqrt ROM (§6.1): entry [p, a] = round(2**rsqrt_bits / sqrt((1 + (a + 1/2) / 2**k) 2**p))
         for the parity p of the leading-one position and the k bits below the leading one."""
         k, r = self.rsqrt_index_bits, self.rsqrt_bits
-        return np.array([[_raw_half_up(2.0**r / math.sqrt((1 + (a + 0.5) / 2**k) * 2**p)) for a in range(1 << k)]
-                         for p in (0, 1)], dtype=np.int64)
+        return np.array(
+            [
+                [_raw_half_up(2.0**r / math.sqrt((1 + (a + 0.5) / 2**k) * 2**p)) for a in range(1 << k)]
+                for p in (0, 1)
+            ],
+            dtype=np.int64,
+        )
 
     @property
     def recip_eps_shift(self) -> int:
@@ -706,16 +716,16 @@ class CoreConfig:
 
     @property
     def silent_count_max(self) -> tuple:
-        """Silent (sample, neuron) pairs per minibatch above which layer l is bumped (§6.4)."""
+        """Silent (sample, neuron) pairs per minibatch above which layer l is bumped (§6.5)."""
         return tuple(
             math.floor(t * self.batch_size * n) for t, n in zip(self.silent_threshold, self.sizes[1:])
         )
 
     def _lr_unit(self, layer: int) -> float:
-        """Real learning rate of mantissa 1, shift 0 (§6.3): dw_raw = u * mant * 2**-shift.
+        """Real learning rate of mantissa 1, shift 0 (§6.4): dw_raw = u * mant * 2**-shift.
 
-        lion: u = sign, adam: u = m / sqrt(v), so the unit is one weight LSB. sgd: u = G_raw = (sum of dL/dw) / grad_lsb,
-        so the unit is w_lsb / grad_lsb (in units of w per unit of summed dL/dw).
+        adam: u = m / sqrt(v), lion: u = sign, so the unit is one weight LSB. sgd: u = G_raw =
+        (sum of dL/dw) / grad_lsb, so the unit is w_lsb / grad_lsb (w per unit of summed dL/dw).
         """
         if self.optimizer in (Optimizer.LION, Optimizer.ADAM):
             return self.w_fmt(layer).lsb
@@ -871,7 +881,8 @@ class CoreConfig:
             "update_weight": {
                 Optimizer.SGD: pieces(self.grad_bits, self.lr_bits),
                 Optimizer.LION: 0,
-                Optimizer.ADAM: pieces(self.grad_bits, self.rsqrt_bits) + pieces(self.grad_bits + self.rsqrt_bits, self.lr_bits),
+                Optimizer.ADAM: pieces(self.grad_bits, self.rsqrt_bits)
+                + pieces(self.grad_bits + self.rsqrt_bits, self.lr_bits),
             }[self.optimizer],
         }
 
@@ -997,8 +1008,21 @@ class CoreConfig:
     @classmethod
     def ecp5_85f(cls, **changes) -> CoreConfig:
         """Yin-Yang 5-200-3 core with a finer time step (0.1 ms) and wider words for the ECP5-85F."""
-        base = dict(dt_s=0.1e-3, n_steps=500, coef_frac=20, v_bits=28, v_frac=22, i_bits=28, i_frac=20,
-                    lam_bits=28, lam_frac=20, grad_bits=28, w_bits=18, w_frac=(13, 14), record_capacity=2048)
+        base = dict(
+            dt_s=0.1e-3,
+            n_steps=500,
+            coef_frac=20,
+            v_bits=28,
+            v_frac=22,
+            i_bits=28,
+            i_frac=20,
+            lam_bits=28,
+            lam_frac=20,
+            grad_bits=28,
+            w_bits=18,
+            w_frac=(13, 14),
+            record_capacity=2048,
+        )
         return cls._preset(base, changes)
 
     @classmethod
@@ -1007,8 +1031,25 @@ class CoreConfig:
 
         For gradient comparisons (tests/golden/test_fixed_vs_float.py); the update is plain SGD so
         that the 40-bit gradient needs no g*g (Adam) within int64."""
-        base = dict(dt_s=0.01e-3, n_steps=5000, coef_frac=24, v_bits=32, v_frac=26, i_bits=32, i_frac=24,
-                    w_bits=20, w_frac=(15, 16), lam_bits=32, lam_frac=22, grad_bits=40, recip_min=2.0**-12,
-                    exp_frac=20, prob_frac=16, record_capacity=4096, loss_scale_log2=-2, optimizer="sgd",
-                    mom_shift=0)
+        base = dict(
+            dt_s=0.01e-3,
+            n_steps=5000,
+            coef_frac=24,
+            v_bits=32,
+            v_frac=26,
+            i_bits=32,
+            i_frac=24,
+            w_bits=20,
+            w_frac=(15, 16),
+            lam_bits=32,
+            lam_frac=22,
+            grad_bits=40,
+            recip_min=2.0**-12,
+            exp_frac=20,
+            prob_frac=16,
+            record_capacity=4096,
+            loss_scale_log2=-2,
+            optimizer="sgd",
+            mom_shift=0,
+        )
         return cls._preset(base, changes)

@@ -17,7 +17,6 @@ from __future__ import annotations
 # No Numba on-disk cache (cache=True) in the fixed-point kernels: Numba checks only the file of
 # the cached function, so a change in fixed_ops.py would leave stale machine code in the
 # kernels that call it. Exactness first; compiling costs about 8 s per process.
-
 import math
 import time
 from dataclasses import dataclass, field
@@ -549,7 +548,7 @@ class FixedCore:
             cfg, res.n_end, n_inputs, res.layer_counts, active, n_jumps, replayed
         )
         res.grads_raw = [g.copy() for g in self.grads_raw]
-        # Loss-shaping counters (§6.4): silent (sample, neuron) pairs per layer in this minibatch.
+        # Loss-shaping counters (§6.5): silent (sample, neuron) pairs per layer in this minibatch.
         self._silent = np.array(
             [
                 int((res.spiked[:, self._nrn_off[l] : self._nrn_off[l + 1]] == 0).sum())
@@ -564,7 +563,7 @@ class FixedCore:
     # -- update ------------------------------------------------------------------------------
 
     def bump_layer(self) -> int:
-        """§6.4: the lowest layer whose silent count exceeds its threshold, or -1."""
+        """§6.5: the lowest layer whose silent count exceeds its threshold, or -1."""
         for l, (count, limit) in enumerate(zip(self._silent, self.cfg.silent_count_max)):
             if self.cfg.silent_threshold[l] < 1.0 and count > limit:
                 return l

@@ -1,4 +1,4 @@
-"""The LFSR of the core (docs/core.md §6.3): random bits for stochastic rounding.
+"""The LFSR of the core (docs/core.md §6.4): random bits for stochastic rounding.
 
 A right-shifting Galois LFSR of ``lfsr_bits`` bits with feedback mask ``lfsr_taps``: each step
 outputs the low bit b of the state s, then s <- (s >> 1) ^ (taps if b else 0). A draw of

@@ -40,9 +40,12 @@ AXES = {
     "state_bits": [16, 20, 24],
     "lam_bits": [16, 20, 24],
     "w_bits": [8, 10, 12, 16],
+    "loss_scale_log2": [0, -3, -6],
+    "optimizer": ["sgd", "lion", "adam"],
 }
-#: Lion step per weight (real units) for both matrices in every variant.
-BASE_LR = (1e-3, 1e-3)
+#: Learning rate (real units) per optimizer, both matrices: Adam and Lion step per weight, SGD
+#: factor on the summed dL/dw with momentum 1 - 2**-4 (best of 5e-4 .. 2e-2 over 10 epochs).
+BASE_LR = {"adam": (5e-3, 5e-3), "lion": (1e-3, 1e-3), "sgd": (5e-4, 5e-4)}
 #: Integer bits (with sign) kept fixed when a width changes: V +-32, I +-128, lambda +-128,
 #: weights +-16 (input->hidden) and +-8 (hidden->output).
 INT_BITS = {"v": 6, "i": 8, "lam": 8, "w": (5, 4)}
@@ -71,9 +74,13 @@ def variant(base: CoreConfig, axis: str, value) -> CoreConfig:
         )
     elif axis == "w_bits":
         cfg = base.replace(w_bits=value, w_frac=tuple(value - b for b in INT_BITS["w"]))
+    elif axis == "loss_scale_log2":
+        cfg = base.replace(loss_scale_log2=value)
+    elif axis == "optimizer":
+        cfg = base.replace(optimizer=value, mom_shift=4 if value == "sgd" else base.mom_shift)
     else:
         raise ValueError(f"unknown axis {axis!r}; valid: {', '.join(AXES)}")
-    return cfg.with_lr(BASE_LR)
+    return cfg.with_lr(BASE_LR[cfg.optimizer.value])
 
 
 def gradient_fidelity(cfg: CoreConfig, dataset, n_nets: int, n_samples: int) -> dict:
@@ -205,6 +212,8 @@ def _acc_stats(entry, epochs):
 
 
 LABELS = {
+    "loss_scale_log2": "loss scale (log2)",
+    "optimizer": "optimizer",
     "dt_ms": "dt (ms)",
     "state_bits": "V, I width (bits)",
     "lam_bits": "lambda width (bits)",
@@ -243,7 +252,9 @@ def plot(results: dict, epochs: int, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(AXES), figsize=(4.2 * len(AXES), 3.6))
+    n_cols = math.ceil(len(AXES) / 2)
+    fig, grid = plt.subplots(2, n_cols, figsize=(4.4 * n_cols, 7.0))
+    axes = list(grid.ravel())
     for ax, axis in zip(axes, AXES):
         xs, cos, snap, acc, sd = [], [], [], [], []
         for v in AXES[axis]:
@@ -264,7 +275,7 @@ def plot(results: dict, epochs: int, path: Path):
             ax.set_xscale("log")
             ax.set_xticks(xs, [str(v) for v in xs])
             ax.invert_xaxis()
-        else:
+        elif all(isinstance(v, (int, float)) for v in xs):
             ax.set_xticks(xs)
         ax2 = ax.twinx()
         ax2.errorbar(xs, acc, yerr=sd, fmt="^-", color="C3", capsize=3, label=f"test accuracy ({epochs} ep.)")
@@ -274,7 +285,7 @@ def plot(results: dict, epochs: int, path: Path):
             ax.set_ylabel("fixed vs float gradient cosine")
             ax.legend(loc="lower left", fontsize=7)
             ax2.legend(loc="lower right", fontsize=7)
-        if ax is axes[-1]:
+        if ax in (axes[n_cols - 1], axes[-1]):
             ax2.set_ylabel("Yin-Yang test accuracy (%)", color="C3")
     fig.suptitle("Fixed-point core design space (one axis varied from the up5k preset)")
     fig.tight_layout()
@@ -304,11 +315,15 @@ def main(argv=None):
     p.add_argument("--doc", default="docs/design_space.md")
     p.add_argument("--plot", default="docs/img/design_space.png")
     p.add_argument("--report-only", action="store_true", help="rewrite table and plot from the JSON")
+    p.add_argument("--merge", nargs="*", default=[], help="further result JSON files for the report")
     args = p.parse_args(argv)
     path = Path(args.json)
     results = json.loads(path.read_text()) if path.exists() else {}
     if not args.report_only:
         results = run_sweep(args, results)
+    for extra in args.merge:
+        for key, entry in json.loads(Path(extra).read_text()).items():
+            results.setdefault(key, entry)
     write_doc(results, args.epochs, Path(args.doc))
     plot(results, args.epochs, Path(args.plot))
     print(table(results, args.epochs))

@@ -180,7 +180,10 @@ class RefCore:
                     s = c.lr_shift[m]
                     if c.optimizer.value == "adam":
                         M[m][j][i] = sat(
-                            M[m][j][i] + rnd(g - M[m][j][i], c.adam_shift1, self.mode), c.grad_bits, flags, Flag.MOM_SAT
+                            M[m][j][i] + rnd(g - M[m][j][i], c.adam_shift1, self.mode),
+                            c.grad_bits,
+                            flags,
+                            Flag.MOM_SAT,
                         )
                         exp, mant = V[m][j][i]
                         v = mant << exp
