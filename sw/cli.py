@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, help="minibatch size")
     p.add_argument("--model", choices=["float", "fixed"], default="float",
                    help="float64 EventProp (default) or the fixed-point core model")
+    p.add_argument("--core", choices=["up5k", "ecp5-85f"], default="up5k",
+                   help="core configuration for --model fixed (golden/config.py presets)")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-seed<seed>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=_positive_int,

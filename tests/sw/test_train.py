@@ -117,3 +117,21 @@ def test_network_is_stored_column_major_and_updates_in_place():
     before = net.weights[0].copy()
     Adam(net.weights, 0.1).step(net.weights, [np.ones_like(w) for w in net.weights])
     np.testing.assert_allclose(net.weights[0], before - 0.1, atol=1e-6)
+
+
+def test_cli_trains_with_the_fixed_point_core(tmp_path, capsys):
+    out = tmp_path / "fixed"
+    argv = ["train", "yinyang", "--model", "fixed", "--epochs", "1", "--quiet", "--out", str(out)]
+    assert cli.main(argv) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["model"] == "fixed" and saved["config"]["dataset"] == "yinyang"
+    assert saved["best_val_epoch"] == 1 and len(saved["epochs"]) == 1
+    # One epoch of on-chip training is far above chance (1/3); 94 % measured.
+    assert saved["test_accuracy"] > 0.8
+    assert (out / "learning_curve.png").is_file()
+    assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in capsys.readouterr().out
+
+
+def test_cli_fixed_model_rejects_mnist(capsys):
+    assert cli.main(["train", "mnist", "--model", "fixed", "--epochs", "1"]) == 2
+    assert "sized for yinyang" in capsys.readouterr().err

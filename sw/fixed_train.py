@@ -1,0 +1,53 @@
+"""`evcore train yinyang --model fixed`: training with the on-chip arithmetic only.
+
+The host supplies input spikes and labels; forward, loss, backward and update run in the
+bit-accurate fixed-point core model (golden/fixed.py, docs/core.md). The run directory gets the
+same files as a float run, in the same metrics schema.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..golden.config import CoreConfig, Flag
+from ..golden.eventprop import ConfigError
+from ..golden.fixed import train_fixed
+from .datasets import load_dataset
+from .train import plot_learning_curve
+
+#: Named core configurations (golden/config.py presets) the CLI offers.
+CORE_PRESETS = {"up5k": CoreConfig.up5k, "ecp5-85f": CoreConfig.ecp5_85f}
+
+
+def common_schema(metrics: dict, dataset: str) -> dict:
+    """The float runs' metrics keys: headline = last epoch, best-validation epoch beside it."""
+    m = dict(metrics)
+    m["best_val_epoch"] = m.pop("selected_epoch")
+    m["best_val_test_accuracy"] = m["test_accuracy"]
+    m["test_accuracy"] = m.pop("final_epoch_test_accuracy")
+    m["test_loss"] = m.pop("final_epoch_test_loss")
+    m["test_spikes_per_sample"] = m.pop("final_epoch_test_spikes_per_sample")
+    m["config"] = {**m["config"], "dataset": dataset}
+    return m
+
+
+def train_fixed_cli(args, float_cfg) -> int:
+    if args.dataset != "yinyang":
+        raise ConfigError("--model fixed: the core presets are sized for yinyang (5-200-3)")
+    core_cfg = CORE_PRESETS[args.core]()
+    epochs = args.epochs or float_cfg.epochs
+    out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-fixed-seed{args.seed}"
+    print(f"evcore: training {args.dataset} {'-'.join(map(str, core_cfg.sizes))} on the fixed-point "
+          f"core model ({args.core}, {epochs} epochs) -> {out}")
+    metrics = train_fixed(core_cfg, load_dataset(args.dataset), epochs, seed=args.seed,
+                          progress=not args.quiet, init=float_cfg.init, lr_decay=float_cfg.lr_decay)
+    metrics = common_schema(metrics, args.dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    plot_learning_curve(metrics, out / "learning_curve.png")
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % (best validation at epoch "
+          f"{metrics['best_val_epoch']}: test {100 * metrics['best_val_test_accuracy']:.2f} %); "
+          f"{metrics['wall_time_s']:.1f} s; sticky flags: {Flag(int(metrics['flags'])).name or 'none'}")
+    print(f"wrote {out / 'metrics.json'} (final raw weights inside), {out / 'learning_curve.png'}")
+    return 0
