@@ -2,7 +2,7 @@
 
 Yin-Yang 5-200-3 with the up5k preset, batch 32, after a few warm-up epochs of on-chip training
 (spike counts at their steady state): golden-model training samples/s (forward, loss unit,
-backward, Lion update, all integer Numba kernels) and forward-only samples/s, and the cycle
+backward, Adam update, all integer Numba kernels) and forward-only samples/s, and the cycle
 model of docs/core.md §7 per training sample and per inference, converted to samples/s at an
 assumed core clock.
 """

@@ -1,14 +1,15 @@
 """Design-space sweep of the fixed-point core (docs/design_space.md).
 
-For each variant of the base configuration (one axis changed at a time: time step, V/I width,
-lambda width, weight width) it measures
+For each variant of the base configuration CoreConfig.up5k() (one axis changed at a time: time
+step, V/I width, lambda width, weight width, loss scale, optimizer) it measures
 
 * gradient fidelity: per-sample cosine similarity between the fixed-point gradient and float
   EventProp on the same quantised weights and the raw (unsnapped) Yin-Yang input times, over
   ``--nets`` random initial networks x ``--samples`` training samples;
-* Yin-Yang accuracy: test accuracy after ``--epochs`` epochs of on-chip training (Lion, the
-  base learning rate), best-validation epoch, ``--seeds`` seeds;
-* inference with float-trained weights quantised into the core, if ``--float-checkpoint`` is given;
+* Yin-Yang accuracy: test accuracy after ``--epochs`` epochs of on-chip training (the
+  optimizer's base learning rate, BASE_LR), best-validation epoch, ``--seeds`` seeds;
+* inference with float-trained weights quantised into the core (mean over the
+  ``--float-checkpoint`` files, if given);
 * the memory bits and whether the variant fits the iCE40 UP5K.
 
 Results are cached in a JSON file (a rerun only computes missing variants); the script rewrites
@@ -191,8 +192,6 @@ def run_sweep(args, results: dict) -> dict:
             results[key] = entry
             _save(args.json, results)
         entry["acc"] = accs
-        if args.float_checkpoint:
-            entry["quantised_inference"] = quantised_inference(cfg, ds, Path(args.float_checkpoint))
         results[key] = entry
         _save(args.json, results)
     return results
@@ -201,6 +200,41 @@ def run_sweep(args, results: dict) -> dict:
 def _save(path, results):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(results, indent=1))
+
+
+def _defaults() -> dict:
+    """The value of each axis in the up5k preset (marked in the table and the plot)."""
+    c = CoreConfig.up5k()
+    return {
+        "dt_ms": round(c.dt_s * 1e3, 6),
+        "state_bits": c.v_bits,
+        "lam_bits": c.lam_bits,
+        "w_bits": c.w_bits,
+        "loss_scale_log2": c.loss_scale_log2,
+        "optimizer": c.optimizer.value,
+    }
+
+
+def _flags(entry, epochs) -> str:
+    """Sticky flags raised in any of the training runs, abbreviated."""
+    from ..golden.config import Flag
+
+    seen = Flag(0)
+    for k, a in entry.get("acc", {}).items():
+        if k.startswith(f"e{epochs}s"):
+            seen |= Flag(int(a["flags"]))
+    short = {
+        "RECIP_CLAMP": "RC",
+        "W_SAT": "W",
+        "LAM_SAT": "Λ",
+        "GRAD_SAT": "G",
+        "MOM_SAT": "M",
+        "V_SAT": "V",
+        "I_SAT": "I",
+        "REC_OVF": "REC",
+        "IN_OVF": "IN",
+    }
+    return " ".join(short[f.name] for f in Flag if f in seen) or "–"
 
 
 def _acc_stats(entry, epochs):
@@ -224,10 +258,11 @@ LABELS = {
 def table(results: dict, epochs: int) -> str:
     lines = [
         "| axis | value | grad. cos median (raw / snapped inputs) | cases cos >= 0.99 (raw / snapped) "
-        f"| test acc. {epochs} ep., mean ± sd (seeds) | float-trained, quantised | cycles / training sample "
-        "| memory bits | UP5K EBR/SPRAM/DSP |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| test acc. {epochs} ep., mean ± sd (seeds) | flags in training | float-trained, quantised "
+        "| cycles / training sample | memory bits | UP5K EBR/SPRAM/DSP |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    defaults = _defaults()
     for axis in AXES:
         for value in AXES[axis]:
             e = results.get(_key(axis, value))
@@ -236,10 +271,12 @@ def table(results: dict, epochs: int) -> str:
             acc, sd, n = _acc_stats(e, epochs)
             q = e.get("quantised_inference")
             fits = "" if e["fits_up5k"] else " (does not fit)"
+            shown = f"**{value}**" if value == defaults[axis] else f"{value}"
+            quant = "" if q is None else f"{100 * q:.1f} %"
             lines.append(
-                f"| {LABELS[axis]} | {value} | {e['cos_median']:.4f} / {e['cos_snap_median']:.4f} "
+                f"| {LABELS[axis]} | {shown} | {e['cos_median']:.4f} / {e['cos_snap_median']:.4f} "
                 f"| {100 * e['cos_frac_099']:.0f} % / {100 * e['cos_snap_frac_099']:.0f} % "
-                f"| {acc:.1f} ± {sd:.1f} % ({n}) | {'' if q is None else f'{100 * q:.1f} %'} "
+                f"| {acc:.1f} ± {sd:.1f} % ({n}) | {_flags(e, epochs)} | {quant} "
                 f"| {e['cycles_per_train_sample']:.0f} | {e['total_bits']} "
                 f"| {e['ebr']}/{e['spram']}/{e['dsp']}{fits} |"
             )
@@ -255,6 +292,7 @@ def plot(results: dict, epochs: int, path: Path):
     n_cols = math.ceil(len(AXES) / 2)
     fig, grid = plt.subplots(2, n_cols, figsize=(4.4 * n_cols, 7.0))
     axes = list(grid.ravel())
+    defaults = _defaults()
     for ax, axis in zip(axes, AXES):
         xs, cos, snap, acc, sd = [], [], [], [], []
         for v in AXES[axis]:
@@ -267,6 +305,8 @@ def plot(results: dict, epochs: int, path: Path):
             m, s_, _ = _acc_stats(e, epochs)
             acc.append(m)
             sd.append(0.0 if math.isnan(s_) else s_)
+        if defaults[axis] in xs:
+            ax.axvline(defaults[axis], color="0.6", ls=":", lw=1)
         ax.plot(xs, cos, "o-", color="C0", label="grad. cos, median (raw inputs)")
         ax.plot(xs, snap, "s--", color="C0", alpha=0.6, label="grad. cos, median (snapped inputs)")
         ax.set_ylim(0.9, 1.002)
@@ -310,7 +350,7 @@ def main(argv=None):
     p.add_argument("--nets", type=int, default=2)
     p.add_argument("--samples", type=int, default=40)
     p.add_argument("--axes", nargs="*", default=list(AXES))
-    p.add_argument("--float-checkpoint", default=None)
+    p.add_argument("--float-checkpoint", nargs="*", default=[], help="float-trained checkpoints (sw.train)")
     p.add_argument("--json", default="runs/design_space.json")
     p.add_argument("--doc", default="docs/design_space.md")
     p.add_argument("--plot", default="docs/img/design_space.png")
@@ -324,6 +364,16 @@ def main(argv=None):
     for extra in args.merge:
         for key, entry in json.loads(Path(extra).read_text()).items():
             results.setdefault(key, entry)
+    if args.float_checkpoint:
+        ds = load_dataset("yinyang")
+        for entry in results.values():
+            if entry.get("quantised_from") != args.float_checkpoint:
+                cfg = CoreConfig.from_dict(entry["config"])
+                accs = [quantised_inference(cfg, ds, Path(c)) for c in args.float_checkpoint]
+                entry["quantised_inference"] = float(np.mean(accs))
+                entry["quantised_from"] = args.float_checkpoint
+        if not args.merge:
+            _save(args.json, results)
     write_doc(results, args.epochs, Path(args.doc))
     plot(results, args.epochs, Path(args.plot))
     print(table(results, args.epochs))
