@@ -312,8 +312,8 @@ class CoreConfig:
     exp_frac: int = 15
     #: Fractional bits of the softmax probabilities p (unsigned, < 1).
     prob_frac: int = 15
-    #: The adjoints carry the loss scaled by 2**loss_scale_log2 (§5.1), e.g. -3.
-    loss_scale_log2: int = -3
+    #: The adjoints carry the loss scaled by 2**loss_scale_log2 (§5.1), e.g. -6.
+    loss_scale_log2: int = -6
 
     # -- update (§6) ---------------------------------------------------------------------------
     #: Samples per minibatch; the update runs after each minibatch.

@@ -145,8 +145,10 @@ def run_sweep(args, results: dict) -> dict:
     todo = [(axis, v) for axis, values in AXES.items() if axis in args.axes for v in values]
     for axis, value in todo:
         key = _key(axis, value)
-        entry = results.get(key, {})
         cfg = variant(base, axis, value)
+        entry = results.get(key, {})
+        if entry.get("config") != cfg.to_dict():
+            entry = {}  # computed for another configuration (e.g. an older preset): recompute
         entry.update({"axis": axis, "value": value, "config": cfg.to_dict()})
         rep = cfg.memory_report("up5k")
         entry.update(
