@@ -739,6 +739,7 @@ def train_fixed(
     test_acc, test_loss, test_spk, test_cyc = evaluate_fixed(core, test_spikes, dataset.y_test)
     metrics = {
         "model": "fixed",
+        "dataset": getattr(dataset, "name", None),
         "config": cfg.to_dict(),
         "seed": seed,
         "init": [list(p) for p in init],
