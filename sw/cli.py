@@ -82,8 +82,16 @@ def _cmd_demo(args) -> int:
     out = RUNS_DIR / "demo"
     print("evcore demo: exact float64 EventProp on Yin-Yang (5-200-3, time-to-first-spike loss), "
           f"{epochs} epochs")
-    _, metrics = train(cfg, seed=0, out_dir=out, progress=not args.quiet)
+    net, metrics = train(cfg, seed=0, out_dir=out, progress=not args.quiet)
     _print_summary(metrics, out)
+    # Next link of the chain: the same weights quantised into the UP5K core, fixed-point inference.
+    from ..golden.config import CoreConfig
+    from ..golden.fixed import evaluate_quantised
+    from .datasets import load_dataset
+
+    acc_fixed = evaluate_quantised(CoreConfig.up5k(), net, load_dataset("yinyang"))
+    print(f"the same weights quantised into the fixed-point UP5K core (docs/core.md): "
+          f"test accuracy {100 * acc_fixed:.2f} %")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; the full 100-epoch run is "
           "`evcore train yinyang`")
     return 0

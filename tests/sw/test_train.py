@@ -135,3 +135,12 @@ def test_cli_trains_with_the_fixed_point_core(tmp_path, capsys):
 def test_cli_fixed_model_rejects_mnist(capsys):
     assert cli.main(["train", "mnist", "--model", "fixed", "--epochs", "1"]) == 2
     assert "sized for yinyang" in capsys.readouterr().err
+
+
+def test_demo_runs_float_and_quantised_core(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "runs" / "demo" / "metrics.json").read_text())
+    assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in out
+    assert "quantised into the fixed-point UP5K core" in out
