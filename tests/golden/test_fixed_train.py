@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from evcore.golden.config import CoreConfig
 from evcore.golden.eventprop import SpikeBatch
 from evcore.golden.fixed import FixedCore, evaluate_fixed, train_fixed
