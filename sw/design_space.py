@@ -307,11 +307,21 @@ def plot(results: dict, epochs: int, path: Path):
             m, s_, _ = _acc_stats(e, epochs)
             acc.append(m)
             sd.append(0.0 if math.isnan(s_) else s_)
-        if defaults[axis] in xs:
-            ax.axvline(defaults[axis], color="0.6", ls=":", lw=1)
         ax.plot(xs, cos, "o-", color="C0", label="grad. cos, median (raw inputs)")
         ax.plot(xs, snap, "s--", color="C0", alpha=0.6, label="grad. cos, median (snapped inputs)")
         ax.set_ylim(0.9, 1.002)
+        if defaults[axis] in xs:
+            ax.axvline(defaults[axis], color="0.6", ls=":", lw=1)
+        for x, c in zip(xs, cos):
+            if c < 0.9:  # off the scale: print the value at the bottom edge
+                ax.annotate(
+                    f"cos {c:.2f}",
+                    (x, 0.9),
+                    xytext=(3, 4),
+                    textcoords="offset points",
+                    color="C0",
+                    fontsize=7,
+                )
         ax.set_xlabel(LABELS[axis])
         if axis == "dt_ms":
             ax.set_xscale("log")
@@ -322,6 +332,11 @@ def plot(results: dict, epochs: int, path: Path):
         ax2 = ax.twinx()
         ax2.errorbar(xs, acc, yerr=sd, fmt="^-", color="C3", capsize=3, label=f"test accuracy ({epochs} ep.)")
         ax2.set_ylim(90, 100)
+        for x, a in zip(xs, acc):
+            if a < 90:
+                ax2.annotate(
+                    f"{a:.1f} %", (x, 90), xytext=(3, 14), textcoords="offset points", color="C3", fontsize=7
+                )
         ax2.tick_params(axis="y", colors="C3")
         if ax is axes[0]:
             ax.set_ylabel("fixed vs float gradient cosine")
