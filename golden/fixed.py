@@ -10,7 +10,7 @@ back to seconds and dL/dw for comparisons and reports.
 
 Samples are processed one after the other, as the core does: the gradient accumulators saturate
 add by add in the order of §5.5, so only a sequential model is exact when they saturate. Each
-sample's forward and backward pass is a compiled loop over steps and neurons (about 4,700
+sample's forward and backward pass is a compiled loop over steps and neurons (about 5,900
 training samples/s on one core for Yin-Yang 5-200-3, `make bench`), so vectorising over the
 minibatch would buy little.
 
