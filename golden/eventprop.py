@@ -509,6 +509,12 @@ def _first_spikes(out_times, out_ids, out_counts, n_out, first_t, first_idx):
 # Losses (docs/eventprop.md §8-§9)
 
 
+def _check_weight(loss, name: str):
+    value = getattr(loss, name)
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{type(loss).__name__}.{name} must be a finite number >= 0, got {value!r}")
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -533,12 +539,14 @@ class TTFSLoss:
     tau1_s: float = 6.4e-3
     alpha: float = 3e-3
     revive: float = 0.0
+    #: Revival of hidden neurons silent for a whole minibatch (§10a); 0: none.
+    revive_hidden: float = 0.0
 
     readout = "ttfs"
 
     def __post_init__(self):
-        if not (isinstance(self.revive, (int, float)) and math.isfinite(self.revive) and self.revive >= 0):
-            raise ConfigError(f"TTFSLoss.revive must be a finite number >= 0, got {self.revive!r}")
+        _check_weight(self, "revive")
+        _check_weight(self, "revive_hidden")
 
     def loss_and_time_grad(self, first_t: np.ndarray, labels: np.ndarray, t_max_s: float):
         """Per-sample losses (B,) and dL/dt of each output neuron's first spike (B, n_out)."""
@@ -561,9 +569,17 @@ class TTFSLoss:
 
 @dataclass(frozen=True)
 class VMaxLoss:
-    """Cross-entropy of the softmax over each output neuron's maximum voltage (§9)."""
+    """Cross-entropy of the softmax over each output neuron's maximum voltage (§9).
+
+    ``revive_hidden`` > 0 adds the revival of hidden neurons silent for a whole minibatch (§10a).
+    """
+
+    revive_hidden: float = 0.0
 
     readout = "vmax"
+
+    def __post_init__(self):
+        _check_weight(self, "revive_hidden")
 
     def loss_and_vmax_grad(self, v_max: np.ndarray, labels: np.ndarray):
         rows = np.arange(len(labels))
@@ -575,29 +591,54 @@ class VMaxLoss:
 
 
 def _merge_vmax_events(own: SpikeBatch, own_err: np.ndarray, rows, times_s, ids, err):
-    """The output layer's own events plus one voltage-maximum event per sample in ``rows``.
+    """A layer's own events plus voltage-maximum events (§8 revival, §10a), for the backward pass.
 
-    For the backward pass only (§8 revival): the extra event of sample ``rows[q]`` is neuron
-    ``ids[q]`` at ``times_s[q]`` with error ``err[q]``; its current is NaN, which makes
-    _backward apply the voltage-maximum jump (§9) instead of the spike jump (§5). The merged
-    list stays sorted by time (stable: ties keep spikes first).
+    Extra event q belongs to sample ``rows[q]`` (a sample may get several): neuron ``ids[q]``
+    at ``times_s[q]`` with error ``err[q]``. Its current is NaN, which makes _backward apply the
+    voltage-maximum jump (§9) instead of the spike jump (§5). The merged lists stay sorted by
+    time (stable: ties keep spikes first).
     """
+    rows = np.asarray(rows, dtype=np.int64)
     n_batch = own.batch_size
-    extra = np.full((n_batch, 1), np.inf)
-    extra[rows, 0] = times_s
-    t = np.hstack([own.times_s, extra])
-    j = np.hstack([own.ids, np.full((n_batch, 1), -1, dtype=own.ids.dtype)])
-    j[rows, -1] = ids
-    cur = np.hstack([own.current_at_spike, np.zeros((n_batch, 1))])
-    cur[rows, -1] = np.nan
-    e = np.hstack([own_err, np.zeros((n_batch, 1))])
-    e[rows, -1] = err
-    order = np.argsort(t, axis=1, kind="stable")
-    counts = own.counts.copy()
-    counts[rows] += 1
-    merged = SpikeBatch(np.take_along_axis(t, order, axis=1), np.take_along_axis(j, order, axis=1), counts,
-                        np.take_along_axis(cur, order, axis=1))
-    return merged, np.take_along_axis(e, order, axis=1)
+    per_row = np.bincount(rows, minlength=n_batch)
+    width = int(per_row.max(initial=0))
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    # Slot of each extra event within its sample: its rank among that sample's extras.
+    slot = np.arange(rows.size) - np.searchsorted(sorted_rows, sorted_rows, side="left")
+    extra_t = np.full((n_batch, width), np.inf)
+    extra_j = np.full((n_batch, width), -1, dtype=own.ids.dtype)
+    extra_cur = np.zeros((n_batch, width))
+    extra_e = np.zeros((n_batch, width))
+    extra_t[sorted_rows, slot] = np.asarray(times_s)[order]
+    extra_j[sorted_rows, slot] = np.asarray(ids)[order]
+    extra_cur[sorted_rows, slot] = np.nan
+    extra_e[sorted_rows, slot] = np.asarray(err)[order]
+    t = np.hstack([own.times_s, extra_t])
+    j = np.hstack([own.ids, extra_j])
+    cur = np.hstack([own.current_at_spike, extra_cur])
+    e = np.hstack([own_err, extra_e])
+    by_time = np.argsort(t, axis=1, kind="stable")
+    merged = SpikeBatch(np.take_along_axis(t, by_time, axis=1), np.take_along_axis(j, by_time, axis=1),
+                        own.counts + per_row, np.take_along_axis(cur, by_time, axis=1))
+    return merged, np.take_along_axis(e, by_time, axis=1)
+
+
+@dataclass(frozen=True)
+class DeadNeurons:
+    """Hidden neurons of one layer silent for every sample of a batch, and their revival (§10a).
+
+    For each such neuron j: the sample whose voltage maximum is the highest (``rows``), that
+    maximum and its time, and the kink it may sit on (input spike index and dV/dt before it).
+    """
+
+    layer: int
+    neurons: np.ndarray
+    rows: np.ndarray
+    v_max: np.ndarray
+    t_v_max_s: np.ndarray
+    kink_event: np.ndarray
+    kink_slope: np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,10 +808,48 @@ class Network:
         r, j = np.arange(rows.size), labels[rows]
         return rows, v_max[r, j], t_v_max[r, j], kink_event[r, j], kink_slope[r, j]
 
+    def dead_neurons(self, result: RunResult) -> list[DeadNeurons]:
+        """Per hidden LIF layer, its neurons that stayed silent for every sample (§10a)."""
+        dead = []
+        p = self.params
+        n_hidden = len(self.weights) - 1
+        for l in range(n_hidden):
+            spikes = result.layers[l]
+            n_batch = spikes.batch_size
+            fired = np.zeros(self.sizes[l + 1], dtype=bool)
+            valid = np.arange(spikes.ids.shape[1])[None, :] < spikes.counts[:, None]
+            fired[spikes.ids[valid]] = True
+            neurons = np.flatnonzero(~fired)
+            if neurons.size == 0 or n_batch == 0:
+                continue
+            # Silent all along: never reset, so V is the leaky-integrator trajectory (§9).
+            below = result.inputs if l == 0 else result.layers[l - 1]
+            shape = (n_batch, neurons.size)
+            v_max, t_v_max, kink_slope = np.empty(shape), np.empty(shape), np.empty(shape)
+            kink_event = np.empty(shape, dtype=np.int64)
+            _li_forward(below.times_s, below.ids, below.counts,
+                        np.ascontiguousarray(self._weights_t(l)[:, neurons]), p.tau_mem_s, p.tau_syn_s,
+                        p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
+            rows = np.argmax(v_max, axis=0)
+            q = np.arange(neurons.size)
+            dead.append(DeadNeurons(l, neurons, rows, v_max[rows, q], t_v_max[rows, q],
+                                    kink_event[rows, q], kink_slope[rows, q]))
+        return dead
+
+    def hidden_revival(self, result: RunResult, loss_fn) -> float:
+        """The hidden-revival term of a batch, revive_hidden * sum over dead neurons of
+        (theta - their highest V max) (§10a); the batch loss is mean(losses) + this / B."""
+        self._check_loss(loss_fn)
+        if not loss_fn.revive_hidden:
+            return 0.0
+        return float(sum(loss_fn.revive_hidden * (self.params.theta - d.v_max).sum()
+                         for d in self.dead_neurons(result)))
+
     def gradient(self, inputs: SpikeBatch, labels, loss_fn):
         """Forward and adjoint pass. Returns (losses (B,), dL/dW per layer, RunResult).
 
-        The gradient is that of the batch-mean loss.
+        The gradient is that of the batch loss: the mean of the per-sample losses, plus
+        ``hidden_revival(result, loss_fn) / B`` when the loss revives dead hidden neurons (§10a).
         """
         self._check_loss(loss_fn)
         result = self.run(inputs)
@@ -809,6 +888,13 @@ class Network:
             bi, ji = np.nonzero(result.v_max_kink_event >= 0)
             kinks = (bi, result.v_max_kink_event[bi, ji],
                      dl_dv[bi, ji] / n_batch * result.v_max_kink_slope[bi, ji])
+        # Dead hidden neurons (§10a): a voltage-maximum event with dL/dVmax = -revive_hidden / B
+        # in their own layer, in the sample where that maximum is the highest.
+        dead = {d.layer: d for d in self.dead_neurons(result)} if loss_fn.revive_hidden else {}
+        layer_kinks = {len(self.weights) - 1: kinks} if kinks is not None else {}
+        for l, d in dead.items():
+            q = np.flatnonzero(d.kink_event >= 0)
+            layer_kinks[l] = (d.rows[q], d.kink_event[q], -loss_fn.revive_hidden / n_batch * d.kink_slope[q])
         grads = [None] * len(self.weights)
         for l in range(len(self.weights) - 1, -1, -1):
             below = inputs if l == 0 else result.layers[l - 1]
@@ -816,9 +902,13 @@ class Network:
             weights_t = self._weights_t(l)
             grad_per_spike = np.empty((n_batch, n_in_spikes, self.weights[l].shape[0]))
             in_err = np.zeros_like(below.times_s)
-            if kinks is not None and l == len(self.weights) - 1:
+            if l in dead:
+                d = dead[l]
+                own, own_err = _merge_vmax_events(own, own_err, d.rows, d.t_v_max_s, d.neurons,
+                                                  np.full(d.neurons.size, -loss_fn.revive_hidden / n_batch))
+            if l in layer_kinks:
                 # A maximum pinned to an input spike moves with it: dVmax/dt_spike = dV/dt^- (§9).
-                np.add.at(in_err, kinks[:2], kinks[2])
+                np.add.at(in_err, layer_kinks[l][:2], layer_kinks[l][2])
             li = self.readout == "vmax" and l == len(self.weights) - 1
             _backward(below.times_s, below.ids, below.counts, own.times_s, own.ids,
                       own.current_at_spike, own_err, own.counts, weights_t,

@@ -56,7 +56,12 @@ def _cmd_eval(args) -> int:
 
     net, cfg = load_checkpoint(args.checkpoint)
     dataset = load_dataset(cfg.dataset)
-    if args.data:
+    if args.data and args.fresh:
+        raise ValueError("--data and --fresh exclude each other: evaluate on a file or on fresh samples")
+    if args.fresh:
+        x, y = dataset.draw(args.fresh)
+        what = f"{args.fresh} fresh {cfg.dataset} samples"
+    elif args.data:
         x, y = load_npz(args.data)
         what = args.data
     else:
@@ -68,8 +73,10 @@ def _cmd_eval(args) -> int:
     if y.max(initial=0) >= net.sizes[-1]:
         raise ValueError(f"{what}: label {int(y.max())} out of range for {net.sizes[-1]} output neurons")
     acc, loss, spikes, _ = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
-    print(f"{what}: accuracy {100 * acc:.2f} % on {len(y)} samples (loss {loss:.4f}, "
-          f"spikes per sample {', '.join(f'{s:.1f}' for s in spikes)})")
+    # 95 % interval of the accuracy on the distribution, from the binomial standard error.
+    half_width = 1.96 * np.sqrt(acc * (1 - acc) / len(y))
+    print(f"{what}: accuracy {100 * acc:.2f} % +- {100 * half_width:.2f} (95 %) on {len(y)} samples "
+          f"(loss {loss:.4f}, spikes per sample {', '.join(f'{s:.1f}' for s in spikes)})")
     return 0
 
 
@@ -105,22 +112,34 @@ def _cmd_report(args) -> int:
         path = path / "metrics.json" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist (is the run finished?)")
-        m = json.loads(path.read_text())
-        n_epochs = len(m["epochs"])
+        try:
+            m = json.loads(path.read_text())
+            n_epochs = len(m["epochs"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise ValueError(f"{path} is not an evcore metrics.json (give run directories or "
+                             f"their metrics.json files)") from None
         rows.append((m["config"]["dataset"], m.get("model", "float"), m["seed"], m["test_accuracy"],
-                     m.get("best_val_epoch", n_epochs), n_epochs, m["wall_time_s"], path.parent))
+                     m.get("fresh_accuracy", np.nan), m.get("best_val_epoch", n_epochs), n_epochs,
+                     m["wall_time_s"], path.parent))
     if not rows:
         raise FileNotFoundError(f"no finished runs under {RUNS_DIR}/")
-    print(f"{'data set':<9} {'model':<6} {'seed':>4} {'test %':>7} {'best val':>9} {'time s':>7}  run")
-    for ds, model, seed, acc, sel, n, wall, run in rows:
-        print(f"{ds:<9} {model:<6} {seed:>4} {100 * acc:>7.2f} {f'{sel}/{n}':>9} {wall:>7.0f}  {run}")
+    print(f"{'data set':<9} {'model':<6} {'seed':>4} {'test %':>7} {'fresh %':>7} {'best val':>9} "
+          f"{'time s':>7}  run")
+    for ds, model, seed, acc, fresh, sel, n, wall, run in rows:
+        fresh_text = "-" if np.isnan(fresh) else f"{100 * fresh:.2f}"
+        print(f"{ds:<9} {model:<6} {seed:>4} {100 * acc:>7.2f} {fresh_text:>7} {f'{sel}/{n}':>9} "
+              f"{wall:>7.0f}  {run}")
     groups = {}
-    for ds, model, _, acc, *_ in rows:
-        groups.setdefault((ds, model), []).append(acc)
+    for ds, model, _, acc, fresh, *_ in rows:
+        groups.setdefault((ds, model), []).append((acc, fresh))
     for (ds, model), accs in groups.items():
         if len(accs) > 1:
-            print(f"{ds} {model}: mean {100 * np.mean(accs):.2f} % +- {100 * np.std(accs):.2f} "
-                  f"over {len(accs)} seeds")
+            test, fresh = np.array(accs).T
+            line = (f"{ds} {model}: test mean {100 * test.mean():.2f} % +- {100 * test.std():.2f} "
+                    f"over {len(accs)} seeds")
+            if not np.isnan(fresh).any():
+                line += f"; fresh samples mean {100 * fresh.mean():.2f} %"
+            print(line)
     return 0
 
 
@@ -153,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="accuracy of a checkpoint on its test split or an .npz file")
     p.add_argument("checkpoint")
     p.add_argument("--data", help=".npz with x (N, F) in [0, 1] and y (N,) labels")
+    p.add_argument("--fresh", type=_positive_int, metavar="N",
+                   help="N fresh samples of the distribution instead (yinyang: its generator)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("report", help="table of finished training runs")

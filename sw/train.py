@@ -19,7 +19,8 @@ from numba import njit
 from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss, VMaxLoss
 from .datasets import Dataset, apply_input_dropout, load_dataset
 
-__all__ = ["TrainConfig", "Adam", "train", "evaluate", "encode", "load_checkpoint", "PRESETS"]
+__all__ = ["TrainConfig", "Adam", "train", "evaluate", "encode", "fresh_accuracy", "load_checkpoint",
+           "PRESETS"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class TrainConfig:
     #: Revival of silent label neurons (docs/eventprop.md §8): a sample whose label neuron
     #: stays silent adds revive * (theta - V max of that neuron) to its loss; 0: no such term.
     revive: float = 0.0
+    #: Revival of hidden neurons silent for a whole minibatch (docs/eventprop.md §10a): adds
+    #: revive_hidden * (theta - their highest V max) per such neuron to the batch loss; 0: none.
+    revive_hidden: float = 0.0
     lr: float = 5e-3
     #: Learning rate multiplied by this after every epoch.
     lr_decay: float = 0.95
@@ -56,8 +60,8 @@ class TrainConfig:
 
     def loss_fn(self):
         if self.readout == "ttfs":
-            return TTFSLoss(self.tau0_s, self.tau1_s, self.alpha, self.revive)
-        return VMaxLoss()
+            return TTFSLoss(self.tau0_s, self.tau1_s, self.alpha, self.revive, self.revive_hidden)
+        return VMaxLoss(self.revive_hidden)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -176,6 +180,18 @@ def evaluate(net: Network, spikes: SpikeBatch, labels: np.ndarray, loss_fn, batc
     return correct / n, loss_sum / max(n_fired, 1), (spike_sum / n).tolist(), 1.0 - n_fired / n
 
 
+#: Fresh samples for the accuracy on the distribution itself (data sets with a generator): the
+#: binomial standard error at 98 % is 0.06 points, against 0.44 on a 1000-sample test split.
+FRESH_SAMPLES = 50_000
+
+
+def fresh_accuracy(net: Network, dataset: Dataset, loss_fn, batch: int = 1000,
+                   n_samples: int = FRESH_SAMPLES) -> float:
+    """Accuracy on n fresh samples of the data set's distribution (same draw for every call)."""
+    x, y = dataset.draw(n_samples)
+    return evaluate(net, encode(dataset, x), y, loss_fn, batch)[0]
+
+
 def _silent_fraction(result, layer: int, n_neurons: int) -> float:
     spikes = result.layers[layer]
     fired = np.zeros((spikes.batch_size, n_neurons), dtype=bool)
@@ -185,8 +201,12 @@ def _silent_fraction(result, layer: int, n_neurons: int) -> float:
 
 
 def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, progress: bool = True,
-          dataset: Dataset | None = None):
-    """Train a network; returns (network, metrics dict). Writes checkpoint/metrics/plot to out_dir."""
+          dataset: Dataset | None = None, fresh_samples: int = FRESH_SAMPLES):
+    """Train a network; returns (network, metrics dict). Writes checkpoint/metrics/plot to out_dir.
+
+    For a data set with a generator, the metrics also hold the final network's accuracy on
+    ``fresh_samples`` fresh samples (0: skip).
+    """
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
@@ -259,6 +279,9 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
                                                              cfg.eval_batch)
     best_net = Network(net.sizes, net.params, net.readout, best_weights)
     best_acc = evaluate(best_net, test_inputs, dataset.y_test, loss_fn, cfg.eval_batch)[0]
+    fresh = None
+    if dataset.has_generator and fresh_samples > 0:
+        fresh = fresh_accuracy(net, dataset, loss_fn, cfg.eval_batch, fresh_samples)
     metrics = {
         "model": "float",
         "config": cfg.to_json(),
@@ -270,6 +293,7 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
         "test_silent_label_fraction": test_silent,
         "best_val_epoch": best_epoch,
         "best_val_test_accuracy": best_acc,
+        **({"fresh_accuracy": fresh, "fresh_samples": fresh_samples} if fresh is not None else {}),
         "wall_time_s": time.perf_counter() - t_start,
         "host": {"python": platform.python_version(), "machine": platform.machine()},
     }

@@ -57,6 +57,9 @@ def finite_difference(net, inputs, labels, loss_fn, sample_mask, base_counts, h)
         value = net.loss(result, labels, loss_fn)[sample_mask].sum()
         if getattr(loss_fn, "revive", 0.0):
             value += net.revival(result, labels, loss_fn)[~sample_mask].sum()
+        # Dead hidden neurons (§10a): a batch term; the set of dead neurons is fixed by the
+        # spike counts, which a skipped perturbation changes.
+        value += net.hidden_revival(result, loss_fn)
         return value / n_batch, same
 
     grads, skipped = [], 0
@@ -185,6 +188,88 @@ def test_revival_gradient_matches_finite_differences(arch):
           f"({n_kinks} maxima on a kink), worst relative error {worst:.2e}, revival share of the "
           f"gradient >= {least_share:.2f}, {skipped_total}/{weights_total} perturbations changed the "
           "spike count")
+
+
+REVIVE_HIDDEN = 2.0
+
+
+@pytest.mark.parametrize("readout", ["ttfs", "vmax"])
+@pytest.mark.parametrize("arch", range(len(ARCHITECTURES)))
+def test_hidden_revival_gradient_matches_finite_differences(readout, arch):
+    """§10a: revival of hidden neurons silent for a whole batch, with live neurons beside them.
+
+    Wider initial weights leave some neurons of every hidden layer silent for all three samples
+    while the others spike; in deeper layers the dead neurons' maxima move with the spikes of
+    the layer below, and some sit on a kink (§9), so all three paths of the term are checked.
+    """
+    sizes, init = ARCHITECTURES[arch]
+    init = [(1.5, 2.0)] + [(m, s + 0.6) for m, s in init[1:-1]] + [init[-1]]
+    rng = np.random.default_rng(3000 + 10 * arch + (readout == "vmax"))
+    loss_fn = (TTFSLoss(revive_hidden=REVIVE_HIDDEN) if readout == "ttfs"
+               else VMaxLoss(revive_hidden=REVIVE_HIDDEN))
+    plain = TTFSLoss() if readout == "ttfs" else VMaxLoss()
+    n_networks, worst, skipped_total, weights_total = 4, 0.0, 0, 0
+    n_dead = np.zeros(len(sizes) - 2, dtype=int)
+    n_kinks = 0
+    for checked in range(n_networks):
+        net = Network.create(sizes, PARAMS, readout, init, rng)
+        inputs = yinyang_like_inputs(rng, 3)
+        labels = rng.integers(0, sizes[-1], 3)
+        losses, grads, result = net.gradient(inputs, labels, loss_fn)
+        dead = net.dead_neurons(result)
+        for d in dead:
+            n_dead[d.layer] += d.neurons.size
+            n_kinks += int((d.kink_event >= 0).sum())
+            # Dead and live neurons side by side, else the test would check one path only.
+            assert d.neurons.size < sizes[d.layer + 1]
+        if readout == "ttfs":
+            sample_mask = np.isfinite(result.first_spike_times_s[np.arange(3), labels])
+        else:
+            sample_mask = np.ones(3, dtype=bool)
+        np.testing.assert_array_equal(losses, net.gradient(inputs, labels, plain)[0])
+        ep = np.concatenate([g.ravel() for g in grads])
+        base = np.concatenate([g.ravel() for g in net.gradient(inputs, labels, plain)[1]])
+        assert np.linalg.norm(ep - base) >= 0.01 * np.linalg.norm(ep), "revival too small to be checked"
+        fd, skipped = finite_difference(net, inputs, labels, loss_fn, sample_mask,
+                                        result.spike_counts(), h=1e-6)
+        skipped_total += skipped
+        weights_total += sum(w.size for w in net.weights)
+        ref = np.concatenate([g.ravel() for g in fd])
+        keep = np.isfinite(ref)
+        rel = np.linalg.norm(ep[keep] - ref[keep]) / np.linalg.norm(ref[keep])
+        worst = max(worst, rel)
+        assert rel <= 1e-6, f"network {checked}: relative error {rel:.3g}"
+    assert np.all(n_dead > 0), f"dead neurons per hidden layer {n_dead}: a layer went untested"
+    assert n_kinks > 0, "no dead neuron's maximum on a kink: the kink term went untested"
+    assert skipped_total <= 0.1 * weights_total, f"{skipped_total}/{weights_total} weights skipped"
+    print(f"revive_hidden {readout} {sizes}: dead neurons per layer {n_dead.tolist()} ({n_kinks} on a "
+          f"kink), worst relative error {worst:.2e}, {skipped_total}/{weights_total} skipped")
+
+
+def test_hidden_revival_by_hand():
+    """Sample 0: input 0 spikes at t = 0 into two hidden neurons; the one with w = 3 stays
+    silent (threshold weight 6.35) with V max = 3 (a_m - a_s) / 3 at a_m = 4^(-1/3); sample 1:
+    only input 1 spikes, which reaches neither. The batch term is revive_hidden (theta - that V max), and its
+    gradient on the dead neuron's weight is -revive_hidden / B times V max / w."""
+    w_dead, w_live, revive = 3.0, 9.0, 0.5
+    net = Network((2, 2, 1), PARAMS, "ttfs",
+                  [np.array([[w_dead, 0.0], [w_live, 0.0]]), np.array([[0.0, 8.0]])])
+    inputs = SpikeBatch.from_arrays([[0.0], [0.0]], [[0], [1]])
+    loss_fn = TTFSLoss(revive_hidden=revive)
+    losses, grads, result = net.gradient(inputs, np.array([0, 0]), loss_fn)
+    dead = net.dead_neurons(result)
+    assert len(dead) == 1 and dead[0].neurons.tolist() == [0] and dead[0].rows.tolist() == [0]
+    v_max = w_dead * (4 ** (-1 / 3) - 4 ** (-4 / 3)) / 3
+    assert net.hidden_revival(result, loss_fn) == pytest.approx(revive * (1.0 - v_max), rel=1e-14)
+    np.testing.assert_allclose(grads[0][0, 0], -revive / 2 * v_max / w_dead, rtol=1e-12)
+    # No dead neuron: the gradient is bit for bit that without the term.
+    alive = Network((2, 2, 1), PARAMS, "ttfs", [np.array([[9.0, 0.0], [9.0, 0.0]]), np.array([[8.0, 8.0]])])
+    a = alive.gradient(inputs, np.array([0, 0]), loss_fn)[1]
+    b = alive.gradient(inputs, np.array([0, 0]), TTFSLoss())[1]
+    for ga, gb in zip(a, b):
+        np.testing.assert_array_equal(ga, gb)
+    with pytest.raises(ConfigError, match="revive_hidden must be"):
+        VMaxLoss(revive_hidden=float("nan"))
 
 
 def test_forward_matches_fine_step_integration():

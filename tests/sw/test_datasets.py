@@ -1,8 +1,8 @@
 """Tests of evcore.sw.datasets: Yin-Yang geometry and sampling, MNIST file, .npz validation, encodings."""
 
+import hashlib
 import importlib.machinery
 import importlib.util
-import hashlib
 import math
 
 import numpy as np

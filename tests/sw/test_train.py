@@ -7,7 +7,7 @@ import pytest
 
 from evcore.golden.eventprop import Network
 from evcore.sw import cli
-from evcore.sw.datasets import Dataset, load_dataset
+from evcore.sw.datasets import Dataset, DatasetError, load_dataset
 from evcore.sw.train import PRESETS, Adam, load_checkpoint, train, with_overrides
 
 
@@ -40,7 +40,8 @@ def small_yinyang(n_train=256, n_eval=128) -> Dataset:
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = with_overrides(PRESETS["yinyang"], epochs=4, sizes=(5, 100, 3))
-    net, metrics = train(cfg, seed=1, out_dir=out, progress=False, dataset=small_yinyang(512, 128))
+    net, metrics = train(cfg, seed=1, out_dir=out, progress=False, dataset=small_yinyang(512, 128),
+                         fresh_samples=3000)
     return out, cfg, net, metrics
 
 
@@ -72,8 +73,8 @@ def test_checkpoint_round_trip(short_run):
 def test_same_seed_same_run():
     cfg = with_overrides(PRESETS["yinyang"], epochs=1, sizes=(5, 20, 3))
     data = small_yinyang(64, 32)
-    a = train(cfg, seed=3, progress=False, dataset=data)[0]
-    b = train(cfg, seed=3, progress=False, dataset=data)[0]
+    a = train(cfg, seed=3, progress=False, dataset=data, fresh_samples=0)[0]
+    b = train(cfg, seed=3, progress=False, dataset=data, fresh_samples=0)[0]
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(wa, wb)
 
@@ -87,7 +88,32 @@ def test_cli_eval_on_npz(short_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     from evcore.sw.train import encode, evaluate
     acc = evaluate(net, encode(data, data.x_test), data.y_test, cfg.loss_fn())[0]
-    assert f"accuracy {100 * acc:.2f} % on {len(data.y_test)} samples" in printed
+    half = 1.96 * np.sqrt(acc * (1 - acc) / len(data.y_test))
+    assert f"accuracy {100 * acc:.2f} % +- {100 * half:.2f} (95 %) on {len(data.y_test)} samples" in printed
+
+
+def test_fresh_accuracy_is_the_accuracy_on_a_fresh_draw(short_run, capsys):
+    out, cfg, net, metrics = short_run
+    full = load_dataset("yinyang")
+    x, y = full.draw(3000)
+    # The draw is new data: none of its points is in the training split.
+    assert not set(map(tuple, x[:, :2])) & set(map(tuple, full.x_train[:, :2]))
+    from evcore.sw.train import encode, evaluate
+    acc = evaluate(net, encode(full, x), y, cfg.loss_fn())[0]
+    assert metrics["fresh_accuracy"] == acc and metrics["fresh_samples"] == 3000
+    assert cli.main(["eval", str(out / "checkpoint.npz"), "--fresh", "3000"]) == 0
+    assert f"3000 fresh yinyang samples: accuracy {100 * acc:.2f} %" in capsys.readouterr().out
+
+
+def test_fresh_samples_need_a_generator_and_exclude_data(short_run, tmp_path, capsys):
+    out = short_run[0]
+    with pytest.raises(DatasetError, match="fixed test split only"):
+        Dataset("other", *([np.zeros((2, 4)), np.zeros(2, dtype=int)] * 3), 3, "encode_yinyang").draw(10)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=np.zeros((2, 4)), y=np.zeros(2, dtype=int))
+    assert cli.main(["eval", str(out / "checkpoint.npz"), "--fresh", "10", "--data", str(npz)]) == 2
+    err = capsys.readouterr().err
+    assert "exclude each other" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("make_file, message", [
