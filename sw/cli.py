@@ -129,14 +129,15 @@ def _cmd_report(args) -> int:
         fresh_text = "-" if np.isnan(fresh) else f"{100 * fresh:.2f}"
         print(f"{ds:<9} {model:<6} {seed:>4} {100 * acc:>7.2f} {fresh_text:>7} {f'{sel}/{n}':>9} "
               f"{wall:>7.0f}  {run}")
+    # Runs of one data set and model in one folder belong together (e.g. the seeds of a setup).
     groups = {}
-    for ds, model, _, acc, fresh, *_ in rows:
-        groups.setdefault((ds, model), []).append((acc, fresh))
-    for (ds, model), accs in groups.items():
+    for ds, model, _, acc, fresh, *_, run in rows:
+        groups.setdefault((ds, model, run.parent), []).append((acc, fresh))
+    for (ds, model, folder), accs in groups.items():
         if len(accs) > 1:
             test, fresh = np.array(accs).T
-            line = (f"{ds} {model}: test mean {100 * test.mean():.2f} % +- {100 * test.std():.2f} "
-                    f"over {len(accs)} seeds")
+            line = (f"{folder}/ {ds} {model}: test mean {100 * test.mean():.2f} % +- "
+                    f"{100 * test.std():.2f} over {len(accs)} seeds")
             if not np.isnan(fresh).any():
                 line += f"; fresh samples mean {100 * fresh.mean():.2f} %"
             print(line)

@@ -170,3 +170,33 @@ def test_demo_runs_float_and_quantised_core(tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / "runs" / "demo" / "metrics.json").read_text())
     assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in out
     assert "quantised into the fixed-point UP5K core" in out
+
+
+def _fake_run(folder, seed, test_acc, fresh_acc=None):
+    folder.mkdir(parents=True)
+    m = {"config": {"dataset": "yinyang"}, "model": "float", "seed": seed, "test_accuracy": test_acc,
+         "epochs": [{}] * 5, "best_val_epoch": 3, "wall_time_s": 12.0}
+    if fresh_acc is not None:
+        m["fresh_accuracy"] = fresh_acc
+    (folder / "metrics.json").write_text(json.dumps(m))
+    return folder
+
+
+def test_cli_report_groups_runs_by_folder(tmp_path, capsys):
+    a = [_fake_run(tmp_path / "a" / f"s{k}", k, acc, fr)
+         for k, (acc, fr) in enumerate([(0.98, 0.981), (0.97, 0.975)])]
+    b = [_fake_run(tmp_path / "b" / f"s{k}", k, acc) for k, acc in enumerate([0.90, 0.94])]
+    assert cli.main(["report", *map(str, a + b)]) == 0
+    out = capsys.readouterr().out
+    assert "98.00   98.10" in out and "90.00       -" in out
+    assert (f"{tmp_path / 'a'}/ yinyang float: test mean 97.50 % +- 0.50 over 2 seeds; "
+            "fresh samples mean 97.80 %") in out
+    assert f"{tmp_path / 'b'}/ yinyang float: test mean 92.00 % +- 2.00 over 2 seeds" in out
+
+
+def test_cli_report_rejects_a_file_that_is_not_metrics(tmp_path, capsys):
+    log = tmp_path / "run.log"
+    log.write_text("evcore: training ...\n")
+    assert cli.main(["report", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert "is not an evcore metrics.json" in err and err.count("\n") == 1
