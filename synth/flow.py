@@ -48,6 +48,7 @@ from typing import Any
 from amaranth.back import rtlil
 from amaranth.lib import wiring
 
+from ..golden.config import DEVICES as CORE_DEVICES
 from ..hdl.mac import Mac
 from .harness import IoHarness
 
@@ -111,15 +112,21 @@ class Device:
         return f"yowasp-nextpnr-{self.family}"
 
 
-def _device(name, family, part, synth_command, nextpnr_args, freq, **budget) -> Device:
+def _device(name, family, part, synth_command, nextpnr_args, freq, lut) -> Device:
+    """A target; its memory and multiplier counts come from the core's device budget
+    (golden/config.py DEVICES, which CoreConfig.fits checks), the one place they are written."""
+    core_budget = CORE_DEVICES[name]
+    budget = {"LUT": lut, "FF": lut, "DSP": core_budget.dsp_blocks, "BRAM": core_budget.ebr_blocks,
+              "SPRAM": core_budget.spram_blocks}
     return Device(name, family, part, synth_command, tuple(nextpnr_args), freq, MappingProxyType(budget))
 
 
-# Budgets. iCE40UP5K: iCE40 UltraPlus Family Data Sheet FPGA-DS-02008, Table 1.1 (5280 LUT4s,
-# 30 sysMEM EBR of 4 Kbit, 4 SPRAM of 256 Kbit, 8 sysDSP). LFE5U-25F/-85F: ECP5 and ECP5-5G Family
-# Data Sheet FPGA-DS-02012, Table 1.1 (24K/84K LUTs, 56/208 sysMEM EBR of 18 Kbit, 28/156 18x18
-# multipliers). The data sheet rounds ECP5 LUTs to thousands; 24288 and 83640 are the exact counts
-# of the Project Trellis database, which nextpnr reports as `available` (tests/synth checks every
+# Budgets (the memory and DSP counts live in golden/config.py). iCE40UP5K: iCE40 UltraPlus
+# Family Data Sheet FPGA-DS-02008, Table 1.1 (5280 LUT4s, 30 sysMEM EBR of 4 Kbit, 4 SPRAM of
+# 256 Kbit, 8 sysDSP). LFE5U-25F/-85F: ECP5 and ECP5-5G Family Data Sheet FPGA-DS-02012, Table 1.1
+# (24K/84K LUTs, 56/208 sysMEM EBR of 18 Kbit, 28/156 18x18 multipliers). The data sheet rounds
+# ECP5 LUTs to thousands; 24288 and 83640 are the exact counts of the Project Trellis database,
+# which nextpnr reports as `available` (tests/synth checks every
 # budget against nextpnr). Both families have one flip-flop per LUT4.
 # Targets: 48 MHz is the UP5K's internal HFOSC, the usual UP5K board clock; 100 MHz for ECP5 at
 # speed grade 6 (the slowest, as on ULX3S boards), reachable by small pipelined units.
@@ -127,13 +134,11 @@ DEVICES: dict[str, Device] = {
     d.name: d
     for d in (
         _device("up5k", "ice40", "iCE40UP5K-SG48I", "synth_ice40 -dsp", ["--up5k", "--package", "sg48"],
-                48.0, LUT=5280, FF=5280, DSP=8, BRAM=30, SPRAM=4),
+                48.0, lut=5280),
         _device("ecp5-25f", "ecp5", "LFE5U-25F-6BG381C", "synth_ecp5",
-                ["--25k", "--package", "CABGA381", "--speed", "6"],
-                100.0, LUT=24288, FF=24288, DSP=28, BRAM=56, SPRAM=0),
+                ["--25k", "--package", "CABGA381", "--speed", "6"], 100.0, lut=24288),
         _device("ecp5-85f", "ecp5", "LFE5U-85F-6BG381C", "synth_ecp5",
-                ["--85k", "--package", "CABGA381", "--speed", "6"],
-                100.0, LUT=83640, FF=83640, DSP=156, BRAM=208, SPRAM=0),
+                ["--85k", "--package", "CABGA381", "--speed", "6"], 100.0, lut=83640),
     )
 }
 
