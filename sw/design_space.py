@@ -179,9 +179,10 @@ def run_sweep(args, results: dict) -> dict:
                 continue
             m = train_fixed(cfg, ds, args.epochs, seed=seed, progress=False)
             accs[tag] = {
-                "test": m["test_accuracy"],
-                "final": m["final_epoch_test_accuracy"],
-                "epoch": m["selected_epoch"],
+                # Keys of the stored sweep: "test" = best-validation epoch, "final" = last epoch.
+                "test": m["best_val_test_accuracy"],
+                "final": m["test_accuracy"],
+                "epoch": m["best_val_epoch"],
                 "wall_s": m["wall_time_s"],
                 "flags": m["flags"],
             }

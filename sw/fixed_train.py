@@ -21,15 +21,9 @@ CORE_PRESETS = {"up5k": CoreConfig.up5k, "ecp5-85f": CoreConfig.ecp5_85f}
 
 
 def common_schema(metrics: dict, dataset: str) -> dict:
-    """The float runs' metrics keys: headline = last epoch, best-validation epoch beside it."""
-    m = dict(metrics)
-    m["best_val_epoch"] = m.pop("selected_epoch")
-    m["best_val_test_accuracy"] = m["test_accuracy"]
-    m["test_accuracy"] = m.pop("final_epoch_test_accuracy")
-    m["test_loss"] = m.pop("final_epoch_test_loss")
-    m["test_spikes_per_sample"] = m.pop("final_epoch_test_spikes_per_sample")
-    m["config"] = {**m["config"], "dataset": dataset}
-    return m
+    """train_fixed's metrics already use the float runs' keys (headline = last epoch, the
+    best-validation epoch beside it); the run's config also names its data set."""
+    return {**metrics, "config": {**metrics["config"], "dataset": dataset}}
 
 
 def train_fixed_cli(args, float_cfg) -> int:
