@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 from ..golden.config import CoreConfig, Flag
-from ..golden.eventprop import ConfigError
-from ..golden.fixed import train_fixed
+from ..golden.eventprop import ConfigError, SpikeBatch
+from ..golden.fixed import evaluate_fixed, train_fixed
 from .datasets import load_dataset
-from .train import plot_learning_curve
+from .train import FRESH_SAMPLES, plot_learning_curve
 
 #: Named core configurations (golden/config.py presets) the CLI offers.
 CORE_PRESETS = {"up5k": CoreConfig.up5k, "ecp5-85f": CoreConfig.ecp5_85f}
@@ -34,9 +34,15 @@ def train_fixed_cli(args, float_cfg) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-fixed-seed{args.seed}"
     print(f"evcore: training {args.dataset} {'-'.join(map(str, core_cfg.sizes))} on the fixed-point "
           f"core model ({args.core}, {epochs} epochs) -> {out}")
-    metrics = train_fixed(core_cfg, load_dataset(args.dataset), epochs, seed=args.seed,
-                          progress=not args.quiet, init=float_cfg.init, lr_decay=float_cfg.lr_decay)
+    dataset = load_dataset(args.dataset)
+    core, metrics = train_fixed(core_cfg, dataset, epochs, seed=args.seed, progress=not args.quiet,
+                                init=float_cfg.init, lr_decay=float_cfg.lr_decay, return_core=True)
     metrics = common_schema(metrics, args.dataset)
+    if dataset.has_generator:
+        # The trained core on fresh samples of the distribution, as for float runs.
+        x, y = dataset.draw(FRESH_SAMPLES)
+        metrics["fresh_accuracy"] = evaluate_fixed(core, SpikeBatch(*dataset.encode(x)), y)[0]
+        metrics["fresh_samples"] = FRESH_SAMPLES
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plot_learning_curve(metrics, out / "learning_curve.png")

@@ -156,6 +156,15 @@ def test_cli_trains_with_the_fixed_point_core(tmp_path, capsys):
     assert saved["test_accuracy"] > 0.8
     assert (out / "learning_curve.png").is_file()
     assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in capsys.readouterr().out
+    # The saved weights are the trained core's: they reproduce both headline accuracies.
+    from evcore.golden.config import CoreConfig
+    from evcore.golden.eventprop import SpikeBatch
+    from evcore.golden.fixed import FixedCore, evaluate_fixed
+    core = FixedCore(CoreConfig.up5k(), [np.array(w, dtype=np.int64) for w in saved["weights_raw"]])
+    ds = load_dataset("yinyang")
+    assert evaluate_fixed(core, SpikeBatch(*ds.encode(ds.x_test)), ds.y_test)[0] == saved["test_accuracy"]
+    x, y = ds.draw(saved["fresh_samples"])
+    assert evaluate_fixed(core, SpikeBatch(*ds.encode(x)), y)[0] == saved["fresh_accuracy"]
 
 
 def test_cli_fixed_model_rejects_mnist(capsys):
