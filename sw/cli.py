@@ -22,8 +22,15 @@ RUNS_DIR = Path("runs")
 def _cmd_train(args) -> int:
     from .train import PRESETS, train, with_overrides
 
-    cfg = with_overrides(PRESETS[args.dataset], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    cfg = with_overrides(PRESETS[args.dataset], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                         revive=args.revive, revive_hidden=args.revive_hidden)
+    if args.revive is not None and cfg.readout != "ttfs":
+        raise ConfigError(f"--revive revives silent label neurons of the TTFS readout; {args.dataset} "
+                          f"uses the {cfg.readout} readout (--revive-hidden applies to both)")
     if args.model == "fixed":
+        if args.revive is not None or args.revive_hidden is not None:
+            raise ConfigError("--revive and --revive-hidden are terms of the float training; the "
+                              "fixed-point core trains with the paper's loss (docs/core.md)")
         return _train_fixed(args, cfg)
     out = Path(args.out) if args.out else RUNS_DIR / f"{args.dataset}-float-seed{args.seed}"
     print(f"evcore: training {args.dataset} {'-'.join(map(str, cfg.sizes))} ({cfg.epochs} epochs, "
@@ -160,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=_positive_float, help="Adam learning rate (preset: 5e-3)")
     p.add_argument("--batch-size", type=_positive_int, help="minibatch size")
+    p.add_argument("--revive", type=_non_negative_float,
+                   help="weight of the silent-label revival term (docs/eventprop.md §8; yinyang preset: 10)")
+    p.add_argument("--revive-hidden", type=_non_negative_float,
+                   help="weight of the dead-hidden-neuron revival term (§10a; yinyang preset: 1, 0 = off)")
     p.add_argument("--model", choices=["float", "fixed"], default="float",
                    help="float64 EventProp (default) or the fixed-point core model")
     p.add_argument("--core", choices=["up5k", "ecp5-85f"], default="up5k",
@@ -198,6 +209,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
 
 

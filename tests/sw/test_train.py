@@ -209,3 +209,32 @@ def test_cli_report_rejects_a_file_that_is_not_metrics(tmp_path, capsys):
     assert cli.main(["report", str(log)]) == 2
     err = capsys.readouterr().err
     assert "is not an evcore metrics.json" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "mnist", "--revive", "1"], "uses the vmax readout"),
+    (["train", "yinyang", "--model", "fixed", "--revive-hidden", "1"], "terms of the float training"),
+])
+def test_cli_revival_options_are_checked(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_revival_option_rejects_negative_values(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "yinyang", "--revive-hidden", "-1"])
+    assert exc.value.code == 2 and "must be a number >= 0" in capsys.readouterr().err
+
+
+def test_cli_revive_hidden_reaches_the_loss(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(cfg, seed, out_dir, progress):
+        seen["loss"] = cfg.loss_fn()
+        raise SystemExit(0)
+
+    monkeypatch.setattr("evcore.sw.train.train", fake_train)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "yinyang", "--revive-hidden", "0.5", "--out", str(tmp_path / "r")])
+    assert seen["loss"].revive_hidden == 0.5 and seen["loss"].revive == PRESETS["yinyang"].revive
