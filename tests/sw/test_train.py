@@ -179,6 +179,9 @@ def test_demo_runs_float_and_quantised_core(tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / "runs" / "demo" / "metrics.json").read_text())
     assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in out
     assert "quantised into the fixed-point UP5K core" in out
+    # One epoch carries the whole 100-epoch decay: the run ends at the full run's final rate.
+    preset = PRESETS["yinyang"]
+    assert saved["epochs"][-1]["lr"] == pytest.approx(preset.lr * preset.lr_decay ** preset.epochs, rel=1e-12)
 
 
 def _fake_run(folder, seed, test_acc, fresh_acc=None):
