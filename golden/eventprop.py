@@ -128,6 +128,13 @@ class SpikeBatch:
         n = int(self.counts[b])
         return self.times_s[b, :n], self.ids[b, :n]
 
+    def fired(self, n_neurons: int) -> np.ndarray:
+        """(B, n_neurons) bool: whether neuron j spiked at least once in sample b."""
+        out = np.zeros((self.batch_size, n_neurons), dtype=bool)
+        rows, cols = np.nonzero(np.arange(self.ids.shape[1])[None, :] < self.counts[:, None])
+        out[rows, self.ids[rows, cols]] = True
+        return out
+
 
 @dataclass
 class RunResult:
@@ -716,6 +723,18 @@ class Network:
             # Every spike counts: grow the record and simulate again rather than drop spikes.
             self._capacity[l] = 2 * needed
 
+    def _leaky_maxima(self, below: SpikeBatch, weights_t: np.ndarray):
+        """V max over [0, t_max] of leaky integrators driven by ``below`` through ``weights_t``
+        (n_in, n): the §9 readout, and the trajectory of any neuron that never fired (§8, §10a).
+        Returns (V max, its time, kink event, dV/dt before the kink), each (B, n)."""
+        p = self.params
+        shape = (below.batch_size, weights_t.shape[1])
+        v_max, t_v_max, kink_slope = np.empty(shape), np.empty(shape), np.empty(shape)
+        kink_event = np.empty(shape, dtype=np.int64)
+        _li_forward(below.times_s, below.ids, below.counts, weights_t, p.tau_mem_s, p.tau_syn_s,
+                    p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
+        return v_max, t_v_max, kink_event, kink_slope
+
     def run(self, inputs: SpikeBatch) -> RunResult:
         """Forward pass: the spikes of every layer and the readout (§2-§3, §8-§9)."""
         self._check_inputs(inputs)
@@ -732,13 +751,7 @@ class Network:
             _first_spikes(x.times_s, x.ids, x.counts, n_out, first_t, first_idx)
             return RunResult(layers, "ttfs", first_spike_times_s=first_t, first_spike_index=first_idx,
                              inputs=inputs)
-        p = self.params
-        v_max = np.empty((inputs.batch_size, self.sizes[-1]))
-        t_v_max = np.empty_like(v_max)
-        kink_event = np.empty(v_max.shape, dtype=np.int64)
-        kink_slope = np.empty_like(v_max)
-        _li_forward(x.times_s, x.ids, x.counts, self._weights_t(-1), p.tau_mem_s, p.tau_syn_s,
-                    p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
+        v_max, t_v_max, kink_event, kink_slope = self._leaky_maxima(x, self._weights_t(-1))
         layers.append(None)
         return RunResult(layers, "vmax", v_max=v_max, t_v_max_s=t_v_max,
                          v_max_kink_event=kink_event, v_max_kink_slope=kink_slope, inputs=inputs)
@@ -765,11 +778,7 @@ class Network:
                                     else result.v_max.shape[0])
         if self.readout == "ttfs":
             losses = loss_fn.loss_and_time_grad(result.first_spike_times_s, labels, self.params.t_max_s)[0]
-            revival = self._silent_label_maxima(result, labels, loss_fn)
-            if revival is not None:
-                rows, v_max = revival[:2]
-                losses[rows] += loss_fn.revival_and_vmax_grad(v_max, self.params.theta)[0]
-            return losses
+            return losses + self.revival(result, labels, loss_fn)
         return loss_fn.loss_and_vmax_grad(result.v_max, labels)[0]
 
     def revival(self, result: RunResult, labels, loss_fn) -> np.ndarray:
@@ -799,37 +808,22 @@ class Network:
         if rows.size == 0:
             return None
         below = (result.layers[-2] if len(result.layers) > 1 else result.inputs)[rows]
-        p = self.params
-        shape = (rows.size, self.sizes[-1])
-        v_max, t_v_max, kink_slope = np.empty(shape), np.empty(shape), np.empty(shape)
-        kink_event = np.empty(shape, dtype=np.int64)
-        _li_forward(below.times_s, below.ids, below.counts, self._weights_t(-1), p.tau_mem_s, p.tau_syn_s,
-                    p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
+        v_max, t_v_max, kink_event, kink_slope = self._leaky_maxima(below, self._weights_t(-1))
         r, j = np.arange(rows.size), labels[rows]
         return rows, v_max[r, j], t_v_max[r, j], kink_event[r, j], kink_slope[r, j]
 
     def dead_neurons(self, result: RunResult) -> list[DeadNeurons]:
         """Per hidden LIF layer, its neurons that stayed silent for every sample (§10a)."""
         dead = []
-        p = self.params
-        n_hidden = len(self.weights) - 1
-        for l in range(n_hidden):
+        for l in range(len(self.weights) - 1):
             spikes = result.layers[l]
-            n_batch = spikes.batch_size
-            fired = np.zeros(self.sizes[l + 1], dtype=bool)
-            valid = np.arange(spikes.ids.shape[1])[None, :] < spikes.counts[:, None]
-            fired[spikes.ids[valid]] = True
-            neurons = np.flatnonzero(~fired)
-            if neurons.size == 0 or n_batch == 0:
+            neurons = np.flatnonzero(~spikes.fired(self.sizes[l + 1]).any(axis=0))
+            if neurons.size == 0 or spikes.batch_size == 0:
                 continue
             # Silent all along: never reset, so V is the leaky-integrator trajectory (§9).
             below = result.inputs if l == 0 else result.layers[l - 1]
-            shape = (n_batch, neurons.size)
-            v_max, t_v_max, kink_slope = np.empty(shape), np.empty(shape), np.empty(shape)
-            kink_event = np.empty(shape, dtype=np.int64)
-            _li_forward(below.times_s, below.ids, below.counts,
-                        np.ascontiguousarray(self._weights_t(l)[:, neurons]), p.tau_mem_s, p.tau_syn_s,
-                        p.t_max_s, v_max, t_v_max, kink_event, kink_slope)
+            v_max, t_v_max, kink_event, kink_slope = self._leaky_maxima(
+                below, np.ascontiguousarray(self._weights_t(l)[:, neurons]))
             rows = np.argmax(v_max, axis=0)
             q = np.arange(neurons.size)
             dead.append(DeadNeurons(l, neurons, rows, v_max[rows, q], t_v_max[rows, q],

@@ -51,9 +51,8 @@ def network(weights) -> Network:
 
 
 def dead_hidden(net: Network, spikes) -> int:
-    hidden = net.run(spikes).layers[0]
-    valid = np.arange(hidden.ids.shape[1])[None, :] < hidden.counts[:, None]
-    return net.sizes[1] - np.unique(hidden.ids[valid]).size
+    """Hidden neurons that fire for none of the samples."""
+    return int((~net.run(spikes).layers[0].fired(net.sizes[1]).any(axis=0)).sum())
 
 
 def main(argv=None) -> int:

@@ -196,11 +196,7 @@ def fresh_accuracy(net: Network, dataset: Dataset, loss_fn, batch: int = 1000,
 
 
 def _silent_fraction(result, layer: int, n_neurons: int) -> float:
-    spikes = result.layers[layer]
-    fired = np.zeros((spikes.batch_size, n_neurons), dtype=bool)
-    rows, cols = np.nonzero(np.arange(spikes.ids.shape[1])[None, :] < spikes.counts[:, None])
-    fired[rows, spikes.ids[rows, cols]] = True
-    return 1.0 - fired.mean()
+    return 1.0 - result.layers[layer].fired(n_neurons).mean()
 
 
 def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, progress: bool = True,
