@@ -42,6 +42,12 @@ def _forward_throughput(net: Network, spikes: SpikeBatch, batch: int) -> float:
     return spikes.batch_size / (time.perf_counter() - t0)
 
 
+def _best_training_rate(net: Network, spikes: SpikeBatch, labels, cfg, rng, repeats: int):
+    """Best of ``repeats`` training epochs, each from a copy of ``net``: (samples/s, hidden spikes)."""
+    return max(_epoch_throughput(Network.from_state_dict(net.state_dict()), spikes, labels, cfg,
+                                 cfg.loss_fn(), rng) for _ in range(repeats))
+
+
 def bench_float(warm_epochs: int, repeats: int) -> dict:
     dataset = load_dataset("yinyang")
     # The paper's setup (no revival terms): the spike counts of the C++ anchor, ~28 per sample.
@@ -56,8 +62,7 @@ def bench_float(warm_epochs: int, repeats: int) -> dict:
         if threads > numba.config.NUMBA_NUM_THREADS:
             continue
         numba.set_num_threads(threads)
-        best = max(_epoch_throughput(Network.from_state_dict(net.state_dict()), spikes, labels, cfg,
-                                     loss_fn, rng) for _ in range(repeats))
+        best = _best_training_rate(net, spikes, labels, cfg, rng, repeats)
         results[f"train_samples_per_s_{threads}t"] = best[0]
         results["hidden_spikes_per_sample"] = best[1]
         results[f"forward_samples_per_s_{threads}t"] = max(
@@ -82,8 +87,7 @@ def bench_float(warm_epochs: int, repeats: int) -> dict:
         if threads > numba.config.NUMBA_NUM_THREADS:
             continue
         numba.set_num_threads(threads)
-        rate, hidden = max(_epoch_throughput(Network.from_state_dict(net_p.state_dict()), spikes, labels,
-                                             cfg_p, cfg_p.loss_fn(), rng) for _ in range(repeats))
+        rate, hidden = _best_training_rate(net_p, spikes, labels, cfg_p, rng, repeats)
         preset[f"train_samples_per_s_{threads}t"] = rate
         preset["hidden_spikes_per_sample"] = hidden
     results["preset"] = preset

@@ -498,12 +498,14 @@ def _encode_yinyang_counted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 # Dataset.encode dispatches on the encoder name; every entry returns (times_s, ids, counts).
-FRESH_SEED = 2_021_000
-
 _ENCODERS: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
     "encode_yinyang": _encode_yinyang_counted,
     "encode_mnist": encode_mnist,
 }
+
+
+# Default seed of Dataset.draw: distinct from every split's seed, the same draw for every network.
+FRESH_SEED = 2_021_000
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == is ambiguous
@@ -553,7 +555,7 @@ class Dataset:
         return generator(n_samples, seed)
 
 
-# Generators of fresh samples, and their default seed (distinct from every split's seed).
+# Generators of fresh samples (Dataset.draw).
 _GENERATORS: dict[str, Callable[[int, int], tuple[np.ndarray, np.ndarray]]] = {
     "yinyang": generate_yinyang
 }

@@ -20,12 +20,6 @@ from .train import FRESH_SAMPLES, plot_learning_curve
 CORE_PRESETS = {"up5k": CoreConfig.up5k, "ecp5-85f": CoreConfig.ecp5_85f}
 
 
-def common_schema(metrics: dict, dataset: str) -> dict:
-    """train_fixed's metrics already use the float runs' keys (headline = last epoch, the
-    best-validation epoch beside it); the run's config also names its data set."""
-    return {**metrics, "config": {**metrics["config"], "dataset": dataset}}
-
-
 def train_fixed_cli(args, float_cfg) -> int:
     if args.dataset != "yinyang":
         raise ConfigError("--model fixed: the core presets are sized for yinyang (5-200-3)")
@@ -37,7 +31,8 @@ def train_fixed_cli(args, float_cfg) -> int:
     dataset = load_dataset(args.dataset)
     core, metrics = train_fixed(core_cfg, dataset, epochs, seed=args.seed, progress=not args.quiet,
                                 init=float_cfg.init, lr_decay=float_cfg.lr_decay, return_core=True)
-    metrics = common_schema(metrics, args.dataset)
+    # train_fixed's metrics already use the float runs' keys; the config also names the data set.
+    metrics["config"] = {**metrics["config"], "dataset": args.dataset}
     if dataset.has_generator:
         # The trained core on fresh samples of the distribution, as for float runs.
         x, y = dataset.draw(FRESH_SAMPLES)
