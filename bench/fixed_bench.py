@@ -16,7 +16,7 @@ import numpy as np
 
 from ..golden.config import CoreConfig
 from ..golden.eventprop import SpikeBatch
-from ..golden.fixed import train_fixed
+from ..golden.core import train_fixed
 from ..sw.datasets import load_dataset
 
 __all__ = ["bench_fixed", "main_figures"]

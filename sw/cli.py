@@ -44,7 +44,7 @@ def _train_fixed(args, cfg) -> int:
     try:
         from .fixed_train import train_fixed_cli
     except ImportError:
-        raise ConfigError("--model fixed needs the fixed-point core model (golden/fixed.py)") from None
+        raise ConfigError("--model fixed needs the fixed-point core model (golden/core.py)") from None
     return train_fixed_cli(args, cfg)
 
 
@@ -104,7 +104,7 @@ def _cmd_demo(args) -> int:
     _print_summary(metrics, out)
     # Next link of the chain: the same weights quantised into the UP5K core, fixed-point inference.
     from ..golden.config import CoreConfig
-    from ..golden.fixed import evaluate_quantised
+    from ..golden.core import evaluate_quantised
     from .datasets import load_dataset
 
     acc_fixed = evaluate_quantised(CoreConfig.up5k(), net, load_dataset("yinyang"))

@@ -1,7 +1,7 @@
 """`evcore train yinyang --model fixed`: training with the on-chip arithmetic only.
 
 The host supplies input spikes and labels; forward, loss, backward and update run in the
-bit-accurate fixed-point core model (golden/fixed.py, docs/core.md). The run directory gets the
+bit-accurate fixed-point core model (golden/core.py, docs/core.md). The run directory gets the
 same files as a float run, in the same metrics schema.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..golden.config import CoreConfig, Flag
 from ..golden.eventprop import ConfigError, SpikeBatch
-from ..golden.fixed import evaluate_fixed, train_fixed
+from ..golden.core import evaluate_fixed, train_fixed
 from .datasets import load_dataset
 from .train import FRESH_SAMPLES, plot_learning_curve
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from evcore.golden.config import CoreConfig, Flag
-from evcore.golden.fixed import FixedCore, cycle_model
-from evcore.golden.fixed_adjoint import jump
-from evcore.golden.fixed_ops import pack_params, recip
+from evcore.golden.core import FixedCore, cycle_model
+from evcore.golden.adjoint import jump
+from evcore.golden.ops import pack_params, recip
 
 
 def one_neuron_core(w_hidden=1.0, w_out=0.0, **kw):
@@ -59,7 +59,7 @@ def test_one_input_spike_threshold_step_matches_closed_form():
 def test_loss_unit_by_hand():
     """Outputs first spike at steps 10, 12 and never (200); label 0; loss scale 2**0 (§4)."""
     cfg = CoreConfig(sizes=(1, 1, 3), w_frac=(11, 12), record_capacity=4, input_capacity=2, loss_scale_log2=0)
-    from evcore.golden.fixed_loss import loss_unit
+    from evcore.golden.loss import loss_unit
     prob = np.zeros(3, dtype=np.int64)
     lterm = np.zeros(3, dtype=np.int64)
     active, flags = loss_unit(pack_params(cfg), cfg.exp_rom, cfg.reg_rom, cfg.recip_rom,
@@ -87,7 +87,7 @@ def test_loss_unit_by_hand():
 
 def test_loss_unit_masks_silent_label():
     cfg = CoreConfig(sizes=(1, 1, 3), w_frac=(11, 12), record_capacity=4, input_capacity=2)
-    from evcore.golden.fixed_loss import loss_unit
+    from evcore.golden.loss import loss_unit
     prob = np.zeros(3, dtype=np.int64)
     lterm = np.ones(3, dtype=np.int64)
     active, _ = loss_unit(pack_params(cfg), cfg.exp_rom, cfg.reg_rom, cfg.recip_rom,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evcore.golden.config import CoreConfig, Flag
-from evcore.golden.fixed import FixedCore
+from evcore.golden.core import FixedCore
 
 from .test_fixed_ops import reference_recip
 

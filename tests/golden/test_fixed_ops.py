@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evcore.golden.config import CoreConfig, lfsr_is_maximal
-from evcore.golden.fixed_ops import (
+from evcore.golden.ops import (
     ROUND_FLOOR,
     ROUND_HALF_UP,
     bit_length,
@@ -165,7 +165,7 @@ def test_lfsr_draw_is_msb_first_concatenation():
 
 
 def test_v_encode_decode():
-    from evcore.golden.fixed_update import v_decode, v_encode
+    from evcore.golden.update import v_decode, v_encode
 
     m = 14
     for x in (0, 1, 2**14 - 1, 2**14, 2**14 + 1, 12345678, 2**46 - 1):

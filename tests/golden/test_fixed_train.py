@@ -1,4 +1,4 @@
-"""Training with the on-chip arithmetic only (golden.fixed.train_fixed)."""
+"""Training with the on-chip arithmetic only (golden.core.train_fixed)."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 
 from evcore.golden.config import CoreConfig
 from evcore.golden.eventprop import SpikeBatch
-from evcore.golden.fixed import FixedCore, evaluate_fixed, train_fixed
+from evcore.golden.core import FixedCore, evaluate_fixed, train_fixed
 from evcore.sw.datasets import load_dataset
 
 

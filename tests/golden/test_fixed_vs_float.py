@@ -22,7 +22,7 @@ import pytest
 
 from evcore.golden.config import CoreConfig
 from evcore.golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
-from evcore.golden.fixed import FixedCore
+from evcore.golden.core import FixedCore
 from evcore.sw.datasets import load_dataset
 
 CFG = CoreConfig.wide()

@@ -159,7 +159,7 @@ def test_cli_trains_with_the_fixed_point_core(tmp_path, capsys):
     # The saved weights are the trained core's: they reproduce both headline accuracies.
     from evcore.golden.config import CoreConfig
     from evcore.golden.eventprop import SpikeBatch
-    from evcore.golden.fixed import FixedCore, evaluate_fixed
+    from evcore.golden.core import FixedCore, evaluate_fixed
     core = FixedCore(CoreConfig.up5k(), [np.array(w, dtype=np.int64) for w in saved["weights_raw"]])
     ds = load_dataset("yinyang")
     assert evaluate_fixed(core, SpikeBatch(*ds.encode(ds.x_test)), ds.y_test)[0] == saved["test_accuracy"]

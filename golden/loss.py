@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .fixed_ops import (
+from .ops import (
     F_LAM_SAT,
     P_LAM_BITS,
     P_LOSS_C0,

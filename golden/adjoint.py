@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .fixed_ops import (
+from .ops import (
     F_GRAD_SAT,
     F_LAM_SAT,
     F_RECIP_CLAMP,

@@ -5,7 +5,7 @@ are fanned into the fan-in accumulators of layer 1; then each layer l = 1..L swe
 (propagate V and I from step n-1 to n with the exact propagator, threshold, reset, record, add the
 fan-in, clear it) and fans its own spikes of step n into layer l+1's accumulators. Spikes of
 hidden layers go to the spike record (step, neuron, I at the spike); outputs keep their first
-spike in registers. All arithmetic is int64 with the primitives of ``fixed_ops``.
+spike in registers. All arithmetic is int64 with the primitives of ``ops``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .fixed_ops import (
+from .ops import (
     F_I_SAT,
     F_REC_OVF,
     F_V_SAT,

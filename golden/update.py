@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .fixed_ops import (
+from .ops import (
     F_MOM_SAT,
     F_W_SAT,
     P_ADAM_SHIFT1,

@@ -1,7 +1,7 @@
 """Primitive integer operations of the fixed-point core: shift-round, saturate, reciprocal unit.
 
 Each primitive of docs/core.md §1-§2 is implemented exactly once, here, as a Numba function that
-the per-phase kernels (``fixed_lif``, ``fixed_loss``, ``fixed_adjoint``, ``fixed_update``) call.
+the per-phase kernels (``lif``, ``loss``, ``adjoint``, ``update``) call.
 All values are int64; no floating point. The kernels receive the configuration as one int64
 vector built by :func:`pack_params` (indices ``P_*``), so a kernel never recomputes a constant.
 """

@@ -3,8 +3,8 @@
 :class:`FixedCore` holds what the chip holds (weights, gradient and momentum accumulators, the
 LFSR, the sticky flags) and offers the float model's interface (``run``, ``loss``, ``gradient``)
 plus the on-chip ``update``, so one harness drives float EventProp, this model and later the RTL.
-The datapath is integer-only (int64 Numba kernels, one per phase: ``fixed_lif`` §3,
-``fixed_loss`` §4, ``fixed_adjoint`` §5, ``fixed_update`` §6); floats appear only at the host
+The datapath is integer-only (int64 Numba kernels, one per phase: ``lif`` §3,
+``loss`` §4, ``adjoint`` §5, ``update`` §6); floats appear only at the host
 boundary: snapping input spike times to steps, quantising float weights, and converting results
 back to seconds and dL/dw for comparisons and reports.
 
@@ -21,7 +21,7 @@ labels and (once per epoch) the learning-rate register.
 from __future__ import annotations
 
 # No Numba on-disk cache (cache=True) in the fixed-point kernels: Numba checks only the file of
-# the cached function, so a change in fixed_ops.py would leave stale machine code in the
+# the cached function, so a change in ops.py would leave stale machine code in the
 # kernels that call it. Exactness first; compiling costs about 8 s per process.
 import math
 import time
@@ -32,11 +32,11 @@ from numba import njit
 
 from .config import CoreConfig, Flag
 from .eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
-from .fixed_adjoint import backward_sample
-from .fixed_lif import forward_batch
-from .fixed_loss import loss_unit
-from .fixed_ops import P_N_LAYERS, pack_params
-from .fixed_update import update_weights
+from .adjoint import backward_sample
+from .lif import forward_batch
+from .loss import loss_unit
+from .ops import P_N_LAYERS, pack_params
+from .update import update_weights
 
 __all__ = ["FixedCore", "FixedResult", "cycle_model", "train_fixed", "evaluate_fixed", "evaluate_quantised"]
 
