@@ -73,12 +73,18 @@ class FixedResult:
     flags: np.ndarray
     #: Cycle estimate of the forward pass per sample (§7).
     cycles_forward: np.ndarray
+    #: Running maximum of V of every hidden neuron and its first step (§3.6), (B, n_hidden).
+    vmax: np.ndarray | None = None
+    vmax_step: np.ndarray | None = None
     # -- filled by FixedCore.gradient -------------------------------------------------------
     #: Softmax probabilities (unsigned Q0.prob_frac) and injected loss terms (lambda format).
     prob: np.ndarray | None = None
     lterm: np.ndarray | None = None
     #: 0 where the label neuron was silent (no gradient, §4.1).
     active: np.ndarray | None = None
+    #: Revival injections per sample (§5.6): dead hidden neurons silent in the sample whose V
+    #: maximum lies at a step >= 1.
+    n_revived: np.ndarray | None = None
     #: Final (t = 0) adjoint state of the last sample, raw.
     final_lam_v: np.ndarray | None = None
     final_lam_i: np.ndarray | None = None
@@ -389,6 +395,9 @@ class FixedCore:
         final_v = np.zeros((n_b, n_neur), dtype=np.int64)
         final_cur = np.zeros((n_b, n_neur), dtype=np.int64)
         n_end = np.zeros(n_b, dtype=np.int64)
+        n_hid = cfg.n_hidden
+        vmax = np.zeros((n_b, n_hid), dtype=np.int64)
+        vmax_step = np.zeros((n_b, n_hid), dtype=np.int64)
         forward_batch(
             self._P,
             self._sizes,
@@ -412,6 +421,8 @@ class FixedCore:
             final_cur,
             n_end,
             flags,
+            vmax,
+            vmax_step,
         )
         n_inputs = np.array([(steps[b, : counts[b]] <= n_end[b]).sum() for b in range(n_b)], dtype=np.int64)
         fwd, _, _ = cycle_model(cfg, n_end, n_inputs, layer_counts)
@@ -435,6 +446,8 @@ class FixedCore:
             layer_counts,
             flags,
             fwd,
+            vmax,
+            vmax_step,
         )
         res.layers = self._spike_batches(res)
         return res
