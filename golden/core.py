@@ -195,15 +195,26 @@ def _backward_batch(
     n_jumps,
     lam_v,
     lam_i,
+    rev_step,
+    rev_raw,
+    n_revived,
 ):
-    """Loss unit and backward pass of each sample in turn, accumulating into G (§4-§5)."""
+    """Loss unit and backward pass of each sample in turn, accumulating into G (§4-§5).
+
+    rev_step (B, n_hidden): step of each sample's revival injection per hidden neuron, -1 for none
+    (§5.6). A masked sample (§4.1) still runs its backward pass if it has a revival injection."""
     n_layers = P[P_N_LAYERS]
     n_neur = nrn_off[n_layers]
     for b in range(in_step.shape[0]):
         act, fl = loss_unit(P, exp_rom, reg_rom, recip_rom, first_step[b], labels[b], prob[b], lterm[b])
         active[b] = act
         flags[b] |= fl
-        if not act:
+        n_rev = 0
+        for g in range(rev_step.shape[1]):
+            if rev_step[b, g] >= 1:
+                n_rev += 1
+        n_revived[b] = n_rev
+        if not act and n_rev == 0:
             lam_v[:n_neur] = 0
             lam_i[:n_neur] = 0
             continue
@@ -232,6 +243,9 @@ def _backward_batch(
             lam_v,
             lam_i,
             G,
+            act,
+            rev_step[b],
+            rev_raw,
         )
         flags[b] |= fl
         n_jumps[b] = n_jmp
@@ -267,6 +281,11 @@ class FixedCore:
         self.lr_mant = np.array(cfg.lr_mant, dtype=np.int64)
         self._lr_shift = np.array(cfg.lr_shift, dtype=np.int64)
         self._silent = np.zeros(cfg.n_layers, dtype=np.int64)
+        #: §5.6, per hidden neuron: spiked in a training sample of this minibatch (``fired``), and
+        #: silent in every training sample of the previous one (``dead``, set by :meth:`update`).
+        #: Both start cleared: before the first update no neuron is known to be dead.
+        self.fired = np.zeros(cfg.n_hidden, dtype=bool)
+        self.dead = np.zeros(cfg.n_hidden, dtype=bool)
         if weights_raw is not None:
             self.set_weights_raw(weights_raw)
 
@@ -522,6 +541,12 @@ class FixedCore:
         lam_v = np.zeros(n_neur, dtype=np.int64)
         lam_i = np.zeros(n_neur, dtype=np.int64)
         flags = res.flags.copy()
+        n_hid = cfg.n_hidden
+        # §5.6: dead (previous minibatch) and silent in this sample -> inject at its V maximum.
+        hid_silent = res.spiked[:, :n_hid] == 0
+        revive = (cfg.revive_hidden > 0) & self.dead[None, :] & hid_silent
+        rev_step = np.ascontiguousarray(np.where(revive, res.vmax_step, -1).astype(np.int64))
+        n_revived = np.zeros(n_b, dtype=np.int64)
         _backward_batch(
             self._P,
             self._sizes,
@@ -552,7 +577,12 @@ class FixedCore:
             n_jumps,
             lam_v,
             lam_i,
+            rev_step,
+            np.int64(cfg.revive_raw),
+            n_revived,
         )
+        self.fired |= (~hid_silent).any(axis=0)
+        res.n_revived = n_revived
         res.flags = flags
         self.flags |= Flag(int(np.bitwise_or.reduce(flags, initial=0)))
         res.prob, res.lterm, res.active = prob, lterm, active
@@ -563,8 +593,10 @@ class FixedCore:
             lo, hi = self._nrn_off[l], self._nrn_off[l + 1]
             valid = np.arange(cfg.record_capacity)[None, :] < res.rec_count[:, None]
             replayed[:, l] = (valid & (res.rec_neuron >= lo) & (res.rec_neuron < hi)).sum(axis=1)
+        # The backward pass runs for unmasked samples and for masked ones with a revival (§5.6).
+        runs = (active > 0) | (n_revived > 0)
         _, res.cycles_loss, res.cycles_backward = cycle_model(
-            cfg, res.n_end, n_inputs, res.layer_counts, active, n_jumps, replayed
+            cfg, res.n_end, n_inputs, res.layer_counts, runs, n_jumps, replayed
         )
         res.grads_raw = [g.copy() for g in self.grads_raw]
         # Loss-shaping counters (§6.5): silent (sample, neuron) pairs per layer in this minibatch.
@@ -611,6 +643,9 @@ class FixedCore:
         )
         self.lfsr_state = int(state)
         self._silent[:] = 0
+        # §5.6: the minibatch's verdict, used by the next minibatch's backward passes.
+        self.dead = ~self.fired
+        self.fired = np.zeros_like(self.fired)
         self.flags |= Flag(int(fl))
         return Flag(int(fl))
 
