@@ -1,7 +1,8 @@
 """CoreConfig: the one frozen description of the on-chip training core.
 
 Every width, Q format, time constant, ROM and memory of the core is a field or a derived property
-of :class:`CoreConfig`; the fixed-point golden model (``golden/{core,lif,loss,adjoint,update,ops}.py``), the Amaranth RTL, the
+of :class:`CoreConfig`; the fixed-point golden model (``golden/{core,lif,loss,adjoint,update,ops}.py``),
+the Amaranth RTL, the
 testbenches, synthesis and host software all read it and nothing else. The arithmetic that uses
 these numbers is specified once in ``docs/core.md``; section ids below (``§n``) refer to it.
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from .adjoint import backward_sample
 from .config import CoreConfig, Flag
 from .eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
-from .adjoint import backward_sample
 from .lif import forward_batch
 from .loss import loss_unit
 from .ops import P_N_LAYERS, pack_params

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from ..golden.config import CoreConfig, Flag
-from ..golden.eventprop import ConfigError, SpikeBatch
 from ..golden.core import evaluate_fixed, train_fixed
+from ..golden.eventprop import ConfigError, SpikeBatch
 from .datasets import load_dataset
 from .train import FRESH_SAMPLES, plot_learning_curve
 

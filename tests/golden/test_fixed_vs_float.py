@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from evcore.golden.config import CoreConfig
-from evcore.golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from evcore.golden.core import FixedCore
+from evcore.golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from evcore.sw.datasets import load_dataset
 
 CFG = CoreConfig.wide()

@@ -158,8 +158,8 @@ def test_cli_trains_with_the_fixed_point_core(tmp_path, capsys):
     assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in capsys.readouterr().out
     # The saved weights are the trained core's: they reproduce both headline accuracies.
     from evcore.golden.config import CoreConfig
-    from evcore.golden.eventprop import SpikeBatch
     from evcore.golden.core import FixedCore, evaluate_fixed
+    from evcore.golden.eventprop import SpikeBatch
     core = FixedCore(CoreConfig.up5k(), [np.array(w, dtype=np.int64) for w in saved["weights_raw"]])
     ds = load_dataset("yinyang")
     assert evaluate_fixed(core, SpikeBatch(*ds.encode(ds.x_test)), ds.y_test)[0] == saved["test_accuracy"]

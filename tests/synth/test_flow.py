@@ -484,7 +484,8 @@ _FRESH_NEXTPNR = (
         (_FRESH_NEXTPNR, "nextpnr-0.11.1"),
         (_FRESH_NEXTPNR.splitlines()[1], "nextpnr-0.11.1"),
         ("Preparing to run yowasp-icepack. This might take a while...\nicepack 0.11\n", "icepack 0.11"),
-        ("Preparing to run yowasp-x. This might take a while...\n", "unknown (no version line in the output)"),
+        ("Preparing to run yowasp-x. This might take a while...\n",
+         "unknown (no version line in the output)"),
     ],
 )
 def test_tool_version_skips_yowasp_first_run_notice(text, expected):
