@@ -667,6 +667,62 @@ class FixedCore:
 # Training with the on-chip arithmetic only
 
 
+class JumpClampCounter:
+    """Counts the jumps whose denominator I - theta was clamped to recip_min (RECIP_CLAMP, §5.3),
+    from the replayed events of each backward pass: host-side diagnostics, not part of the core."""
+
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        self.jumps = 0
+        self.clamped = 0
+        self.neurons: dict[int, int] = {}
+
+    def add(self, res: FixedResult):
+        cfg = self.cfg
+        lim = cfg.theta_i_raw + cfg.recip_min_raw
+        n_hid = cfg.n_hidden
+        for b in np.flatnonzero((res.active > 0) | (res.n_revived > 0)):
+            n = res.rec_count[b]
+            cur, nrn = res.rec_cur[b, :n], res.rec_neuron[b, :n]
+            hit = nrn[cur < lim]
+            self.jumps += n
+            if res.active[b]:
+                fired = res.first_step[b] < cfg.n_steps
+                self.jumps += int(fired.sum())
+                hit = np.concatenate([hit, n_hid + np.flatnonzero(fired & (res.first_cur[b] < lim))])
+            self.clamped += hit.size
+            for g in hit.tolist():
+                self.neurons[g] = self.neurons.get(g, 0) + 1
+
+    def summary(self) -> dict:
+        n_hid = self.cfg.n_hidden
+        out = {
+            "recip_clamp_jumps": self.clamped,
+            "recip_clamp_fraction": float(self.clamped / max(self.jumps, 1)),
+            "recip_clamp_neurons": len(self.neurons),
+            "recip_clamp_output_jumps": sum(c for g, c in self.neurons.items() if g >= n_hid),
+        }
+        self.jumps, self.clamped, self.neurons = 0, 0, {}
+        return out
+
+
+def weights_at_rails(core: FixedCore) -> dict:
+    """Weights at the limits of their word (where W_SAT clamps, §6.4), and how many of them feed
+    hidden neurons that are dead (silent for the whole last minibatch, §5.6)."""
+    lo, hi = -(1 << (core.cfg.w_bits - 1)), (1 << (core.cfg.w_bits - 1)) - 1
+    rails = [(w == lo) | (w == hi) for w in core.weights_raw]
+    into_hidden = np.zeros(core.cfg.n_hidden, dtype=np.int64)
+    off = 0
+    for r in rails[:-1]:
+        into_hidden[off : off + r.shape[0]] = r.sum(axis=1)
+        off += r.shape[0]
+    return {
+        "w_at_rails": int(sum(r.sum() for r in rails)),
+        "w_at_rails_dead_neurons": int(into_hidden[core.dead].sum()),
+        "w_at_rails_neurons": int((into_hidden > 0).sum()) + int(rails[-1].any(axis=1).sum()),
+    }
+
+
 def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int = 1000):
     """Accuracy, mean loss, mean spikes per sample and layer, mean forward cycles."""
     correct = 0
@@ -756,10 +812,12 @@ def train_fixed(
         correct = 0
         cycles = 0
         g_max = 0
+        clamp = JumpClampCounter(cfg)
         for s in range(0, n, bs):
             idx = perm[s : s + bs]
             losses, _, res = core.gradient(train_spikes[idx], y_train[idx])
             g_max = max(g_max, int(np.abs(core._G).max(initial=0)))
+            clamp.add(res)
             core.update()
             loss_sum += float(losses.sum())
             correct += int((res.predictions == y_train[idx]).sum())
@@ -776,6 +834,9 @@ def train_fixed(
             # Headroom diagnostics (not part of the core): bits the accumulators needed.
             "grad_max_bits": g_max.bit_length() + 1,
             "mom_max_bits": int(np.abs(core._M).max(initial=0)).bit_length() + 1,
+            # §4 of issue 15: how often RECIP_CLAMP and W_SAT happen, and to which neurons.
+            **clamp.summary(),
+            **weights_at_rails(core),
         }
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, dataset.y_val)
