@@ -1028,10 +1028,11 @@ class CoreConfig:
 
     @classmethod
     def up5k(cls, **changes) -> CoreConfig:
-        """Yin-Yang 5-200-3 core whose memories fit an iCE40 UP5K (defaults: docs/design_space.md).
+        """Yin-Yang 5-200-3 core whose memories fit an iCE40 UP5K (defaults: docs/design_space.md),
+        with the revival of dead hidden neurons (§5.6, revive_hidden = 4: docs/design_space.md).
 
         ``changes`` override fields; ``lr=(lr0, lr1)`` sets real learning rates (default 5e-3)."""
-        return cls._preset({}, changes)
+        return cls._preset(dict(revive_hidden=4.0), changes)
 
     @classmethod
     def ecp5_85f(cls, **changes) -> CoreConfig:
@@ -1050,6 +1051,7 @@ class CoreConfig:
             w_bits=18,
             w_frac=(13, 14),
             record_capacity=2048,
+            revive_hidden=4.0,
         )
         return cls._preset(base, changes)
 
