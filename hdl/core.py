@@ -221,10 +221,13 @@ class Core(wiring.Component):
         )
         # This step's spikes of the layer just swept (indices within the layer), for §3.3 (c):
         # separate from the record, which may be full (REC_OVF) while spikes still act.
+        # (Depth at least 2: a one-word memory would get a zero-width address in Verilog.)
         m.submodules.spike_list = spk = memory.Memory(
-            shape=range(n_hidden_max), depth=n_hidden_max, init=[]
+            shape=range(max(2, n_hidden_max)), depth=max(2, n_hidden_max), init=[]
         )
-        m.submodules.first_spike = first = memory.Memory(shape=first_layout(cfg), depth=n_out, init=[])
+        m.submodules.first_spike = first = memory.Memory(
+            shape=first_layout(cfg), depth=max(2, n_out), init=[]
+        )
         m.submodules.inbuf = inb = InputBuffer(cfg)
         m.submodules.lif = lif = LifUnit(cfg)
 
