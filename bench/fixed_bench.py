@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from ..golden.config import CoreConfig
-from ..golden.eventprop import SpikeBatch
 from ..golden.core import train_fixed
+from ..golden.eventprop import SpikeBatch
 from ..sw.datasets import load_dataset
 
 __all__ = ["bench_fixed", "main_figures"]

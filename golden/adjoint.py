@@ -78,9 +78,13 @@ def layer_of(nrn_off, g):
 @njit
 def backward_sample(P, sizes, w_off, nrn_off, w_frac, theta_w, W, recip_rom,
                     in_step, in_id, n_in, rec_step, rec_nrn, rec_cur, n_rec,
-                    first_step, first_cur, lterm, n_end, lam_v, lam_i, G):
-    """§5 for one sample; accumulates into G (flat like W) with saturation. Returns
-    (flags, hidden spikes replayed, input spikes replayed, output jumps)."""
+                    first_step, first_cur, lterm, n_end, lam_v, lam_i, G, active, rev_step, rev_raw):
+    """§5 for one sample; accumulates into G (flat like W) with saturation.
+
+    active = 0 skips the output jumps (label silent, §4.1: only revival terms act); rev_step
+    (n_hidden,) is the step at which each hidden neuron receives the revival injection rev_raw
+    (§5.6), -1 for none. Returns (flags, hidden spikes replayed, input spikes replayed, output
+    jumps)."""
     n_layers = P[P_N_LAYERS]
     cf = P[P_COEF_FRAC]
     beta = P[P_BETA]
@@ -145,7 +149,7 @@ def backward_sample(P, sizes, w_off, nrn_off, w_frac, theta_w, W, recip_rom,
             n_inp += 1
         # §4.3: output neurons whose first spike is at step n receive the loss term.
         for k in range(n_out):
-            if first_step[k] == n:
+            if active and first_step[k] == n:
                 g = out_base + k
                 wf = w_frac[n_layers - 1]
                 lam_v[g], f = jump(P, recip_rom, lam_v[g], theta_w[n_layers - 1], lterm[k] << wf, wf,
@@ -154,6 +158,13 @@ def backward_sample(P, sizes, w_off, nrn_off, w_frac, theta_w, W, recip_rom,
                 n_jmp += 1
         # §5.2: transposed exact propagator, step n -> n-1.
         if n > 0:
+            # §5.6: revival injections of step n, after the step's jumps (V(n) of a hidden
+            # neuron does not depend on the spikes of step n below it, §3.2).
+            for g in range(rev_step.shape[0]):
+                if rev_step[g] == n:
+                    lam_v[g], f = saturate(lam_v[g] - rev_raw, lam_bits)
+                    if f:
+                        flags |= F_LAM_SAT
             for g in range(n_neur):
                 a = lam_v[g]
                 lam_v[g] = rshift(beta * a, cf, mode)

@@ -1,7 +1,8 @@
 """CoreConfig: the one frozen description of the on-chip training core.
 
 Every width, Q format, time constant, ROM and memory of the core is a field or a derived property
-of :class:`CoreConfig`; the fixed-point golden model (``golden/{core,lif,loss,adjoint,update,ops}.py``), the Amaranth RTL, the
+of :class:`CoreConfig`; the fixed-point golden model (``golden/{core,lif,loss,adjoint,update,ops}.py``),
+the Amaranth RTL, the
 testbenches, synthesis and host software all read it and nothing else. The arithmetic that uses
 these numbers is specified once in ``docs/core.md``; section ids below (``§n``) refer to it.
 
@@ -346,6 +347,10 @@ class CoreConfig:
     #: silent in a minibatch, every weight into that layer grows by silent_bump. 1.0 = off.
     silent_threshold: tuple = (1.0, 1.0)
     silent_bump: float = 0.0
+    #: Revival of dead hidden neurons (§5.6): loss weight revive_hidden / batch_size per sample on
+    #: theta - Vmax of each hidden neuron that was silent for the whole previous minibatch and is
+    #: silent in the sample. 0 = off (no vmax memory).
+    revive_hidden: float = 0.0
 
     # -- memories and control (§3.4, §8) -------------------------------------------------------
     #: Spike-record entries per sample (hidden spikes; outputs keep their first spike in registers).
@@ -482,6 +487,9 @@ class CoreConfig:
                 fail(f"silent_threshold[{l}] = {t} must lie in [0, 1]")
         if not (isinstance(self.silent_bump, (int, float)) and math.isfinite(self.silent_bump)):
             fail(f"silent_bump must be a finite number, got {self.silent_bump!r}")
+        if not (isinstance(self.revive_hidden, (int, float)) and math.isfinite(self.revive_hidden)
+                and self.revive_hidden >= 0):
+            fail(f"revive_hidden must be a finite number >= 0, got {self.revive_hidden!r}")
         check_int("record_capacity", 1, 1 << 24)
         n_hidden = sum(self.sizes[1:-1])
         if self.record_capacity < n_hidden:
@@ -547,6 +555,11 @@ class CoreConfig:
             fail(
                 f"loss_scale_log2 = {self.loss_scale_log2}: regulariser term at t_max = "
                 f"{int(self.reg_rom.max()) * self.lam_fmt.lsb:g} exceeds lambda {self.lam_fmt}"
+            )
+        if self.revive_hidden > 0 and not 1 <= self.revive_raw <= self.lam_fmt.max_raw:
+            fail(
+                f"revive_hidden = {self.revive_hidden}: the injection 2**s revive_hidden / batch_size = "
+                f"{self.revive_raw} LSB of lambda must lie in [1, {self.lam_fmt.max_raw}] (§5.6)"
             )
         for l, b in enumerate(self.silent_bump_raw):
             if abs(b) > (1 << (self.w_bits - 2)):
@@ -715,6 +728,17 @@ class CoreConfig:
         return tuple(_raw_half_up(self.silent_bump * 2**f) for f in self.w_frac)
 
     @property
+    def revive_raw(self) -> int:
+        """§5.6: 2**s * revive_hidden / batch_size in the lambda format (subtracted from lambda_V)."""
+        c = 2.0**self.loss_scale_log2 * self.revive_hidden / self.batch_size
+        return _raw_half_up(c * 2**self.lam_frac)
+
+    @property
+    def n_hidden(self) -> int:
+        """Neurons of the hidden layers 1..L-1 (the ones the spike record and the revival serve)."""
+        return sum(self.sizes[1:-1])
+
+    @property
     def silent_count_max(self) -> tuple:
         """Silent (sample, neuron) pairs per minibatch above which layer l is bumped (§6.5)."""
         return tuple(
@@ -836,6 +860,10 @@ class CoreConfig:
             Memory("spike_record", self.record_capacity, self.step_bits + self.neuron_bits + self.i_bits)
         )
         mems.append(Memory("input_buffer", self.input_capacity, self.step_bits + self.input_id_bits))
+        if self.revive_hidden > 0 and self.n_hidden:
+            # §5.6: per hidden neuron the running V maximum and its step (per sample), the fired bit
+            # (per minibatch) and the dead bit (the previous minibatch's verdict).
+            mems.append(Memory("vmax", self.n_hidden, self.v_bits + self.step_bits + 2))
         mems.append(Memory("exp_rom", len(self.exp_rom), self.exp_frac + 1, rom=True))
         mems.append(Memory("reg_rom", self.n_steps, max(1, int(self.reg_rom.max()).bit_length()), rom=True))
         mems.append(Memory("recip_rom", 1 << self.recip_seed_bits, self.recip_bits, rom=True))

@@ -74,12 +74,18 @@ class FixedResult:
     flags: np.ndarray
     #: Cycle estimate of the forward pass per sample (§7).
     cycles_forward: np.ndarray
+    #: Running maximum of V of every hidden neuron and its first step (§3.6), (B, n_hidden).
+    vmax: np.ndarray | None = None
+    vmax_step: np.ndarray | None = None
     # -- filled by FixedCore.gradient -------------------------------------------------------
     #: Softmax probabilities (unsigned Q0.prob_frac) and injected loss terms (lambda format).
     prob: np.ndarray | None = None
     lterm: np.ndarray | None = None
     #: 0 where the label neuron was silent (no gradient, §4.1).
     active: np.ndarray | None = None
+    #: Revival injections per sample (§5.6): dead hidden neurons silent in the sample whose V
+    #: maximum lies at a step >= 1.
+    n_revived: np.ndarray | None = None
     #: Final (t = 0) adjoint state of the last sample, raw.
     final_lam_v: np.ndarray | None = None
     final_lam_i: np.ndarray | None = None
@@ -201,15 +207,26 @@ def _backward_batch(
     n_jumps,
     lam_v,
     lam_i,
+    rev_step,
+    rev_raw,
+    n_revived,
 ):
-    """Loss unit and backward pass of each sample in turn, accumulating into G (§4-§5)."""
+    """Loss unit and backward pass of each sample in turn, accumulating into G (§4-§5).
+
+    rev_step (B, n_hidden): step of each sample's revival injection per hidden neuron, -1 for none
+    (§5.6). A masked sample (§4.1) still runs its backward pass if it has a revival injection."""
     n_layers = P[P_N_LAYERS]
     n_neur = nrn_off[n_layers]
     for b in range(in_step.shape[0]):
         act, fl = loss_unit(P, exp_rom, reg_rom, recip_rom, first_step[b], labels[b], prob[b], lterm[b])
         active[b] = act
         flags[b] |= fl
-        if not act:
+        n_rev = 0
+        for g in range(rev_step.shape[1]):
+            if rev_step[b, g] >= 1:
+                n_rev += 1
+        n_revived[b] = n_rev
+        if not act and n_rev == 0:
             lam_v[:n_neur] = 0
             lam_i[:n_neur] = 0
             continue
@@ -238,6 +255,9 @@ def _backward_batch(
             lam_v,
             lam_i,
             G,
+            act,
+            rev_step[b],
+            rev_raw,
         )
         flags[b] |= fl
         n_jumps[b] = n_jmp
@@ -273,6 +293,11 @@ class FixedCore:
         self.lr_mant = np.array(cfg.lr_mant, dtype=np.int64)
         self._lr_shift = np.array(cfg.lr_shift, dtype=np.int64)
         self._silent = np.zeros(cfg.n_layers, dtype=np.int64)
+        #: §5.6, per hidden neuron: spiked in a training sample of this minibatch (``fired``), and
+        #: silent in every training sample of the previous one (``dead``, set by :meth:`update`).
+        #: Both start cleared: before the first update no neuron is known to be dead.
+        self.fired = np.zeros(cfg.n_hidden, dtype=bool)
+        self.dead = np.zeros(cfg.n_hidden, dtype=bool)
         if weights_raw is not None:
             self.set_weights_raw(weights_raw)
 
@@ -401,6 +426,9 @@ class FixedCore:
         final_v = np.zeros((n_b, n_neur), dtype=np.int64)
         final_cur = np.zeros((n_b, n_neur), dtype=np.int64)
         n_end = np.zeros(n_b, dtype=np.int64)
+        n_hid = cfg.n_hidden
+        vmax = np.zeros((n_b, n_hid), dtype=np.int64)
+        vmax_step = np.zeros((n_b, n_hid), dtype=np.int64)
         forward_batch(
             self._P,
             self._sizes,
@@ -424,6 +452,8 @@ class FixedCore:
             final_cur,
             n_end,
             flags,
+            vmax,
+            vmax_step,
         )
         n_inputs = np.array([(steps[b, : counts[b]] <= n_end[b]).sum() for b in range(n_b)], dtype=np.int64)
         fwd, _, _ = cycle_model(cfg, n_end, n_inputs, layer_counts)
@@ -447,6 +477,8 @@ class FixedCore:
             layer_counts,
             flags,
             fwd,
+            vmax,
+            vmax_step,
         )
         res.layers = self._spike_batches(res)
         return res
@@ -521,6 +553,12 @@ class FixedCore:
         lam_v = np.zeros(n_neur, dtype=np.int64)
         lam_i = np.zeros(n_neur, dtype=np.int64)
         flags = res.flags.copy()
+        n_hid = cfg.n_hidden
+        # §5.6: dead (previous minibatch) and silent in this sample -> inject at its V maximum.
+        hid_silent = res.spiked[:, :n_hid] == 0
+        revive = (cfg.revive_hidden > 0) & self.dead[None, :] & hid_silent
+        rev_step = np.ascontiguousarray(np.where(revive, res.vmax_step, -1).astype(np.int64))
+        n_revived = np.zeros(n_b, dtype=np.int64)
         _backward_batch(
             self._P,
             self._sizes,
@@ -551,7 +589,12 @@ class FixedCore:
             n_jumps,
             lam_v,
             lam_i,
+            rev_step,
+            np.int64(cfg.revive_raw),
+            n_revived,
         )
+        self.fired |= (~hid_silent).any(axis=0)
+        res.n_revived = n_revived
         res.flags = flags
         self.flags |= Flag(int(np.bitwise_or.reduce(flags, initial=0)))
         res.prob, res.lterm, res.active = prob, lterm, active
@@ -562,8 +605,10 @@ class FixedCore:
             lo, hi = self._nrn_off[l], self._nrn_off[l + 1]
             valid = np.arange(cfg.record_capacity)[None, :] < res.rec_count[:, None]
             replayed[:, l] = (valid & (res.rec_neuron >= lo) & (res.rec_neuron < hi)).sum(axis=1)
+        # The backward pass runs for unmasked samples and for masked ones with a revival (§5.6).
+        runs = (active > 0) | (n_revived > 0)
         _, res.cycles_loss, res.cycles_backward = cycle_model(
-            cfg, res.n_end, n_inputs, res.layer_counts, active, n_jumps, replayed
+            cfg, res.n_end, n_inputs, res.layer_counts, runs, n_jumps, replayed
         )
         res.grads_raw = [g.copy() for g in self.grads_raw]
         # Loss-shaping counters (§6.5): silent (sample, neuron) pairs per layer in this minibatch.
@@ -610,6 +655,9 @@ class FixedCore:
         )
         self.lfsr_state = int(state)
         self._silent[:] = 0
+        # §5.6: the minibatch's verdict, used by the next minibatch's backward passes.
+        self.dead = ~self.fired
+        self.fired = np.zeros_like(self.fired)
         self.flags |= Flag(int(fl))
         return Flag(int(fl))
 
@@ -629,6 +677,62 @@ class FixedCore:
 
 # ---------------------------------------------------------------------------------------------
 # Training with the on-chip arithmetic only
+
+
+class JumpClampCounter:
+    """Counts the jumps whose denominator I - theta was clamped to recip_min (RECIP_CLAMP, §5.3),
+    from the replayed events of each backward pass: host-side diagnostics, not part of the core."""
+
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        self.jumps = 0
+        self.clamped = 0
+        self.neurons: dict[int, int] = {}
+
+    def add(self, res: FixedResult):
+        cfg = self.cfg
+        lim = cfg.theta_i_raw + cfg.recip_min_raw
+        n_hid = cfg.n_hidden
+        for b in np.flatnonzero((res.active > 0) | (res.n_revived > 0)):
+            n = res.rec_count[b]
+            cur, nrn = res.rec_cur[b, :n], res.rec_neuron[b, :n]
+            hit = nrn[cur < lim]
+            self.jumps += n
+            if res.active[b]:
+                fired = res.first_step[b] < cfg.n_steps
+                self.jumps += int(fired.sum())
+                hit = np.concatenate([hit, n_hid + np.flatnonzero(fired & (res.first_cur[b] < lim))])
+            self.clamped += hit.size
+            for g in hit.tolist():
+                self.neurons[g] = self.neurons.get(g, 0) + 1
+
+    def summary(self) -> dict:
+        n_hid = self.cfg.n_hidden
+        out = {
+            "recip_clamp_jumps": self.clamped,
+            "recip_clamp_fraction": float(self.clamped / max(self.jumps, 1)),
+            "recip_clamp_neurons": len(self.neurons),
+            "recip_clamp_output_jumps": sum(c for g, c in self.neurons.items() if g >= n_hid),
+        }
+        self.jumps, self.clamped, self.neurons = 0, 0, {}
+        return out
+
+
+def weights_at_rails(core: FixedCore) -> dict:
+    """Weights at the limits of their word (where W_SAT clamps, §6.4), and how many of them feed
+    hidden neurons that are dead (silent for the whole last minibatch, §5.6)."""
+    lo, hi = -(1 << (core.cfg.w_bits - 1)), (1 << (core.cfg.w_bits - 1)) - 1
+    rails = [(w == lo) | (w == hi) for w in core.weights_raw]
+    into_hidden = np.zeros(core.cfg.n_hidden, dtype=np.int64)
+    off = 0
+    for r in rails[:-1]:
+        into_hidden[off : off + r.shape[0]] = r.sum(axis=1)
+        off += r.shape[0]
+    return {
+        "w_at_rails": int(sum(r.sum() for r in rails)),
+        "w_at_rails_dead_neurons": int(into_hidden[core.dead].sum()),
+        "w_at_rails_neurons": int((into_hidden > 0).sum()) + int(rails[-1].any(axis=1).sum()),
+    }
 
 
 def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int = 1000):
@@ -720,10 +824,12 @@ def train_fixed(
         correct = 0
         cycles = 0
         g_max = 0
+        clamp = JumpClampCounter(cfg)
         for s in range(0, n, bs):
             idx = perm[s : s + bs]
             losses, _, res = core.gradient(train_spikes[idx], y_train[idx])
             g_max = max(g_max, int(np.abs(core._G).max(initial=0)))
+            clamp.add(res)
             core.update()
             loss_sum += float(losses.sum())
             correct += int((res.predictions == y_train[idx]).sum())
@@ -740,6 +846,9 @@ def train_fixed(
             # Headroom diagnostics (not part of the core): bits the accumulators needed.
             "grad_max_bits": g_max.bit_length() + 1,
             "mom_max_bits": int(np.abs(core._M).max(initial=0)).bit_length() + 1,
+            # §4 of issue 15: how often RECIP_CLAMP and W_SAT happen, and to which neurons.
+            **clamp.summary(),
+            **weights_at_rails(core),
         }
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, dataset.y_val)

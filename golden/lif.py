@@ -41,12 +41,13 @@ __all__ = ["forward_sample", "forward_batch"]
 @njit
 def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
                    v, cur, acc, spk, rec_step, rec_nrn, rec_cur,
-                   first_step, first_cur, first_v, spiked, layer_counts):
+                   first_step, first_cur, first_v, spiked, layer_counts, vmax, vmax_step):
     """Run one sample (§3). Scratch v, cur, acc (n_neurons,) and spk (max layer size) are reset here.
 
     Outputs (written in place): the spike record rec_* (capacity entries), the first spike of
     each output (step = n_steps if silent, I and V at that step), spiked[g] = 1 for every neuron
-    that spiked, layer_counts[l] = spikes of layer l+1. Returns (records written, last step run,
+    that spiked, layer_counts[l] = spikes of layer l+1, vmax / vmax_step (n_hidden,) the running
+    maximum of V of every hidden neuron and its first step (§3.6). Returns (records written, last step run,
     flags).
     """
     n_layers = P[P_N_LAYERS]
@@ -73,6 +74,9 @@ def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
     acc[:] = 0
     spiked[:] = 0
     layer_counts[:] = 0
+    # §3.6: V(0) = 0 for every neuron, so the running maximum starts as (0, step 0).
+    vmax[:] = 0
+    vmax_step[:] = 0
     first_step[:] = n_steps
     first_cur[:] = 0
     first_v[:] = 0
@@ -103,6 +107,10 @@ def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
                 if f:
                     flags |= F_V_SAT
                 i_dec = rshift(alpha * cur[g], cf, mode)
+                # §3.6: running maximum of V before the threshold test (hidden layers; strict >).
+                if l < n_layers and vn > vmax[g]:
+                    vmax[g] = vn
+                    vmax_step[g] = n
                 if vn >= theta_v:
                     spiked[g] = 1
                     layer_counts[l - 1] += 1
@@ -149,7 +157,7 @@ def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
 @njit
 def forward_batch(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, in_cnt,
                   rec_step, rec_nrn, rec_cur, rec_cnt, first_step, first_cur, first_v,
-                  spiked, layer_counts, final_v, final_cur, n_end, flags):
+                  spiked, layer_counts, final_v, final_cur, n_end, flags, vmax, vmax_step):
     """forward_sample for every sample b of the batch; per-sample outputs are rows b."""
     n_neur = nrn_off[P[P_N_LAYERS]]
     v = np.zeros(n_neur, dtype=np.int64)
@@ -159,7 +167,8 @@ def forward_batch(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, in_cnt,
     for b in range(in_step.shape[0]):
         nr, ne, fl = forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step[b], in_id[b], in_cnt[b],
                                     v, cur, acc, spk, rec_step[b], rec_nrn[b], rec_cur[b],
-                                    first_step[b], first_cur[b], first_v[b], spiked[b], layer_counts[b])
+                                    first_step[b], first_cur[b], first_v[b], spiked[b], layer_counts[b],
+                                    vmax[b], vmax_step[b])
         rec_cnt[b] = nr
         n_end[b] = ne
         flags[b] |= fl

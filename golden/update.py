@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .lfsr import lfsr_draw
 from .ops import (
     F_MOM_SAT,
     F_W_SAT,
@@ -42,7 +43,6 @@ from .ops import (
     rshift,
     saturate,
 )
-from .lfsr import lfsr_draw
 
 __all__ = ["update_weights", "v_decode", "v_encode", "OPT_LION", "OPT_SGD", "OPT_ADAM"]
 

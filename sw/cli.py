@@ -58,32 +58,41 @@ def _print_summary(metrics: dict, out: Path):
 
 
 def _cmd_eval(args) -> int:
+    from ..golden.core import evaluate_fixed
     from .datasets import load_dataset, load_npz
-    from .train import encode, evaluate, load_checkpoint
+    from .train import checkpoint_kind, encode, evaluate, load_checkpoint, load_fixed_checkpoint
 
-    net, cfg = load_checkpoint(args.checkpoint)
-    dataset = load_dataset(cfg.dataset)
     if args.data and args.fresh:
         raise ValueError("--data and --fresh exclude each other: evaluate on a file or on fresh samples")
+    if checkpoint_kind(args.checkpoint) == "fixed":
+        core, ds_name = load_fixed_checkpoint(args.checkpoint)
+        n_out, model = core.cfg.sizes[-1], "fixed-point core"
+    else:
+        net, cfg = load_checkpoint(args.checkpoint)
+        ds_name, n_out, model = cfg.dataset, net.sizes[-1], "float64 EventProp"
+    dataset = load_dataset(ds_name)
     if args.fresh:
         x, y = dataset.draw(args.fresh)
-        what = f"{args.fresh} fresh {cfg.dataset} samples"
+        what = f"{args.fresh} fresh {ds_name} samples"
     elif args.data:
         x, y = load_npz(args.data)
         what = args.data
     else:
         x, y = dataset.x_test, dataset.y_test
-        what = f"{cfg.dataset} test split"
+        what = f"{ds_name} test split"
     if x.shape[1] != dataset.n_features:
         raise ValueError(f"{what}: {x.shape[1]} features, but the checkpoint was trained on "
-                         f"{cfg.dataset} with {dataset.n_features}")
-    if y.max(initial=0) >= net.sizes[-1]:
-        raise ValueError(f"{what}: label {int(y.max())} out of range for {net.sizes[-1]} output neurons")
-    acc, loss, spikes, _ = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
+                         f"{ds_name} with {dataset.n_features}")
+    if y.max(initial=0) >= n_out:
+        raise ValueError(f"{what}: label {int(y.max())} out of range for {n_out} output neurons")
+    if model == "fixed-point core":
+        acc, loss, spikes, _ = evaluate_fixed(core, encode(dataset, x), y)
+    else:
+        acc, loss, spikes, _ = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
     # 95 % interval of the accuracy on the distribution, from the binomial standard error.
     half_width = 1.96 * np.sqrt(acc * (1 - acc) / len(y))
-    print(f"{what}: accuracy {100 * acc:.2f} % +- {100 * half_width:.2f} (95 %) on {len(y)} samples "
-          f"(loss {loss:.4f}, spikes per sample {', '.join(f'{s:.1f}' for s in spikes)})")
+    print(f"{what} ({model}): accuracy {100 * acc:.2f} % +- {100 * half_width:.2f} (95 %) on {len(y)} "
+          f"samples (loss {loss:.4f}, spikes per sample {', '.join(f'{s:.1f}' for s in spikes)})")
     return 0
 
 

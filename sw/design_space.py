@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..golden.config import CoreConfig
-from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from ..golden.core import FixedCore, evaluate_quantised, train_fixed
+from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from .datasets import load_dataset
 
 __all__ = ["AXES", "BASE_LR", "variant", "gradient_fidelity", "main"]

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 from ..golden.config import CoreConfig, Flag
-from ..golden.eventprop import ConfigError, SpikeBatch
 from ..golden.core import evaluate_fixed, train_fixed
+from ..golden.eventprop import ConfigError, SpikeBatch
 from .datasets import load_dataset
-from .train import FRESH_SAMPLES, plot_learning_curve
+from .train import FRESH_SAMPLES, plot_learning_curve, save_fixed_checkpoint
 
 #: Named core configurations (golden/config.py presets) the CLI offers.
 CORE_PRESETS = {"up5k": CoreConfig.up5k, "ecp5-85f": CoreConfig.ecp5_85f}
@@ -40,9 +40,11 @@ def train_fixed_cli(args, float_cfg) -> int:
         metrics["fresh_samples"] = FRESH_SAMPLES
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    save_fixed_checkpoint(out / "checkpoint.npz", core, args.dataset)
     plot_learning_curve(metrics, out / "learning_curve.png")
     print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % (best validation at epoch "
           f"{metrics['best_val_epoch']}: test {100 * metrics['best_val_test_accuracy']:.2f} %); "
           f"{metrics['wall_time_s']:.1f} s; sticky flags: {Flag(int(metrics['flags'])).name or 'none'}")
-    print(f"wrote {out / 'metrics.json'} (final raw weights inside), {out / 'learning_curve.png'}")
+    print(f"wrote {out / 'checkpoint.npz'} (raw weights and CoreConfig; `evcore eval` runs it on the core), "
+          f"{out / 'metrics.json'}, {out / 'learning_curve.png'}")
     return 0

@@ -20,6 +20,7 @@ from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss, VMa
 from .datasets import Dataset, apply_input_dropout, load_dataset
 
 __all__ = ["TrainConfig", "Adam", "train", "evaluate", "encode", "fresh_accuracy", "load_checkpoint",
+           "load_fixed_checkpoint", "save_fixed_checkpoint", "checkpoint_kind",
            "PRESETS"]
 
 
@@ -309,18 +310,64 @@ def save_run(net: Network, cfg: TrainConfig, metrics: dict, out_dir: str | Path)
     plot_learning_curve(metrics, out / "learning_curve.png")
 
 
-def load_checkpoint(path: str | Path) -> tuple[Network, TrainConfig]:
-    """Network and training configuration of a checkpoint written by :func:`train`."""
+def _open_checkpoint(path: str | Path):
+    """The arrays of an evcore checkpoint, with one-line errors for the usual wrong paths."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "checkpoint.npz").is_file():
+            raise FileNotFoundError(f"{path} is a directory without a checkpoint.npz (is the run finished?)")
+        path = path / "checkpoint.npz"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".json":
+        raise ValueError(f"{path} is a metrics file; give the run's checkpoint.npz "
+                         f"({path.parent / 'checkpoint.npz'}) or its directory")
     try:
         with np.load(path, allow_pickle=False) as state:
-            cfg = TrainConfig.from_json(json.loads(str(state["config"])))
-            net = Network.from_state_dict(state)
-    except (KeyError, ValueError, OSError) as err:
+            return path, {k: state[k] for k in state.files}
+    except (ValueError, OSError, EOFError):
+        raise ValueError(f"{path} is not an evcore checkpoint (not an .npz file written by "
+                         f"`evcore train`)") from None
+
+
+def load_checkpoint(path: str | Path) -> tuple[Network, TrainConfig]:
+    """Network and training configuration of a float checkpoint written by :func:`train`."""
+    path, state = _open_checkpoint(path)
+    if "core_config" in state:
+        raise ValueError(f"{path} is a fixed-point core checkpoint; load it with load_fixed_checkpoint")
+    try:
+        cfg = TrainConfig.from_json(json.loads(str(state["config"])))
+        net = Network.from_state_dict(state)
+    except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path} is not an evcore checkpoint ({err})") from None
     return net, cfg
+
+
+def save_fixed_checkpoint(path: str | Path, core, dataset: str):
+    """The trained core's raw weights and the CoreConfig it was trained with (one .npz)."""
+    arrays = {f"weights_raw_{l}": np.asarray(w, dtype=np.int64) for l, w in enumerate(core.weights_raw)}
+    np.savez(path, core_config=core.cfg.to_json(), dataset=dataset, **arrays)
+
+
+def load_fixed_checkpoint(path: str | Path):
+    """(FixedCore, data set name) of a checkpoint written by `evcore train --model fixed`."""
+    from ..golden.config import CoreConfig
+    from ..golden.core import FixedCore
+
+    path, state = _open_checkpoint(path)
+    if "core_config" not in state:
+        raise ValueError(f"{path} is a float checkpoint; load it with load_checkpoint")
+    try:
+        cfg = CoreConfig.from_json(str(state["core_config"]))
+        weights = [state[f"weights_raw_{l}"] for l in range(cfg.n_layers)]
+        return FixedCore(cfg, weights), str(state["dataset"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"{path} is not a valid fixed-point checkpoint ({err})") from None
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """"fixed" or "float"."""
+    return "fixed" if "core_config" in _open_checkpoint(path)[1] else "float"
 
 
 def plot_learning_curve(metrics: dict, path: str | Path):

@@ -209,21 +209,32 @@ def _yowasp_lock():
 
 @functools.cache
 def _tool_version(executable: str, flag: str) -> str:
-    """First line of ``executable flag``, run under `_yowasp_lock` so it also warms the cache."""
+    """The version line of ``executable flag``, run under `_yowasp_lock` so it also warms the cache."""
     with _yowasp_lock():
         try:
             out = subprocess.run([executable, flag], capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"unavailable ({err})"
-    lines = (out.stdout + out.stderr).strip().splitlines()
-    if out.returncode != 0 or not lines:
+    if out.returncode != 0:
         return f"unavailable (exit {out.returncode})"
-    line = lines[0]
-    if m := re.search(r"Yosys (\S+) \(git sha1 ([0-9a-f]+)", line):
-        return f"Yosys {m[1]} (git {m[2]})"
-    if m := re.search(r"\(Version ([^)]+)\)", line):
-        return m[1]
-    return line
+    return parse_tool_version(out.stdout + out.stderr)
+
+
+def parse_tool_version(text: str) -> str:
+    """The version in a tool's output. A YoWASP tool's first run on a fresh machine prints
+    "Preparing to run yowasp-... This might take a while..." (and may print more) before the
+    version, so the version line is searched for, never taken to be the first line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in lines:
+        if m := re.search(r"Yosys (\S+) \(git sha1 ([0-9a-f]+)", line):
+            return f"Yosys {m[1]} (git {m[2]})"
+        if m := re.search(r"\(Version ([^)]+)\)", line):
+            return m[1]
+    # Any other tool: the first line that names a version number and is not YoWASP's notice.
+    for line in lines:
+        if not line.startswith("Preparing to run") and re.search(r"\d+\.\d+", line):
+            return line
+    return "unknown (no version line in the output)"
 
 
 def _package_version(executable: str) -> str | None:

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from evcore.golden.adjoint import jump
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.core import FixedCore, cycle_model
-from evcore.golden.adjoint import jump
 from evcore.golden.ops import pack_params, recip
 
 

@@ -37,6 +37,10 @@ class RefCore:
         self.c = cfg
         self.W = [[[int(x) for x in row] for row in w] for w in weights]
         self.mode = cfg.state_rounding.value
+        n_hidden = sum(cfg.sizes[1:-1])
+        # §5.6: fired in this minibatch's training samples / dead after the previous minibatch.
+        self.fired = [False] * n_hidden
+        self.dead = [False] * n_hidden
 
     # §3
     def forward(self, inputs):
@@ -51,6 +55,8 @@ class RefCore:
         n_out = sizes[-1]
         first = [None] * n_out
         spiked = [[0] * n for n in sizes[1:]]
+        vmax = [[0] * n for n in sizes[1:-1]]  # §3.6: (value, step) from V(0) = 0 at step 0
+        vstep = [[0] * n for n in sizes[1:-1]]
         n_end = c.n_steps - 1
         for n in range(c.n_steps):
             for st, i in inputs:
@@ -63,6 +69,8 @@ class RefCore:
                     x = (c.beta_raw * V[l][j] << (fx - c.v_frac)) + (c.gamma_raw * I[l][j] << (fx - c.i_frac))
                     v = sat(rnd(x, c.coef_frac + fx - c.v_frac, mode), c.v_bits, flags, Flag.V_SAT)
                     i_dec = rnd(c.alpha_raw * I[l][j], c.coef_frac, mode)
+                    if l < L - 1 and v > vmax[l][j]:
+                        vmax[l][j], vstep[l][j] = v, n
                     if v >= c.theta_v_raw:
                         spiked[l][j] = 1
                         if l < L - 1:
@@ -85,7 +93,8 @@ class RefCore:
                 n_end = n
                 break
         first = [f if f is not None else (c.n_steps, 0, 0) for f in first]
-        return dict(rec=rec, first=first, V=V, I=I, flags=flags, n_end=n_end, spiked=spiked)
+        return dict(rec=rec, first=first, V=V, I=I, flags=flags, n_end=n_end, spiked=spiked,
+                    vmax=vmax, vstep=vstep)
 
     # §2.3 and §5.3
     def jump(self, lam_v, theta_w, err, w_frac, cur, flags):
@@ -124,12 +133,22 @@ class RefCore:
 
     # §5
     def backward(self, fwd, inputs, label, G):
+        """Returns (flags, final (lambda_V, lambda_I) or None if skipped, label spiked)."""
         c, mode = self.c, self.mode
         L, sizes = c.n_layers, c.sizes
         flags = set()
         lterm = self.loss_terms(fwd["first"], label, flags)
-        if lterm is None:
-            return flags, None
+        # §5.6: (layer, neuron) -> step of the injection, for dead neurons silent in the sample.
+        inject = {}
+        g = 0
+        for l in range(L - 1):
+            for j in range(sizes[l + 1]):
+                if c.revive_hidden > 0 and self.dead[g] and not fwd["spiked"][l][j] and fwd["vstep"][l][j] >= 1:
+                    inject[(l, j)] = fwd["vstep"][l][j]
+                self.fired[g] |= bool(fwd["spiked"][l][j])
+                g += 1
+        if lterm is None and not inject:
+            return flags, None, False
         lv = [[0] * n for n in sizes[1:]]
         li = [[0] * n for n in sizes[1:]]
         tw = [c.theta_w_raw(m) for m in range(L)]
@@ -151,9 +170,12 @@ class RefCore:
                         G[0][k][i] = sat(G[0][k][i] + si[0][k], c.grad_bits, flags, Flag.GRAD_SAT)
             wf = c.w_frac[L - 1]
             for k, (st, cur, _) in enumerate(fwd["first"]):
-                if st == n:
+                if lterm is not None and st == n:
                     lv[L - 1][k] = self.jump(sv[L - 1][k], tw[L - 1], lterm[k] << wf, wf, cur, flags)
             if n > 0:
+                for (l, j), st in inject.items():
+                    if st == n:
+                        lv[l][j] = sat(lv[l][j] - c.revive_raw, c.lam_bits, flags, Flag.LAM_SAT)
                 for l in range(L):
                     for j in range(sizes[l + 1]):
                         a, b = lv[l][j], li[l][j]
@@ -164,7 +186,12 @@ class RefCore:
                             flags,
                             Flag.LAM_SAT,
                         )
-        return flags, (lv, li)
+        return flags, (lv, li), lterm is not None
+
+    def end_of_minibatch(self):
+        """§5.6 at the update: dead <- not fired, fired <- 0."""
+        self.dead = [not f for f in self.fired]
+        self.fired = [False] * len(self.fired)
 
     # §6
     def update(self, G, M, V, lfsr, bump_layer):
@@ -299,6 +326,20 @@ CASES = {
         ),
     },
     "up5k-small": dict(sizes=(5, 12, 3), n_steps=200, record_capacity=64),
+    # §5.6 revival: two hidden layers (injections in both) with an injection near lambda's
+    # range, so that it saturates; and the up5k words.
+    "deep-narrow-revive": dict(
+        sizes=(3, 5, 4, 2),
+        w_frac=(4, 5, 5),
+        record_capacity=30,
+        batch_size=6,
+        lr_mant=(40000, 50000, 60000),
+        lr_shift=(14, 15, 15),
+        silent_threshold=(1.0, 1.0, 1.0),
+        revive_hidden=380.0,  # R = 2027 LSB of the 12-bit lambda: near its range
+        **NARROW,
+    ),
+    "up5k-small-revive": dict(sizes=(5, 12, 3), n_steps=200, record_capacity=64, revive_hidden=4.0),
     # Adam with a short v mantissa and few ROM address bits: exercises encoding and ROM edges.
     "adam-narrow": dict(
         sizes=(4, 6, 3),
@@ -339,6 +380,9 @@ W_STATS = {
     "shallow-narrow-sgd": (0.2, 0.5),
     "shallow-floor-nostop": (0.3, 0.25),
     "up5k-small": (0.3, 0.25),
+    # Weaker weights: more silent hidden neurons and silent labels for the revival.
+    "deep-narrow-revive": (0.2, 0.3),
+    "up5k-small-revive": (0.12, 0.3),
     "narrow-current": (0.3, 0.25),
     "adam-narrow": (0.3, 0.25),
 }
@@ -369,6 +413,10 @@ def test_golden_matches_reference_bit_for_bit(name, seed):
     weights, times, ids, labels = random_case(cfg, rng, n_b, name)
     core = FixedCore(cfg, weights)
     ref = RefCore(cfg, weights)
+    # As if a previous minibatch had left these hidden neurons dead (§5.6).
+    dead = rng.random(cfg.n_hidden) < 0.7
+    core.dead[:] = dead
+    ref.dead = dead.tolist()
     _, grads, res = core.gradient((times, ids), labels)
 
     G = [[[0] * a for _ in range(b)] for a, b in zip(cfg.sizes, cfg.sizes[1:])]
@@ -394,8 +442,13 @@ def test_golden_matches_reference_bit_for_bit(name, seed):
         assert res.final_v[b].tolist() == sum(fwd["V"], [])
         assert res.final_cur[b].tolist() == sum(fwd["I"], [])
         assert res.spiked[b].tolist() == sum(fwd["spiked"], [])
-        bflags, lam = ref.backward(fwd, inputs, int(labels[b]), G)
-        assert res.active[b] == (lam is not None)
+        n_hid = cfg.n_hidden
+        assert res.vmax[b].tolist() == sum(fwd["vmax"], []), f"vmax differs, sample {b}"
+        assert res.vmax_step[b].tolist() == sum(fwd["vstep"], []), f"vmax step differs, sample {b}"
+        assert len(res.vmax[b]) == n_hid
+        bflags, lam, label_spiked = ref.backward(fwd, inputs, int(labels[b]), G)
+        assert res.active[b] == label_spiked
+        assert (res.active[b] or res.n_revived[b] > 0) == (lam is not None)
         assert Flag(int(res.flags[b])) == flags_of(fwd["flags"] | bflags), f"flags differ, sample {b}"
         ref_flags |= flags_of(fwd["flags"] | bflags)
         if b == n_b - 1 and lam is not None:
@@ -403,7 +456,7 @@ def test_golden_matches_reference_bit_for_bit(name, seed):
             assert res.final_lam_i.tolist() == sum(lam[1], [])
     for m in range(cfg.n_layers):
         assert res.grads_raw[m].tolist() == G[m], f"gradient of matrix {m} differs"
-    assert res.active.sum() >= 1, "no sample reaches the backward pass"
+    assert ((res.active > 0) | (res.n_revived > 0)).sum() >= 1, "no sample reaches the backward pass"
 
     # Update, twice (momentum carries over), with the LFSR sequence.
     M = [[[0] * a for _ in range(b)] for a, b in zip(cfg.sizes, cfg.sizes[1:])]
@@ -413,8 +466,16 @@ def test_golden_matches_reference_bit_for_bit(name, seed):
         if it:
             _, _, res = core.gradient((times, ids), labels)
             G = [g.tolist() for g in res.grads_raw]
+        if it:
+            for b in range(n_b):  # the reference notes this minibatch's fired bits in backward()
+                inputs = [(int(s_), int(i)) for s_, i in zip(res.in_step[b, : res.in_count[b]],
+                                                               res.in_id[b, : res.in_count[b]])]
+                ref.backward(ref.forward(inputs), inputs, int(labels[b]), [[[0] * a for _ in range(bb)]
+                             for a, bb in zip(cfg.sizes, cfg.sizes[1:])])
         bump_layer = core.bump_layer()
         uflags = core.update()
+        ref.end_of_minibatch()
+        assert core.dead.tolist() == ref.dead
         rflags, lfsr = ref.update(G, M, V, lfsr, bump_layer)
         assert uflags == flags_of(rflags)
         assert core.lfsr_state == lfsr
@@ -430,13 +491,19 @@ def test_cases_reach_the_edges():
     """The random cases above are only worth something if they saturate, clamp and overflow."""
     seen = Flag(0)
     bumped = False
+    revived = revived_masked = revive_lam_sat = 0
     for name, kw in CASES.items():
         cfg = CoreConfig(**kw)
         for seed in range(4):
             rng = np.random.default_rng(1000 * seed + len(name))
             weights, times, ids, labels = random_case(cfg, rng, 6, name)
             core = FixedCore(cfg, weights)
-            core.gradient((times, ids), labels)
+            core.dead[:] = rng.random(cfg.n_hidden) < 0.7
+            _, _, res = core.gradient((times, ids), labels)
+            if cfg.revive_hidden:
+                revived += int(res.n_revived.sum())
+                revived_masked += int(((res.active == 0) & (res.n_revived > 0)).sum())
+                revive_lam_sat += int(np.any(res.flags & int(Flag.LAM_SAT)))
             bumped |= core.bump_layer() >= 0
             core.update()
             seen |= core.flags
@@ -451,3 +518,5 @@ def test_cases_reach_the_edges():
     ):
         assert flag in seen, f"no random case raises {flag.name}"
     assert bumped
+    # §5.6: injections happen, also in masked samples, and the revival cases saturate lambda.
+    assert revived > 0 and revived_masked > 0 and revive_lam_sat > 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from evcore.golden.config import CoreConfig, lfsr_is_maximal
+from evcore.golden.lfsr import Lfsr
 from evcore.golden.ops import (
     ROUND_FLOOR,
     ROUND_HALF_UP,
@@ -15,7 +16,6 @@ from evcore.golden.ops import (
     rshift,
     saturate,
 )
-from evcore.golden.lfsr import Lfsr
 
 
 @pytest.mark.parametrize("x, s, half_up, floor", [

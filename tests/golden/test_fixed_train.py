@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from evcore.golden.config import CoreConfig
-from evcore.golden.eventprop import SpikeBatch
 from evcore.golden.core import FixedCore, evaluate_fixed, train_fixed
+from evcore.golden.eventprop import SpikeBatch
 from evcore.sw.datasets import load_dataset
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from evcore.golden.config import CoreConfig
-from evcore.golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from evcore.golden.core import FixedCore
+from evcore.golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from evcore.sw.datasets import load_dataset
 
 CFG = CoreConfig.wide()
@@ -220,3 +220,60 @@ def test_minibatch_gradient_cosine(cases):
         g = sum(np.concatenate([x.ravel() for x in c["g"]]) for c in sel)
         f = sum(np.concatenate([x.ravel() for x in c["f"]]) for c in sel)
         assert _cos(g, f) >= 0.95, (seed, _cos(g, f))
+
+
+# -- the revival of dead hidden neurons (docs/core.md §5.6, docs/eventprop.md §10a) -----------
+#
+# Per sample (B = 1) the two terms are the same function: revive_hidden / batch_size times
+# (theta - Vmax) of every hidden neuron silent in the sample (the core's dead bits all set; the
+# float term with weight revive_hidden / batch_size at B = 1). The float maximum is over the
+# whole trial, the core's over the steps it runs, so early stop is off here (with it, the core
+# does not see maxima and spikes after n_end: docs/core.md §9, item 6). What is left is the
+# detection delay: the maximum is found on the step grid and the propagator is exact, so the
+# revival gradient differs from float by O(dt / tau_syn) = 0.2 % in scale, common to every
+# synapse to first order: |ratio - 1| <= 2 dt / tau_syn, and 1 - cos of second order,
+# <= 25 (dt / tau_syn)^2 = 1e-4.
+REVIVE = 1.0
+
+
+@pytest.fixture(scope="module")
+def revival_cases():
+    cfg0 = CoreConfig.wide(early_stop=False)
+    cfg_r = CoreConfig.wide(early_stop=False, revive_hidden=REVIVE)
+    ds = load_dataset("yinyang")
+    out = []
+    for seed in range(2):
+        rng = np.random.default_rng(100 + seed)
+        net = Network.create(cfg0.sizes, LifParameters(t_max_s=cfg0.t_max_s), "ttfs",
+                             [(1.5, 0.78), (0.93, 0.1)], rng)
+        weights = [w.copy() for w in net.weights]
+        weights[0][rng.random(weights[0].shape[0]) < 0.4] *= 0.3  # more silent neurons
+        core0 = FixedCore.from_float(cfg0, weights)
+        core_r = FixedCore(cfg_r, [w.copy() for w in core0.weights_raw])
+        fnet = core0.to_float()
+        idx = rng.choice(len(ds.y_train), 20, replace=False)
+        steps, ids, _, _ = core0.encode_inputs(SpikeBatch(*ds.encode(ds.x_train[idx])))
+        snapped = SpikeBatch.from_arrays(np.where(ids >= 0, steps * cfg0.dt_s, np.inf), ids)
+        labels = ds.y_train[idx]
+        float_loss = TTFSLoss(revive_hidden=REVIVE / cfg_r.batch_size)
+        for b in range(len(idx)):
+            core_r.dead[:] = True
+            x, y = snapped[b], labels[b : b + 1]
+            g0, (gr, res) = core0.gradient(x, y)[1], core_r.gradient(x, y)[1:]
+            f0, fr = fnet.gradient(x, y, TTFSLoss())[1], fnet.gradient(x, y, float_loss)[1]
+            g = np.concatenate([(a - c).ravel() for a, c in zip(gr, g0)])
+            f = np.concatenate([(a - c).ravel() for a, c in zip(fr, f0)])
+            out.append(dict(seed=seed, b=b, g=g, f=f, n_revived=int(res.n_revived[0]),
+                            n_dead_float=sum(d.neurons.size for d in fnet.dead_neurons(fnet.run(x)))))
+    return out
+
+
+def test_revival_gradient_matches_float(revival_cases):
+    eps = CFG.dt_s / CFG.tau_syn_s
+    for c in revival_cases:
+        where = (c["seed"], c["b"])
+        # The same neurons are revived (those silent with a maximum after step 0).
+        assert c["n_revived"] == c["n_dead_float"] > 0, where
+        ratio = np.linalg.norm(c["g"]) / np.linalg.norm(c["f"])
+        assert abs(ratio - 1) <= 2 * eps, (where, ratio)
+        assert _cos(c["g"], c["f"]) >= 1 - 25 * eps**2, (where, _cos(c["g"], c["f"]))

