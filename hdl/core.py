@@ -25,7 +25,7 @@ from .input_buffer import InputBuffer, input_entry_layout
 from .lif import LifUnit, rnd
 
 __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "record_layout",
-           "first_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
+           "first_layout", "vmax_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
 
 #: Cycles from a sweep's last issue to the cycle after its last write (memory read, LifUnit's 2
 #: stages, write): the smallest `cyc_sweep_latency` this RTL can honour.
@@ -62,6 +62,9 @@ class Region(enum.Enum, shape=3):
     FIRST = 4
     #: Registers (`Reg`).
     REG = 5
+    #: Running maximum of V per hidden neuron (vmax, vstep, fired, dead), read (§3.6); only
+    #: with ``revive_hidden > 0``.
+    VMAX = 6
 
 
 class Reg(enum.Enum, shape=8):
@@ -113,6 +116,13 @@ def record_layout(cfg: CoreConfig) -> data.StructLayout:
     )
 
 
+def vmax_layout(cfg: CoreConfig) -> data.StructLayout:
+    """§8 `vmax`: running maximum of V' and its first step (§3.6), fired and dead bits (§5.6)."""
+    return data.StructLayout(
+        {"vmax": signed(cfg.v_bits), "vstep": unsigned(cfg.step_bits), "fired": 1, "dead": 1}
+    )
+
+
 def first_layout(cfg: CoreConfig) -> data.StructLayout:
     """An output's first-spike register (§3.4): (step, I⁻, V' before reset)."""
     return data.StructLayout(
@@ -157,6 +167,7 @@ class Core(wiring.Component):
             state_layout(cfg).size,
             record_layout(cfg).size,
             first_layout(cfg).size,
+            vmax_layout(cfg).size,
             input_entry_layout(cfg).size,
             32,
             self.counter_bits,
@@ -350,6 +361,27 @@ class Core(wiring.Component):
         new_first = s3_spike & ~s3_hidden & ~fired.bit_select(s3_j, 1)
         m.d.comb += first_wp.en.eq(new_first)
 
+        # §3.6: running maximum of V' per hidden neuron, read one cycle before the LifUnit's
+        # output (address s2_g) and written back with it; fired/dead (§5.6) pass through.
+        vmax_rp = None
+        if cfg.revive_hidden > 0:
+            m.submodules.vmax = vmax_mem = memory.Memory(
+                shape=vmax_layout(cfg), depth=max(2, cfg.n_hidden), init=[]
+            )
+            vmax_wp = vmax_mem.write_port()
+            vmax_rp = vmax_mem.read_port()
+            prev = vmax_rp.data
+            higher = (step == 0) | (out.v_pre > prev.vmax)
+            m.d.comb += [
+                vmax_rp.addr.eq(Mux(busy, s2_g, self.bus_addr)),
+                vmax_wp.addr.eq(s3_g),
+                vmax_wp.data.vmax.eq(Mux(step == 0, 0, out.v_pre)),
+                vmax_wp.data.vstep.eq(step),
+                vmax_wp.data.fired.eq(prev.fired),
+                vmax_wp.data.dead.eq(prev.dead),
+                vmax_wp.en.eq(s3_valid & s3_hidden & higher),
+            ]
+
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr
         host_we = self.bus_we & ~busy
@@ -393,6 +425,9 @@ class Core(wiring.Component):
                 silent = first_layout(cfg).const({"step": cfg.n_steps, "cur": 0, "v": 0})
                 fired_rd = fired.bit_select(rd_addr, 1)
                 m.d.comb += self.bus_rdata.eq(Mux(fired_rd, first_rp.data.as_value(), silent.as_value()))
+            if vmax_rp is not None:
+                with m.Case(Region.VMAX):
+                    m.d.comb += self.bus_rdata.eq(vmax_rp.data)
             with m.Case(Region.REG):
                 with m.Switch(rd_addr):
                     for reg, value in regs.items():

@@ -16,7 +16,7 @@ import numpy as np
 
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.core import FixedCore
-from evcore.hdl.core import Reg, Region, first_layout, record_layout, state_layout
+from evcore.hdl.core import Reg, Region, first_layout, record_layout, state_layout, vmax_layout
 from evcore.hdl.input_buffer import input_entry_layout
 
 __all__ = ["REG_FIELDS", "encode_uncut", "run_sample"]
@@ -76,6 +76,11 @@ async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int) -> dict:
     out["final_v"] = np.array([e.v for e in state], dtype=np.int64)
     out["final_cur"] = np.array([e.cur for e in state], dtype=np.int64)
     out["layer_counts"] = np.array([out.pop(k) for k, _ in layers], dtype=np.int64)
+    if cfg.revive_hidden > 0:  # the vmax memory exists (§3.6)
+        vl = vmax_layout(cfg)
+        vm = [vl.from_bits(v) for v in await bus.read_many([(Region.VMAX, a) for a in range(cfg.n_hidden)])]
+        out["vmax"] = np.array([e.vmax for e in vm], dtype=np.int64)
+        out["vmax_step"] = np.array([e.vstep for e in vm], dtype=np.int64)
     return out
 
 
@@ -125,6 +130,13 @@ def first_mismatch(cfg: CoreConfig, golden, b: int, rtl: dict, *, phase_cycles=N
         want, got = int(g.layer_counts[b, l]), int(rtl["layer_counts"][l])
         if want != got:
             return f"spikes of layer {l + 1}: golden {want} rtl {got}"
+    if "vmax" in rtl:
+        for h in range(cfg.n_hidden):
+            for field in ("vmax", "vmax_step"):
+                want, got = int(getattr(g, field)[b, h]), int(rtl[field][h])
+                if want != got:
+                    layer = int(np.searchsorted(offs, h, side="right"))
+                    return f"{field} of layer {layer} neuron {h - offs[layer - 1]}: golden {want} rtl {got}"
     n_inputs = int((g.in_step[b, : g.in_count[b]] <= g.n_end[b]).sum())
     if n_inputs != rtl["n_inputs"]:
         return f"input spikes fanned: golden {n_inputs} rtl {rtl['n_inputs']}"

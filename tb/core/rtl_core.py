@@ -107,6 +107,10 @@ class RtlCore:
             raw["final_v"], raw["final_cur"], raw["n_end"], spiked, raw["layer_counts"],
             raw["flags"], raw["cyc_total"],
         )  # fmt: skip
+        if "vmax" in raw:  # built only with revive_hidden > 0 (§3.6)
+            res.vmax, res.vmax_step = raw["vmax"], raw["vmax_step"]
+        else:
+            res.vmax = res.vmax_step = None
         res.cycles_sweep = raw["cyc_sweep"]
         res.cycles_fanout = raw["cyc_fanout"]
         res.n_inputs = raw["n_inputs"]

@@ -38,6 +38,8 @@ def compare(cfg, weights_raw, inputs, what: str):
             "cyc_total": int(rtl.cycles_forward[b]), "cyc_sweep": int(rtl.cycles_sweep[b]),
             "cyc_fanout": int(rtl.cycles_fanout[b]),
         }  # fmt: skip
+        if rtl.vmax is not None:
+            raw["vmax"], raw["vmax_step"] = rtl.vmax[b], rtl.vmax_step[b]
         bad = first_mismatch(cfg, gold, b, raw, phase_cycles=(sweep[b], fan[b]))
         assert bad is None, f"{what}, sample {b}: {bad}; config {cfg.to_dict()}"
     assert (rtl.predictions == gold.predictions).all()  # follows from the registers; checked anyway
@@ -75,8 +77,9 @@ def test_up5k_yinyang_trained(yinyang, record_property):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_up5k_random_networks(yinyang, seed):
-    """The paper's initialisation (normal (1.5, 0.78), (0.93, 0.1)) with Yin-Yang and random inputs."""
-    cfg = CoreConfig.up5k()
+    """The paper's initialisation (normal (1.5, 0.78), (0.93, 0.1)) with Yin-Yang and random inputs;
+    with the revival's vmax memory (§3.6)."""
+    cfg = CoreConfig.up5k(revive_hidden=0.5)
     rng = np.random.default_rng(seed)
     init = ((1.5, 0.78), (0.93, 0.1))
     w = [rng.normal(mu, sd, size=(b, a)) for (mu, sd), a, b in zip(init, cfg.sizes, cfg.sizes[1:])]
@@ -124,6 +127,7 @@ def random_config(rng) -> CoreConfig:
                 early_stop=bool(rng.random() < 0.5),
                 state_rounding=str(rng.choice(["half_up", "floor"])),
                 cyc_sweep_latency=int(rng.integers(4, 7)),
+                revive_hidden=float(rng.choice([0.0, 1.0])),
             )  # fmt: skip
         except ConfigError:
             continue
