@@ -156,9 +156,15 @@ class Core(wiring.Component):
     start : ``In(1)``; busy : ``Out(1)``; phase : ``Out(Phase)``.
     """
 
-    def __init__(self, cfg: CoreConfig):
+    def __init__(self, cfg: CoreConfig, device: str | None = None):
         check_buildable(cfg)
         self._cfg = cfg
+        # Memory placement for synthesis (§8, CoreConfig.memory_report): yosys's cost model would
+        # put the synapse word into 28 EBRs rather than 4 SPRAMs; the attribute says where it goes.
+        self._ram_style = {}
+        if device is not None:
+            for name, mem in cfg.memory_report(device)["memories"].items():
+                self._ram_style[name] = {"spram": "huge", "ebr": "block"}[mem["placed"]]
         s = cfg.sizes
         self.n_neurons = sum(s[1:])
         self.counter_bits = self._counter_bits(cfg)
@@ -222,7 +228,12 @@ class Core(wiring.Component):
             return Array(Const(v, width) for v in values)
 
         # -- memories (§8) -------------------------------------------------------------------
-        m.submodules.synapses = syn = memory.Memory(shape=synapse_layout(cfg), depth=cfg.n_synapses, init=[])
+        def attrs(name):
+            return {"ram_style": self._ram_style[name]} if name in self._ram_style else None
+
+        m.submodules.synapses = syn = memory.Memory(
+            shape=synapse_layout(cfg), depth=cfg.n_synapses, init=[], attrs=attrs("synapses")
+        )
         m.submodules.state = state = memory.Memory(shape=state_layout(cfg), depth=self.n_neurons, init=[])
         m.submodules.fanin_acc = acc = memory.Memory(
             shape=signed(cfg.fanin_acc_bits), depth=self.n_neurons, init=[]
@@ -388,6 +399,7 @@ class Core(wiring.Component):
         m.d.comb += [
             syn_rp.addr.eq(Mux(busy, kb + fan_src, addr)),
             syn_wp.addr.eq(syn_rp.addr),
+            syn_rp.en.eq(~syn_wp.en),  # SPRAM read-during-write is "no change": say so
             syn_wp.data.eq(self.bus_wdata),
             syn_wp.en.eq(host_we & (region == Region.SYNAPSE)),
             state_rp.addr.eq(Mux(busy, g, addr)),
