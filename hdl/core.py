@@ -165,6 +165,8 @@ class Core(wiring.Component):
         if device is not None:
             for name, mem in cfg.memory_report(device)["memories"].items():
                 self._ram_style[name] = {"spram": "huge", "ebr": "block"}[mem["placed"]]
+        #: Memories to build in SPRAM (read by synth.flow: no initial contents, -spram).
+        self.spram_memories = tuple(n for n, s in self._ram_style.items() if s == "huge")
         s = cfg.sizes
         self.n_neurons = sum(s[1:])
         self.counter_bits = self._counter_bits(cfg)
