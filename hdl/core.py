@@ -27,8 +27,9 @@ from .lif import LifUnit, rnd
 __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "record_layout",
            "first_layout", "vmax_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
 
-#: Cycles from a sweep's last issue to the cycle after its last write (memory read, LifUnit's 2
-#: stages, write): the smallest `cyc_sweep_latency` this RTL can honour.
+#: Cycles from a sweep's last issue to its last write-back, inclusive of the latter (memory read,
+#: LifUnit's 3 stages), in which the next phase is also chosen: the smallest
+#: `cyc_sweep_latency` this RTL can honour.
 SWEEP_PIPELINE_CYCLES = 4
 
 
@@ -322,15 +323,18 @@ class Core(wiring.Component):
 
         # -- sweep pipeline: issue at s0, memories at s1 (LifUnit in), LifUnit out at s3 --------
         sweep_issue = Signal()
-        s1_valid, s2_valid = Signal(), Signal()
-        s1_g, s2_g, s3_g = (Signal(nrn_range, name=f"s{i}_g") for i in (1, 2, 3))
-        s1_j, s2_j, s3_j = (Signal.like(j, name=f"s{i}_j") for i in (1, 2, 3))
-        s1_l, s2_l, s3_l = (Signal.like(lay, name=f"s{i}_l") for i in (1, 2, 3))
-        m.d.sync += [
-            s1_valid.eq(sweep_issue), s1_g.eq(g), s1_j.eq(j), s1_l.eq(lay),
-            s2_valid.eq(s1_valid), s2_g.eq(s1_g), s2_j.eq(s1_j), s2_l.eq(s1_l),
-            s3_g.eq(s2_g), s3_j.eq(s2_j), s3_l.eq(s2_l),
-        ]  # fmt: skip
+        # Neuron address, index and layer travel beside the data: stage i is i cycles after issue;
+        # the last stage ("s3": the write-back) is the LifUnit's output.
+        stages = [(g, j, lay)]
+        for i in range(1, 2 + LifUnit.latency):
+            regs = (Signal(nrn_range, name=f"s{i}_g"), Signal.like(j, name=f"s{i}_j"),
+                    Signal.like(lay, name=f"s{i}_l"))
+            m.d.sync += [r.eq(p) for r, p in zip(regs, stages[-1])]
+            stages.append(regs)
+        s1_valid = Signal()
+        m.d.sync += s1_valid.eq(sweep_issue)
+        s3_g, s3_j, s3_l = stages[-1]
+        s2_g = stages[-2][0]  # one cycle before the write-back (the vmax read address)
         m.d.comb += [
             lif.i.valid.eq(s1_valid),
             lif.i.p.v.eq(state_rp.data.v),
@@ -527,14 +531,15 @@ class Core(wiring.Component):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lat - 1):
                     with m.If(lay != n_layers - 1):
-                        with m.If(ns != 0):
+                        # The last neuron's write-back may be this very cycle: count it in.
+                        with m.If((ns != 0) | (s3_spike & s3_hidden)):
                             goto_spk_fan(lay)
                         with m.Else():
                             goto_sweep(lay + 1)
                     with m.Else():
                         stop = step == cfg.n_steps - 1
                         if cfg.early_stop:
-                            stop |= n_first == n_out
+                            stop |= (n_first + new_first) == n_out
                         with m.If(stop):
                             m.d.sync += [phase.eq(Phase.IDLE), n_end.eq(step)]
                         with m.Else():

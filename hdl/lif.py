@@ -54,8 +54,9 @@ def lif_out_layout(cfg: CoreConfig) -> data.StructLayout:
 class LifUnit(wiring.Component):
     """§3.2 for one neuron per cycle: exact propagator, threshold, reset to 0, fan-in add, V_SAT/I_SAT.
 
-    Latency `latency` = 2 cycles from ``i.valid`` to ``o.valid``; throughput one neuron per cycle;
-    no back-pressure (both streams are always ready: the sweep never stalls).
+    Stages: products; alignment and rounding; saturation, threshold and fan-in add (the split
+    keeps the UP5K above 24 MHz). Latency `latency` = 3 cycles from ``i.valid`` to ``o.valid``;
+    throughput one neuron per cycle; no back-pressure (both streams are always ready: the sweep never stalls).
 
     Members
     -------
@@ -63,7 +64,7 @@ class LifUnit(wiring.Component):
     o : ``Out(stream.Signature(lif_out_layout(cfg), always_ready=True))``
     """
 
-    latency = 2
+    latency = 3
 
     def __init__(self, cfg: CoreConfig):
         self._cfg = cfg
@@ -97,16 +98,25 @@ class LifUnit(wiring.Component):
             valid1.eq(self.i.valid),
         ]
 
-        # Stage 2: align to F = max(f_V, f_I), one rounding per state variable, threshold, fan-in.
+        # Stage 2: align to F = max(f_V, f_I), one rounding per state variable (before saturation).
         x = (p_beta << (fx - cfg.v_frac)) + (p_gamma << (fx - cfg.i_frac))
-        v_new, v_sat = sat(rnd(x, cf + fx - cfg.v_frac, mode), cfg.v_bits)
-        v_new_s = Signal(signed(cfg.v_bits))
+        x_rnd = rnd(x, cf + fx - cfg.v_frac, mode)
+        v_wide = Signal(signed(len(x_rnd)))
         i_dec = Signal(signed(cfg.i_bits))
-        m.d.comb += [v_new_s.eq(v_new), i_dec.eq(rnd(p_alpha, cf, mode))]  # |αI| <= |I| (§1.4)
-        spike = v_new_s >= cfg.theta_v_raw
-        i_new, i_sat = sat(i_dec + acc1, cfg.i_bits)
+        acc2 = Signal.like(acc1)
+        valid2 = Signal()
+        m.d.sync += [v_wide.eq(x_rnd), i_dec.eq(rnd(p_alpha, cf, mode)), acc2.eq(acc1), valid2.eq(valid1)]
+        # |αI| <= |I| (§1.4): i_dec needs no saturation.
+
+        # Stage 3: saturate V, threshold (on the unsaturated value: same verdict, since
+        # 0 < θ <= V_max), reset, fan-in add and saturate I.
+        v_new, v_sat = sat(v_wide, cfg.v_bits)
+        v_new_s = Signal(signed(cfg.v_bits))
+        m.d.comb += v_new_s.eq(v_new)
+        spike = v_wide >= cfg.theta_v_raw
+        i_new, i_sat = sat(i_dec + acc2, cfg.i_bits)
         m.d.sync += [
-            self.o.valid.eq(valid1),
+            self.o.valid.eq(valid2),
             self.o.p.v.eq(Mux(spike, 0, v_new_s)),
             self.o.p.v_pre.eq(v_new_s),
             self.o.p.cur.eq(i_new),
