@@ -154,7 +154,8 @@ class Core(wiring.Component):
     -------
     bus_region : ``In(Region)``; bus_addr : ``In(addr_bits)``; bus_wdata : ``In(data_bits)``;
     bus_we, bus_re : ``In(1)``; bus_rdata : ``Out(data_bits)``;
-    start : ``In(1)``; busy : ``Out(1)``; phase : ``Out(Phase)``.
+    start : ``In(1)``; busy : ``Out(1)``; in_full : ``Out(1)`` (input buffer full);
+    phase : ``Out(Phase)``.
     """
 
     def __init__(self, cfg: CoreConfig, device: str | None = None):
@@ -186,6 +187,8 @@ class Core(wiring.Component):
         depths = [cfg.n_synapses, self.n_neurons, cfg.record_capacity, cfg.input_capacity, s[-1],
                   Reg.LAYER_COUNT.value + cfg.n_layers]
         self.addr_bits = max(1, (max(depths) - 1).bit_length())
+        #: The identification word (Reg.ID).
+        self.config_word = config_id(cfg)
         super().__init__(
             {
                 "bus_region": In(Region),
@@ -196,6 +199,7 @@ class Core(wiring.Component):
                 "bus_rdata": Out(self.data_bits),
                 "start": In(1),
                 "busy": Out(1),
+                "in_full": Out(1),
                 "phase": Out(Phase),
             }
         )
@@ -296,6 +300,7 @@ class Core(wiring.Component):
 
         busy = phase != Phase.IDLE
         m.d.comb += [self.busy.eq(busy), self.phase.eq(phase)]
+        m.d.comb += self.in_full.eq(inb.count == cfg.input_capacity)
         m.d.sync += [ptr.eq(ptr_nxt), q.eq(q_nxt)]
         m.d.comb += [ptr_nxt.eq(ptr), q_nxt.eq(q)]
         # Read ports addressed by the *next* pointer: their data is always the entry at the pointer.
