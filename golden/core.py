@@ -39,6 +39,7 @@ from .ops import P_N_LAYERS, pack_params
 from .update import update_weights
 
 __all__ = ["FixedCore", "FixedResult", "cycle_model", "train_fixed", "evaluate_fixed", "evaluate_quantised"]
+__all__ += ["forward_phase_cycles"]
 
 
 @dataclass
@@ -127,6 +128,17 @@ class FixedResult:
         if self.cycles_loss is not None:
             total += self.cycles_loss + self.cycles_backward
         return total
+
+
+def forward_phase_cycles(cfg: CoreConfig, n_end, n_inputs, layer_counts):
+    """§7 forward pass by phase, as the RTL counts it: (sweep cycles, fan-out cycles) per sample."""
+    sizes = cfg.sizes
+    sweep = sum(n + cfg.cyc_sweep_latency for n in sizes[1:])
+    layer_counts = np.asarray(layer_counts)
+    fanout = np.asarray(n_inputs) * sizes[1]
+    for l in range(1, cfg.n_layers):
+        fanout = fanout + layer_counts[:, l - 1] * sizes[l + 1]
+    return (np.asarray(n_end) + 1) * sweep, fanout
 
 
 def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_jumps=None, replayed=None):

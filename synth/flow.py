@@ -145,7 +145,16 @@ DEVICES: dict[str, Device] = {
 #: Units `evcore synth --top` knows, each built with its default parameters.
 TOPS: dict[str, Callable[[], wiring.Component]] = {
     "mac": lambda: Mac(),
+    # The forward core of the up5k preset with its memories placed for the UP5K (§8).
+    "core": lambda: _forward_core(),
 }
+
+
+def _forward_core() -> wiring.Component:
+    from ..golden.config import CoreConfig
+    from ..hdl.core import Core
+
+    return Core(CoreConfig.up5k(), device="up5k")
 
 # Yosys cell type -> category. iCE40 flip-flops come in many SB_DFF* variants (enable, set/reset,
 # negative clock), matched by prefix. A CCU2C is two LUT4s with their carry logic (one ECP5 slice);
@@ -508,12 +517,17 @@ def synthesize(
     wall["tool_check"] = time.perf_counter() - t0
 
     instance_module = f"{name}.{IoHarness.INSTANCE}"
+    # Memories a component places in SPRAM (``spram_memories``): SPRAM has no initial contents, so
+    # drop their (all-zero) $meminit_v2 and let synth_ice40 infer SB_SPRAM256KA (docs/toolchain.md).
+    spram = tuple(getattr(component, "spram_memories", ())) if device.family == "ice40" else ()
+    synth_command = device.synth_command + (" -spram" if spram else "")
     script = "\n".join([
         f"read_rtlil {name}.il",
+        *(f"delete t:$meminit_v2 r:MEMID=*{mem}* %i" for mem in spram),
         # Keep the component a module of its own through synthesis, so `stat` counts it apart from
         # the harness; flatten only afterwards, for nextpnr.
         f"setattr -mod -set keep_hierarchy 1 {instance_module}",
-        f"{device.synth_command} -top {name}",
+        f"{synth_command} -top {name}",
         f"tee -q -o {_STAT} stat -json",
         "flatten",
         f"write_json {netlist}",

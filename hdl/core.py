@@ -1,0 +1,567 @@
+"""The forward event core (docs/core.md §3, §7, §8): `Core(cfg)`, built from a `CoreConfig` alone.
+
+Blocks, in the order of §3.3: the input buffer (`hdl.input_buffer`, §3.1), the fan-out engine
+(one synapse per cycle into the fan-in accumulators, §3.3 (a) and (c)), the layer sweep (one
+neuron per cycle through `hdl.lif.LifUnit`, §3.2 / §3.3 (b)), the spike recorder and the output
+first-spike registers (§3.4), early stop (§3.5), the sticky flags (§1.4) and the performance
+counters; a step/phase sequencer drives them. A word-level host port reads and writes the
+memories and registers while the core is idle.
+
+Schedule (the cycle model of §7, exact): per step, each input spike of the step costs N_1
+cycles, each layer's sweep N_l + ``cyc_sweep_latency`` cycles (N_l issue cycles, then the
+pipeline drain and one decision cycle), each hidden spike N_{l+1} cycles; no other cycle is spent
+between ``start`` and the end of ``busy``.
+"""
+
+import hashlib
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from evcore.golden.config import CoreConfig, Flag
+
+from .input_buffer import InputBuffer, input_entry_layout
+from .lif import LifUnit, rnd
+
+__all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "record_layout",
+           "first_layout", "vmax_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
+
+#: Cycles from a sweep's last issue to its last write-back, inclusive of the latter (memory read,
+#: LifUnit's 3 stages), in which the next phase is also chosen: the smallest
+#: `cyc_sweep_latency` this RTL can honour.
+SWEEP_PIPELINE_CYCLES = 4
+
+
+class Phase(enum.Enum, shape=3):
+    """Sequencer state, visible on `Core.phase`."""
+
+    #: Waiting for ``start``; the host port is open.
+    IDLE = 0
+    #: §3.3 (a): this step's input spikes into layer 1's accumulators.
+    IN_FAN = 1
+    #: §3.3 (b): issuing one neuron per cycle.
+    SWEEP = 2
+    #: §3.3 (b): the sweep's pipeline drains, then the next phase is chosen.
+    DRAIN = 3
+    #: §3.3 (c): this step's spikes of a hidden layer into the next layer's accumulators.
+    SPK_FAN = 4
+
+
+class Region(enum.Enum, shape=3):
+    """Host-port address spaces (``bus_region``)."""
+
+    #: Synapse words (weight, gradient, moment), read/write, address = synapse index (§8).
+    SYNAPSE = 0
+    #: Input buffer: a write appends (step, id) (address ignored, IN_OVF when full); read by address.
+    INPUT = 1
+    #: Neuron state (V, I), read, address = global neuron index (0 = first hidden neuron).
+    STATE = 2
+    #: Spike record entries (step, neuron, I⁻), read (§3.4).
+    RECORD = 3
+    #: Output first-spike registers (step, I⁻, V'), read; silent outputs read (T, 0, 0).
+    FIRST = 4
+    #: Registers (`Reg`).
+    REG = 5
+    #: Running maximum of V per hidden neuron (vmax, vstep, fired, dead), read (§3.6); only
+    #: with ``revive_hidden > 0``.
+    VMAX = 6
+
+
+class Reg(enum.Enum, shape=8):
+    """Register addresses in `Region.REG`; LAYER_COUNT + l is the spike count of layer l + 1."""
+
+    #: Read: 32-bit identification word, the config hash (`config_id`).
+    ID = 0
+    #: Read: sticky flags (config.Flag bits). Write: clear the bits written as 1.
+    FLAGS = 1
+    #: Read: input spikes buffered. Write (any value): empty the input buffer.
+    IN_COUNT = 2
+    #: Read: last step run (§3.5).
+    N_END = 3
+    #: Read: record entries written.
+    REC_COUNT = 4
+    #: Read: cycles from start to the end of busy.
+    CYC_TOTAL = 5
+    #: Read: cycles spent in sweeps (issue + drain).
+    CYC_SWEEP = 6
+    #: Read: cycles spent in fan-outs (input and hidden).
+    CYC_FANOUT = 7
+    #: Read: input spikes fanned in (steps <= n_end).
+    N_INPUTS = 8
+    LAYER_COUNT = 16
+
+
+def config_id(cfg: CoreConfig) -> int:
+    """The 32-bit identification word: the first 4 bytes of the SHA-256 of the config JSON."""
+    return int.from_bytes(hashlib.sha256(cfg.to_json().encode()).digest()[:4], "big")
+
+
+def synapse_layout(cfg: CoreConfig) -> data.StructLayout:
+    """§8 `synapses`: weight, gradient accumulator, first moment (the backward unit's fields)."""
+    fields = {"w": signed(cfg.w_bits), "g": signed(cfg.grad_bits)}
+    if cfg.has_momentum:
+        fields["m"] = signed(cfg.grad_bits)
+    return data.StructLayout(fields)
+
+
+def state_layout(cfg: CoreConfig) -> data.StructLayout:
+    """§8 `state` in the forward pass: (V, I)."""
+    return data.StructLayout({"v": signed(cfg.v_bits), "cur": signed(cfg.i_bits)})
+
+
+def record_layout(cfg: CoreConfig) -> data.StructLayout:
+    """§8 `spike_record`: (step, global neuron address, I⁻)."""
+    return data.StructLayout(
+        {"step": unsigned(cfg.step_bits), "nrn": unsigned(cfg.neuron_bits), "cur": signed(cfg.i_bits)}
+    )
+
+
+def vmax_layout(cfg: CoreConfig) -> data.StructLayout:
+    """§8 `vmax`: running maximum of V' and its first step (§3.6), fired and dead bits (§5.6)."""
+    return data.StructLayout(
+        {"vmax": signed(cfg.v_bits), "vstep": unsigned(cfg.step_bits), "fired": 1, "dead": 1}
+    )
+
+
+def first_layout(cfg: CoreConfig) -> data.StructLayout:
+    """An output's first-spike register (§3.4): (step, I⁻, V' before reset)."""
+    return data.StructLayout(
+        {"step": unsigned(cfg.step_bits), "cur": signed(cfg.i_bits), "v": signed(cfg.v_bits)}
+    )
+
+
+def check_buildable(cfg: CoreConfig) -> None:
+    """Reject, naming the field, a config CoreConfig accepts but this RTL cannot build."""
+    if cfg.cyc_sweep_latency < SWEEP_PIPELINE_CYCLES:
+        raise ValueError(
+            f"CoreConfig.cyc_sweep_latency = {cfg.cyc_sweep_latency}: the RTL sweep pipeline needs "
+            f">= {SWEEP_PIPELINE_CYCLES}"
+        )
+
+
+class Core(wiring.Component):
+    """Forward core (inference) of docs/core.md §3 with a word-level host port.
+
+    Host port (all synchronous; writes and ``start`` are ignored while `busy`): drive
+    ``bus_region``/``bus_addr``/``bus_wdata`` with ``bus_we`` for a write, or ``bus_re`` for a
+    read whose data is on ``bus_rdata`` in the next cycle. ``start`` (one cycle, idle) runs one
+    sample on the buffered input spikes; `busy` is high from the next cycle until the pass ends.
+    Per-sample state (record, first spikes, counters, n_end) is cleared by ``start``; the flags
+    are sticky (host clears them, §1.4); the input buffer is emptied by the host (Reg.IN_COUNT).
+
+    Members
+    -------
+    bus_region : ``In(Region)``; bus_addr : ``In(addr_bits)``; bus_wdata : ``In(data_bits)``;
+    bus_we, bus_re : ``In(1)``; bus_rdata : ``Out(data_bits)``;
+    start : ``In(1)``; busy : ``Out(1)``; in_full : ``Out(1)`` (input buffer full);
+    phase : ``Out(Phase)``.
+    """
+
+    def __init__(self, cfg: CoreConfig, device: str | None = None):
+        check_buildable(cfg)
+        self._cfg = cfg
+        # Memory placement for synthesis (§8, CoreConfig.memory_report): yosys's cost model would
+        # put the synapse word into 28 EBRs rather than 4 SPRAMs; the attribute says where it goes.
+        self._ram_style = {}
+        if device is not None:
+            for name, mem in cfg.memory_report(device)["memories"].items():
+                self._ram_style[name] = {"spram": "huge", "ebr": "block"}[mem["placed"]]
+        #: Memories to build in SPRAM (read by synth.flow: no initial contents, -spram).
+        self.spram_memories = tuple(n for n, s in self._ram_style.items() if s == "huge")
+        s = cfg.sizes
+        self.n_neurons = sum(s[1:])
+        self.counter_bits = self._counter_bits(cfg)
+        words = [
+            cfg.synapse_word_bits,
+            state_layout(cfg).size,
+            record_layout(cfg).size,
+            first_layout(cfg).size,
+            vmax_layout(cfg).size,
+            input_entry_layout(cfg).size,
+            32,
+            self.counter_bits,
+            len(Flag),
+        ]
+        self.data_bits = max(words)
+        depths = [cfg.n_synapses, self.n_neurons, cfg.record_capacity, cfg.input_capacity, s[-1],
+                  Reg.LAYER_COUNT.value + cfg.n_layers]
+        self.addr_bits = max(1, (max(depths) - 1).bit_length())
+        #: The identification word (Reg.ID).
+        self.config_word = config_id(cfg)
+        super().__init__(
+            {
+                "bus_region": In(Region),
+                "bus_addr": In(self.addr_bits),
+                "bus_wdata": In(self.data_bits),
+                "bus_we": In(1),
+                "bus_re": In(1),
+                "bus_rdata": Out(self.data_bits),
+                "start": In(1),
+                "busy": Out(1),
+                "in_full": Out(1),
+                "phase": Out(Phase),
+            }
+        )
+
+    @staticmethod
+    def _counter_bits(cfg: CoreConfig) -> int:
+        """Width that holds the worst-case cycle count of one sample (every neuron spiking each step)."""
+        s = cfg.sizes
+        sweep = sum(n + cfg.cyc_sweep_latency for n in s[1:])
+        fan = sum(a * b for a, b in zip(s[1:-1], s[2:]))
+        worst = cfg.n_steps * (sweep + fan) + cfg.input_capacity * s[1]
+        return max(32, worst.bit_length())
+
+    @property
+    def cfg(self) -> CoreConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        s = cfg.sizes
+        n_layers = cfg.n_layers
+        n_out = s[-1]
+        lat = cfg.cyc_sweep_latency
+        nrn_off = [sum(s[1:l]) for l in range(1, n_layers + 2)]  # base of layer l at index l-1
+        w_off = [sum(a * b for a, b in zip(s[:l], s[1 : l + 1])) for l in range(n_layers)]
+        n_hidden_max = max(s[1:-1])
+        syn_bits = max(1, (cfg.n_synapses - 1).bit_length())
+        nrn_range = range(self.n_neurons + 1)
+
+        def const_array(values, width=None):
+            width = width or max(1, max(values).bit_length())
+            return Array(Const(v, width) for v in values)
+
+        # -- memories (§8) -------------------------------------------------------------------
+        def attrs(name):
+            return {"ram_style": self._ram_style[name]} if name in self._ram_style else None
+
+        m.submodules.synapses = syn = memory.Memory(
+            shape=synapse_layout(cfg), depth=cfg.n_synapses, init=[], attrs=attrs("synapses")
+        )
+        m.submodules.state = state = memory.Memory(shape=state_layout(cfg), depth=self.n_neurons, init=[])
+        m.submodules.fanin_acc = acc = memory.Memory(
+            shape=signed(cfg.fanin_acc_bits), depth=self.n_neurons, init=[]
+        )
+        m.submodules.spike_record = rec = memory.Memory(
+            shape=record_layout(cfg), depth=cfg.record_capacity, init=[]
+        )
+        # This step's spikes of the layer just swept (indices within the layer), for §3.3 (c):
+        # separate from the record, which may be full (REC_OVF) while spikes still act.
+        # (Depth at least 2: a one-word memory would get a zero-width address in Verilog.)
+        m.submodules.spike_list = spk = memory.Memory(
+            shape=range(max(2, n_hidden_max)), depth=max(2, n_hidden_max), init=[]
+        )
+        m.submodules.first_spike = first = memory.Memory(
+            shape=first_layout(cfg), depth=max(2, n_out), init=[]
+        )
+        m.submodules.inbuf = inb = InputBuffer(cfg)
+        m.submodules.lif = lif = LifUnit(cfg)
+
+        syn_wp = syn.write_port()
+        syn_rp = syn.read_port()  # same address as the write port: one single-port SPRAM (§8)
+        state_wp = state.write_port()
+        state_rp = state.read_port()
+        acc_wp = acc.write_port()
+        acc_rp = acc.read_port(transparent_for=(acc_wp,))  # back-to-back fan-outs to one target
+        rec_wp = rec.write_port()
+        rec_rp = rec.read_port()
+        spk_wp = spk.write_port()
+        spk_rp = spk.read_port(transparent_for=(spk_wp,))
+        first_wp = first.write_port()
+        first_rp = first.read_port()
+
+        # -- registers -----------------------------------------------------------------------
+        phase = Signal(Phase)
+        step = Signal(cfg.step_bits)
+        lay = Signal(range(n_layers))  # swept layer - 1 (IN_FAN: 0; SPK_FAN: source layer - 1)
+        j = Signal(range(max(s[1:]) + 1))  # neuron index within the swept layer
+        g = Signal(nrn_range)  # global neuron address being issued
+        k = Signal(range(max(s[1:]) + 1))  # fan-out target index
+        kb = Signal(syn_bits + 1)  # synapse address of target k with source 0
+        tgt = Signal(nrn_range)  # accumulator address of target k
+        cnt = Signal(range(lat))
+        ptr = Signal(range(cfg.input_capacity + 1))
+        ptr_nxt = Signal.like(ptr)
+        q = Signal(range(n_hidden_max + 1))
+        q_nxt = Signal.like(q)
+        ns = Signal(range(n_hidden_max + 1))
+        n_rec = Signal(range(cfg.record_capacity + 1))
+        fired = Signal(n_out)
+        n_first = Signal(range(n_out + 1))
+        n_end = Signal(cfg.step_bits)
+        flags = Signal(len(Flag))
+        cb = self.counter_bits
+        cyc_total, cyc_sweep, cyc_fan, n_inputs = (Signal(cb, name=n) for n in
+                                                   ("cyc_total", "cyc_sweep", "cyc_fan", "n_inputs"))
+        layer_count = [Signal(cb, name=f"layer_count{l}") for l in range(n_layers)]
+
+        busy = phase != Phase.IDLE
+        m.d.comb += [self.busy.eq(busy), self.phase.eq(phase)]
+        m.d.comb += self.in_full.eq(inb.count == cfg.input_capacity)
+        m.d.sync += [ptr.eq(ptr_nxt), q.eq(q_nxt)]
+        m.d.comb += [ptr_nxt.eq(ptr), q_nxt.eq(q)]
+        # Read ports addressed by the *next* pointer: their data is always the entry at the pointer.
+        m.d.comb += [inb.cur_addr.eq(ptr_nxt), inb.nxt_addr.eq(ptr_nxt + 1), spk_rp.addr.eq(q_nxt)]
+
+        sizes_a = const_array(s)
+        w_off_a = const_array(w_off, syn_bits + 1)
+        nrn_off_a = const_array(nrn_off, nrn_range.stop.bit_length())
+
+        # -- fan-out engine: issue (this cycle) and accumulate (next cycle) -------------------
+        fan_issue = Signal()
+        fan_mat = Signal(range(n_layers))
+        fan_src = Signal(syn_bits + 1)
+        f1_valid = Signal()
+        f1_mat = Signal.like(fan_mat)
+        f1_tgt = Signal.like(tgt)
+        m.d.sync += [f1_valid.eq(fan_issue), f1_mat.eq(fan_mat), f1_tgt.eq(tgt)]
+        weight = syn_rp.data.w
+        aligned = Signal(signed(cfg.fanin_acc_bits))
+        with m.Switch(f1_mat):
+            for mat in range(n_layers):
+                with m.Case(mat):
+                    # §3.2: a weight is rounded to I's LSB as it is fanned in (exact if f_w <= f_I).
+                    m.d.comb += aligned.eq(rnd(weight, cfg.w_frac[mat] - cfg.i_frac, cfg.state_rounding))
+
+        # -- sweep pipeline: issue at s0, memories at s1 (LifUnit in), LifUnit out at s3 --------
+        sweep_issue = Signal()
+        # Neuron address, index and layer travel beside the data: stage i is i cycles after issue;
+        # the last stage ("s3": the write-back) is the LifUnit's output.
+        stages = [(g, j, lay)]
+        for i in range(1, 2 + LifUnit.latency):
+            regs = (Signal(nrn_range, name=f"s{i}_g"), Signal.like(j, name=f"s{i}_j"),
+                    Signal.like(lay, name=f"s{i}_l"))
+            m.d.sync += [r.eq(p) for r, p in zip(regs, stages[-1])]
+            stages.append(regs)
+        s1_valid = Signal()
+        m.d.sync += s1_valid.eq(sweep_issue)
+        s3_g, s3_j, s3_l = stages[-1]
+        s2_g = stages[-2][0]  # one cycle before the write-back (the vmax read address)
+        m.d.comb += [
+            lif.i.valid.eq(s1_valid),
+            lif.i.p.v.eq(state_rp.data.v),
+            lif.i.p.cur.eq(state_rp.data.cur),
+            lif.i.p.acc.eq(acc_rp.data),
+            lif.i.p.zero.eq(step == 0),  # §3.2: the state before step 0 is zero
+        ]
+        out = lif.o.p
+        s3_valid = lif.o.valid
+        s3_hidden = s3_l != n_layers - 1
+        s3_spike = s3_valid & out.spike
+
+        # State write-back and fan-in clear (the accumulator's write port is the fan-out's when
+        # f1_valid; the two never overlap: the drain separates a sweep from the next fan-out).
+        m.d.comb += [
+            state_wp.addr.eq(s3_g),
+            state_wp.data.v.eq(out.v),
+            state_wp.data.cur.eq(out.cur),
+            state_wp.en.eq(s3_valid),
+            acc_wp.addr.eq(Mux(f1_valid, f1_tgt, s3_g)),
+            acc_wp.data.eq(Mux(f1_valid, acc_rp.data + aligned, 0)),
+            acc_wp.en.eq(f1_valid | s3_valid),
+        ]
+
+        # §3.4: record (hidden), this step's spike list (hidden), first-spike registers (outputs).
+        rec_full = n_rec == cfg.record_capacity
+        m.d.comb += [
+            rec_wp.addr.eq(n_rec),
+            rec_wp.data.step.eq(step),
+            rec_wp.data.nrn.eq(s3_g),
+            rec_wp.data.cur.eq(out.cur_dec),
+            rec_wp.en.eq(s3_spike & s3_hidden & ~rec_full),
+            spk_wp.addr.eq(ns),
+            spk_wp.data.eq(s3_j),
+            spk_wp.en.eq(s3_spike & s3_hidden),
+            first_wp.addr.eq(s3_j),
+            first_wp.data.step.eq(step),
+            first_wp.data.cur.eq(out.cur_dec),
+            first_wp.data.v.eq(out.v_pre),
+        ]
+        new_first = s3_spike & ~s3_hidden & ~fired.bit_select(s3_j, 1)
+        m.d.comb += first_wp.en.eq(new_first)
+
+        # §3.6: running maximum of V' per hidden neuron, read one cycle before the LifUnit's
+        # output (address s2_g) and written back with it; fired/dead (§5.6) pass through.
+        vmax_rp = None
+        if cfg.revive_hidden > 0:
+            m.submodules.vmax = vmax_mem = memory.Memory(
+                shape=vmax_layout(cfg), depth=max(2, cfg.n_hidden), init=[]
+            )
+            vmax_wp = vmax_mem.write_port()
+            vmax_rp = vmax_mem.read_port()
+            prev = vmax_rp.data
+            higher = (step == 0) | (out.v_pre > prev.vmax)
+            m.d.comb += [
+                vmax_rp.addr.eq(Mux(busy, s2_g, self.bus_addr)),
+                vmax_wp.addr.eq(s3_g),
+                vmax_wp.data.vmax.eq(Mux(step == 0, 0, out.v_pre)),
+                vmax_wp.data.vstep.eq(step),
+                vmax_wp.data.fired.eq(prev.fired),
+                vmax_wp.data.dead.eq(prev.dead),
+                vmax_wp.en.eq(s3_valid & s3_hidden & higher),
+            ]
+
+        # -- host port --------------------------------------------------------------------
+        region, addr = self.bus_region, self.bus_addr
+        host_we = self.bus_we & ~busy
+        m.d.comb += [
+            syn_rp.addr.eq(Mux(busy, kb + fan_src, addr)),
+            syn_wp.addr.eq(syn_rp.addr),
+            syn_rp.en.eq(~syn_wp.en),  # SPRAM read-during-write is "no change": say so
+            syn_wp.data.eq(self.bus_wdata),
+            syn_wp.en.eq(host_we & (region == Region.SYNAPSE)),
+            state_rp.addr.eq(Mux(busy, g, addr)),
+            acc_rp.addr.eq(Mux(phase == Phase.SWEEP, g, tgt)),
+            rec_rp.addr.eq(addr),
+            first_rp.addr.eq(addr),
+            inb.push.p.eq(self.bus_wdata),
+            inb.push.valid.eq(host_we & (region == Region.INPUT)),
+            inb.clear.eq(host_we & (region == Region.REG) & (addr == Reg.IN_COUNT)),
+        ]
+        rd_region = Signal(Region)
+        rd_addr = Signal.like(addr)
+        m.d.sync += [rd_region.eq(region), rd_addr.eq(addr)]
+        regs = {
+            Reg.ID: Const(config_id(cfg), 32),
+            Reg.FLAGS: flags,
+            Reg.IN_COUNT: inb.count,
+            Reg.N_END: n_end,
+            Reg.REC_COUNT: n_rec,
+            Reg.CYC_TOTAL: cyc_total,
+            Reg.CYC_SWEEP: cyc_sweep,
+            Reg.CYC_FANOUT: cyc_fan,
+            Reg.N_INPUTS: n_inputs,
+        }
+        with m.Switch(rd_region):
+            with m.Case(Region.SYNAPSE):
+                m.d.comb += self.bus_rdata.eq(syn_rp.data)
+            with m.Case(Region.INPUT):
+                m.d.comb += self.bus_rdata.eq(inb.nxt)
+            with m.Case(Region.STATE):
+                m.d.comb += self.bus_rdata.eq(state_rp.data)
+            with m.Case(Region.RECORD):
+                m.d.comb += self.bus_rdata.eq(rec_rp.data)
+            with m.Case(Region.FIRST):
+                silent = first_layout(cfg).const({"step": cfg.n_steps, "cur": 0, "v": 0})
+                fired_rd = fired.bit_select(rd_addr, 1)
+                m.d.comb += self.bus_rdata.eq(Mux(fired_rd, first_rp.data.as_value(), silent.as_value()))
+            if vmax_rp is not None:
+                with m.Case(Region.VMAX):
+                    m.d.comb += self.bus_rdata.eq(vmax_rp.data)
+            with m.Case(Region.REG):
+                with m.Switch(rd_addr):
+                    for reg, value in regs.items():
+                        with m.Case(reg.value):
+                            m.d.comb += self.bus_rdata.eq(value)
+                    for l in range(n_layers):
+                        with m.Case(Reg.LAYER_COUNT.value + l):
+                            m.d.comb += self.bus_rdata.eq(layer_count[l])
+        # While idle, `cur` shows entry 0 (ptr is 0) for the start decision and the look-ahead port
+        # serves host reads; in the start cycle it must already point at entry 1.
+        with m.If(~busy & ~self.start):
+            m.d.comb += inb.nxt_addr.eq(addr)
+
+        # -- flags and counters --------------------------------------------------------------
+        raised = Signal.like(flags)
+        m.d.comb += raised.eq(
+            Mux(s3_valid & out.v_sat, int(Flag.V_SAT), 0)
+            | Mux(s3_valid & out.i_sat, int(Flag.I_SAT), 0)
+            | Mux(s3_spike & s3_hidden & rec_full, int(Flag.REC_OVF), 0)
+            | Mux(inb.ovf, int(Flag.IN_OVF), 0)
+        )
+        clear = Mux(host_we & (region == Region.REG) & (addr == Reg.FLAGS), self.bus_wdata[: len(flags)], 0)
+        m.d.sync += flags.eq((flags & ~clear) | raised)
+        with m.If(busy):
+            m.d.sync += cyc_total.eq(cyc_total + 1)
+        with m.If((phase == Phase.SWEEP) | (phase == Phase.DRAIN)):
+            m.d.sync += cyc_sweep.eq(cyc_sweep + 1)
+        with m.If((phase == Phase.IN_FAN) | (phase == Phase.SPK_FAN)):
+            m.d.sync += cyc_fan.eq(cyc_fan + 1)
+        with m.If(s3_spike):
+            with m.Switch(s3_l):
+                for l in range(n_layers):
+                    with m.Case(l):
+                        m.d.sync += layer_count[l].eq(layer_count[l] + 1)
+        with m.If(s3_spike & s3_hidden):
+            m.d.sync += ns.eq(ns + 1)
+            with m.If(~rec_full):
+                m.d.sync += n_rec.eq(n_rec + 1)
+        with m.If(new_first):
+            m.d.sync += [fired.bit_select(s3_j, 1).eq(1), n_first.eq(n_first + 1)]
+
+        # -- sequencer (§3.3) ------------------------------------------------------------------
+        def goto_sweep(layer):
+            m.d.sync += [phase.eq(Phase.SWEEP), lay.eq(layer), j.eq(0), ns.eq(0)]
+
+        def goto_in_fan():
+            m.d.sync += [phase.eq(Phase.IN_FAN), lay.eq(0), k.eq(0), kb.eq(0), tgt.eq(0)]
+
+        def goto_spk_fan(layer):
+            # Source layer = layer + 1, weight matrix = layer + 1, targets in layer + 2.
+            m.d.sync += [
+                phase.eq(Phase.SPK_FAN), k.eq(0), kb.eq(w_off_a[layer + 1]), tgt.eq(nrn_off_a[layer + 1]),
+            ]  # fmt: skip
+
+        with m.Switch(phase):
+            with m.Case(Phase.IDLE):
+                m.d.comb += ptr_nxt.eq(0)
+                with m.If(self.start):
+                    m.d.sync += [
+                        step.eq(0), g.eq(0), n_rec.eq(0), fired.eq(0), n_first.eq(0), n_end.eq(0),
+                        cyc_total.eq(0), cyc_sweep.eq(0), cyc_fan.eq(0), n_inputs.eq(0),
+                        *(c.eq(0) for c in layer_count),
+                    ]  # fmt: skip
+                    with m.If((inb.count != 0) & (inb.cur.step == 0)):
+                        goto_in_fan()
+                    with m.Else():
+                        goto_sweep(0)
+            with m.Case(Phase.IN_FAN):
+                m.d.comb += [fan_issue.eq(1), fan_mat.eq(0), fan_src.eq(inb.cur.id)]
+                with m.If(k == s[1] - 1):
+                    m.d.sync += [n_inputs.eq(n_inputs + 1), k.eq(0), kb.eq(0), tgt.eq(0)]
+                    m.d.comb += ptr_nxt.eq(ptr + 1)
+                    with m.If(~((ptr + 1 < inb.count) & (inb.nxt.step == step))):
+                        goto_sweep(0)
+                with m.Else():
+                    m.d.sync += [k.eq(k + 1), kb.eq(kb + s[0]), tgt.eq(tgt + 1)]
+            with m.Case(Phase.SWEEP):
+                m.d.comb += sweep_issue.eq(1)
+                m.d.sync += [g.eq(g + 1), j.eq(j + 1)]
+                with m.If(j == sizes_a[lay + 1] - 1):
+                    m.d.sync += [phase.eq(Phase.DRAIN), cnt.eq(0)]
+            with m.Case(Phase.DRAIN):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == lat - 1):
+                    with m.If(lay != n_layers - 1):
+                        # The last neuron's write-back may be this very cycle: count it in.
+                        with m.If((ns != 0) | (s3_spike & s3_hidden)):
+                            goto_spk_fan(lay)
+                        with m.Else():
+                            goto_sweep(lay + 1)
+                    with m.Else():
+                        stop = step == cfg.n_steps - 1
+                        if cfg.early_stop:
+                            stop |= (n_first + new_first) == n_out
+                        with m.If(stop):
+                            m.d.sync += [phase.eq(Phase.IDLE), n_end.eq(step)]
+                        with m.Else():
+                            m.d.sync += [step.eq(step + 1), g.eq(0)]
+                            with m.If((ptr < inb.count) & (inb.cur.step == step + 1)):
+                                goto_in_fan()
+                            with m.Else():
+                                goto_sweep(0)
+            with m.Case(Phase.SPK_FAN):
+                m.d.comb += [fan_issue.eq(1), fan_mat.eq(lay + 1), fan_src.eq(spk_rp.data)]
+                with m.If(k == sizes_a[lay + 2] - 1):
+                    with m.If(q + 1 < ns):
+                        m.d.comb += q_nxt.eq(q + 1)
+                        m.d.sync += [k.eq(0), kb.eq(w_off_a[lay + 1]), tgt.eq(nrn_off_a[lay + 1])]
+                    with m.Else():
+                        m.d.comb += q_nxt.eq(0)
+                        goto_sweep(lay + 1)
+                with m.Else():
+                    m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[lay + 1]), tgt.eq(tgt + 1)]
+        return m
