@@ -20,6 +20,10 @@ RUNS_DIR = Path("runs")
 
 
 def _cmd_train(args) -> int:
+    if args.method != "eventprop":
+        return _train_method(args)
+    if args.train_samples is not None:
+        raise ConfigError("--train-samples applies to --method spiking-mlp and smooth-qif only")
     from .train import PRESETS, train, with_overrides
 
     cfg = with_overrides(PRESETS[args.dataset], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -37,6 +41,26 @@ def _cmd_train(args) -> int:
           f"float64 EventProp) -> {out}")
     _, metrics = train(cfg, seed=args.seed, out_dir=out, progress=not args.quiet)
     _print_summary(metrics, out)
+    return 0
+
+
+def _train_method(args) -> int:
+    from .methods import preset, train_method
+
+    if args.model == "fixed":
+        raise ConfigError(f"--model fixed: the fixed-point core trains EventProp only, not {args.method}")
+    if args.revive is not None or args.revive_hidden is not None:
+        raise ConfigError("--revive and --revive-hidden are EventProp loss terms; "
+                          f"{args.method} does not use them")
+    cfg = preset(args.method, args.dataset, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                 train_samples=args.train_samples)
+    out = Path(args.out) if args.out else RUNS_DIR / f"{args.dataset}-{args.method}-seed{args.seed}"
+    print(f"evcore: training {args.dataset} {'-'.join(map(str, cfg.sizes))} ({cfg.epochs} epochs, "
+          f"{args.method}) -> {out}")
+    _, metrics = train_method(cfg, seed=args.seed, out_dir=out, progress=not args.quiet)
+    _print_summary(metrics, out)
+    print(f"events per sample {metrics['test_events_per_sample']:.0f}, operations per sample "
+          f"{metrics['test_ops_per_sample']:.0f}; {metrics['train_epoch_s']:.1f} s per training epoch")
     return 0
 
 
@@ -175,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the silent-label revival term (docs/eventprop.md §8; yinyang preset: 10)")
     p.add_argument("--revive-hidden", type=_non_negative_float,
                    help="weight of the dead-hidden-neuron revival term (§10a; yinyang preset: 1, 0 = off)")
+    p.add_argument("--method", choices=["eventprop", "spiking-mlp", "smooth-qif"], default="eventprop",
+                   help="training method (docs/methods.md): EventProp (default), O'Connor & Welling's "
+                        "spiking MLP, Klos & Memmesheimer's smooth-QIF exact gradients")
+    p.add_argument("--train-samples", type=_positive_int,
+                   help="train on the first N training samples only (--method spiking-mlp/smooth-qif)")
     p.add_argument("--model", choices=["float", "fixed"], default="float",
                    help="float64 EventProp (default) or the fixed-point core model")
     p.add_argument("--core", choices=["up5k", "ecp5-85f"], default="up5k",
