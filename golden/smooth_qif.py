@@ -184,9 +184,13 @@ def _neuron_backward(in_t, in_w, c, omega, omega_p, t_trial, x_minus, x_plus, gr
 
 
 @njit(cache=True)
-def _sample(in_times, weights, params, label, tau_soft, want_grad, grads):
+def _sample(in_times, weights, params, label, tau_soft, alpha, target, want_grad, grads):
     """Forward (and backward) of one sample. Returns (loss, prediction, t_out, trial spikes per
-    layer, pseudospikes per layer, events, ops)."""
+    layer, pseudospikes per layer, events, ops).
+
+    Loss (§2.4): cross-entropy of softmax(-t_out / tau_soft) for the label plus alpha t_label
+    (pressure towards an early label spike, as in the TTFS loss of EventProp); if target[0] is
+    finite instead, 1/2 sum_j (t_out_j - target_j)^2 (moving spikes to target times)."""
     c, omega, omega_p, phi0, t_trial, t_end = params
     n_layers = len(weights)
     # Input spikes, time-sorted.
@@ -273,18 +277,28 @@ def _sample(in_times, weights, params, label, tau_soft, want_grad, grads):
     for j in range(n_out):
         if sp_start[j + 1] > sp_start[j]:
             t_out[j] = sp_t[sp_start[j]]
-    z = -t_out / tau_soft
-    zmax = z.max()
-    p = np.exp(z - zmax)
-    p /= p.sum()
-    loss = -math.log(max(p[label], 1e-300))
+    dl_dt = np.zeros(n_out)
+    if np.isfinite(target[0]):
+        loss = 0.0
+        for j in range(n_out):
+            loss += 0.5 * (t_out[j] - target[j]) ** 2
+            dl_dt[j] = t_out[j] - target[j]
+    else:
+        z = -t_out / tau_soft
+        zmax = z.max()
+        p = np.exp(z - zmax)
+        p /= p.sum()
+        loss = -math.log(max(p[label], 1e-300)) + alpha * t_out[label]
+        for j in range(n_out):
+            dl_dt[j] = -(p[j] - (1.0 if j == label else 0.0)) / tau_soft
+        dl_dt[label] += alpha
     pred = np.argmin(t_out)
     if want_grad:
         # dL/dt of every spike of the top layer: only first spikes inside the window count.
         sp_grad = np.zeros(sp_t.size)
         for j in range(n_out):
             if sp_start[j + 1] > sp_start[j]:
-                sp_grad[sp_start[j]] = -(p[j] - (1.0 if j == label else 0.0)) / tau_soft
+                sp_grad[sp_start[j]] = dl_dt[j]
         for l in range(n_layers - 1, -1, -1):
             w = weights[l]
             gw = grads[l]
@@ -320,7 +334,7 @@ def _sample(in_times, weights, params, label, tau_soft, want_grad, grads):
 
 
 @njit(cache=True)
-def _batch(in_times, weights, params, labels, tau_soft, want_grad, grads):
+def _batch(in_times, weights, params, labels, tau_soft, alpha, targets, want_grad, grads):
     n = in_times.shape[0]
     n_layers = len(weights)
     n_out = weights[n_layers - 1].shape[1]
@@ -332,7 +346,7 @@ def _batch(in_times, weights, params, labels, tau_soft, want_grad, grads):
     events = np.zeros(n, dtype=np.int64)
     ops = np.zeros(n, dtype=np.int64)
     for s in range(n):
-        r = _sample(in_times[s], weights, params, labels[s], tau_soft, want_grad, grads)
+        r = _sample(in_times[s], weights, params, labels[s], tau_soft, alpha, targets[s], want_grad, grads)
         losses[s] = r[0]
         preds[s] = r[1]
         t_out[s, :] = r[2]
@@ -383,32 +397,46 @@ class QifNetwork:
     def sizes(self) -> tuple:
         return (self.weights[0].shape[0],) + tuple(w.shape[1] for w in self.weights)
 
-    def _call(self, in_times, labels, tau_soft, want_grad):
+    def _call(self, in_times, labels, tau_soft, alpha, want_grad, targets=None):
         in_times = np.ascontiguousarray(np.atleast_2d(in_times), dtype=np.float64)
         if in_times.shape[1] != self.sizes[0]:
             raise ConfigError(f"{in_times.shape[1]} input neurons, the network has {self.sizes[0]}")
         if np.isnan(in_times).any() or (in_times < 0).any():
             raise ConfigError("input spike times must be >= 0 (inf: no spike)")
         labels = np.zeros(len(in_times), dtype=np.int64) if labels is None else np.asarray(labels, np.int64)
-        if labels.shape != (len(in_times),) or labels.min(initial=0) < 0 or labels.max(initial=0) >= self.sizes[-1]:
+        n_out = self.sizes[-1]
+        if labels.shape != (len(in_times),) or labels.min(initial=0) < 0 or labels.max(initial=0) >= n_out:
             raise ConfigError(f"one label in 0..{self.sizes[-1] - 1} per sample expected")
         if not tau_soft > 0:
             raise ConfigError(f"tau_soft must be positive, got {tau_soft}")
+        if not alpha >= 0:
+            raise ConfigError(f"alpha must be >= 0, got {alpha}")
+        if targets is None:
+            targets = np.full((len(in_times), 1), np.inf)
+        else:
+            targets = np.ascontiguousarray(np.atleast_2d(targets), dtype=np.float64)
+            if targets.shape != (len(in_times), self.sizes[-1]) or not np.isfinite(targets).all():
+                raise ConfigError(f"targets: one finite time per sample and output neuron, {self.sizes[-1]} "
+                                  "per sample expected")
         grads = List([np.zeros_like(w) for w in self.weights])
-        r = _batch(in_times, List(self.weights), self.params.args(), labels, float(tau_soft), want_grad, grads)
+        r = _batch(in_times, List(self.weights), self.params.args(), labels, float(tau_soft), float(alpha), targets,
+                   want_grad, grads)
         return QifResult(*r), [np.asarray(g) for g in grads]
 
-    def run(self, in_times, labels=None, tau_soft: float = 0.1) -> QifResult:
-        return self._call(in_times, labels, tau_soft, False)[0]
+    def run(self, in_times, labels=None, tau_soft: float = 0.1, alpha: float = 0.0, targets=None) -> QifResult:
+        return self._call(in_times, labels, tau_soft, alpha, False, targets)[0]
 
-    def gradient(self, in_times, labels, tau_soft: float):
-        """(losses (N,), gradient of the mean loss per weight matrix, result)."""
-        res, grads = self._call(in_times, labels, tau_soft, True)
+    def gradient(self, in_times, labels, tau_soft: float = 0.1, alpha: float = 0.0, targets=None):
+        """(losses (N,), gradient of the mean loss per weight matrix, result).
+
+        With targets (N, n_out) the loss is the squared distance of the first spike times to them."""
+        res, grads = self._call(in_times, labels, tau_soft, alpha, True, targets)
         n = len(res.losses)
         return res.losses, [g / n for g in grads], res
 
     def state_dict(self) -> dict:
-        state = {"n_layers": np.int64(len(self.weights)), "params": np.array(list(asdict(self.params).values()))}
+        state = {"n_layers": np.int64(len(self.weights)),
+                 "params": np.array(list(asdict(self.params).values()))}
         for l, w in enumerate(self.weights):
             state[f"w{l}"] = w
         return state

@@ -74,7 +74,7 @@ def _max_spikes_per_step(phi, extra):
 
 @njit(cache=True)
 def _forward(x, weights, biases, n_steps):
-    """Counts of every layer (input first) and the fan-out operations of the forward pass (§1.2)."""
+    """Counts and backward gates of every layer (input first) and the forward fan-out operations (§1.2)."""
     n_layers = len(weights)
     counts = List()
     phis = List()
@@ -111,15 +111,21 @@ def _forward(x, weights, biases, n_steps):
             n_next = _herd(phi, l == n_layers - 1, counts[l + 1], next_events, 0)
             events, next_events = next_events, events
             n_events = n_next
-    return counts, ops
+    # Gate of the backward pass (§1.3): the unit's accumulated input count + phi was positive,
+    # i.e. the ReLU of its mean input is. Spike counts alone would keep units whose early
+    # overshoot spiked although their mean input is negative.
+    gates = List()
+    for l in range(n_layers + 1):
+        gates.append((counts[l] + phis[l]) > 0.0)
+    return counts, gates, ops
 
 
 @njit(cache=True)
-def _backward(err, weights, counts, n_steps):
+def _backward(err, weights, gates, n_steps):
     """Signed backward counts of every non-input layer and the fan-out operations (§1.3).
 
     err is the per-step error of the output units; a backward spike of unit k of layer l+1 adds
-    W[l][:, k] to the backward potentials of the active units of layer l (forward count > 0).
+    W[l][:, k] to the backward potentials of the gated-on units of layer l.
     """
     n_layers = len(weights)
     back = List()
@@ -139,13 +145,13 @@ def _backward(err, weights, counts, n_steps):
         n_events = _herd(psi, True, back[top], events, 0)
         for l in range(top, 0, -1):
             w = weights[l]
-            active = counts[l]
+            active = gates[l]
             psi = psis[l - 1]
             for e in range(n_events):
                 k = events[e, 0]
                 s = events[e, 1]
                 for j in range(psi.size):
-                    if active[j] > 0:
+                    if active[j]:
                         psi[j] += s * w[j, k]
             ops += n_events * psi.size
             next_events = _grow(next_events, _max_spikes_per_step(psi, 0.5))
@@ -188,7 +194,7 @@ def _forward_batch(x, weights, biases, n_steps):
     layer_counts = np.zeros((n, n_layers + 1), dtype=np.int64)
     ops = np.zeros(n, dtype=np.int64)
     for s in range(n):
-        counts, ops[s] = _forward(x[s], weights, biases, n_steps)
+        counts, _, ops[s] = _forward(x[s], weights, biases, n_steps)
         out[s] = counts[n_layers]
         for l in range(n_layers + 1):
             layer_counts[s, l] = np.abs(counts[l]).sum()
@@ -205,6 +211,8 @@ class ForwardResult:
     """Spike counts of one sample per layer (input first; the output's are signed)."""
 
     counts: list
+    #: Backward gate per layer (input first): accumulated input of the unit > 0.
+    gates: list
     #: Fan-out operations (events x fan-out, bias included) of the forward pass.
     ops: int
 
@@ -257,7 +265,8 @@ class SpikingMLP:
         """He-normal weights, zero biases."""
         if len(sizes) < 2 or min(sizes) < 1:
             raise ConfigError(f"sizes must list at least two positive layer sizes, got {sizes}")
-        weights = [rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out)) for n_in, n_out in zip(sizes, sizes[1:])]
+        weights = [rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out))
+                   for n_in, n_out in zip(sizes, sizes[1:])]
         return cls(weights, [np.zeros(n) for n in sizes[1:]], n_steps, back_gain)
 
     @property
@@ -278,8 +287,8 @@ class SpikingMLP:
         return x
 
     def forward(self, x: np.ndarray) -> ForwardResult:
-        counts, ops = _forward(self._check_x(x), self.weights, self.biases, self.n_steps)
-        return ForwardResult(list(counts), int(ops))
+        counts, gates, ops = _forward(self._check_x(x), self.weights, self.biases, self.n_steps)
+        return ForwardResult(list(counts), list(gates), int(ops))
 
     def output_counts(self, x: np.ndarray):
         """(output counts (N, n_out), absolute spike counts (N, layers + 1), forward ops (N,))."""
@@ -294,16 +303,20 @@ class SpikingMLP:
         return loss, err
 
     def backward(self, fwd: ForwardResult, err: np.ndarray):
-        back, ops = _backward(np.asarray(err, dtype=np.float64), self.weights, List(fwd.counts), self.n_steps)
+        """Signed backward counts per non-input layer for the per-step output error err (§1.3)."""
+        back, ops = _backward(np.asarray(err, dtype=np.float64), self.weights, List(fwd.gates), self.n_steps)
         return list(back), int(ops)
+
+    def update(self, fwd: ForwardResult, back: list, lr: float) -> int:
+        """Event-driven SGD step W -= lr / n^2 * outer(counts, back); returns multiply-adds (§1.4)."""
+        return int(_update(self.weights, self.biases, List(fwd.counts), List(back), self.n_steps, lr))
 
     def train_step(self, x: np.ndarray, label: int, lr: float) -> StepResult:
         """Forward, backward and the event-driven weight update of one sample (minibatch 1)."""
         fwd = self.forward(x)
         loss, err = self.error(fwd.output, label)
         back, back_ops = self.backward(fwd, self.back_gain * err)
-        update_ops = _update(self.weights, self.biases, List(fwd.counts), List(back), self.n_steps,
-                             lr / self.back_gain)
+        update_ops = self.update(fwd, back, lr / self.back_gain)
         return StepResult(loss, int(np.argmax(fwd.output)), fwd, back, fwd.ops, back_ops, int(update_ops))
 
     def state_dict(self) -> dict:
