@@ -58,7 +58,7 @@ class QifParameters:
     #: Time constant during the pseudodynamics after T (shorter: pseudospikes come soon after T).
     tau_pseudo: float = 1.0 / math.pi
     #: Length of the pseudodynamics window after T; spikes after T + t_pseudo are not simulated.
-    t_pseudo: float = 2.0
+    t_pseudo: float = 1.0
 
     def __post_init__(self):
         if not self.i0 > 0.25:
@@ -419,11 +419,12 @@ class QifNetwork:
                 raise ConfigError(f"targets: one finite time per sample and output neuron, {self.sizes[-1]} "
                                   "per sample expected")
         grads = List([np.zeros_like(w) for w in self.weights])
-        r = _batch(in_times, List(self.weights), self.params.args(), labels, float(tau_soft), float(alpha), targets,
-                   want_grad, grads)
+        r = _batch(in_times, List(self.weights), self.params.args(), labels, float(tau_soft), float(alpha),
+                   targets, want_grad, grads)
         return QifResult(*r), [np.asarray(g) for g in grads]
 
-    def run(self, in_times, labels=None, tau_soft: float = 0.1, alpha: float = 0.0, targets=None) -> QifResult:
+    def run(self, in_times, labels=None, tau_soft: float = 0.1, alpha: float = 0.0,
+            targets=None) -> QifResult:
         return self._call(in_times, labels, tau_soft, alpha, False, targets)[0]
 
     def gradient(self, in_times, labels, tau_soft: float = 0.1, alpha: float = 0.0, targets=None):

@@ -48,12 +48,12 @@ class MethodConfig:
     #: Smooth QIF: probability of flipping each binarised MNIST pixel during training (paper 0.02).
     input_flip: float = 0.0
     #: Smooth QIF: softmax temperature of the first-spike loss (trial-time units).
-    tau_soft: float = 0.3
+    tau_soft: float = 0.1
     #: Smooth QIF: weight of the label neuron's first spike time in the loss (early-spike pressure).
-    alpha: float = 0.5
+    alpha: float = 0.1
     #: Smooth QIF: trial length and pseudodynamics window (trial-time units; docs/methods.md §2).
     t_trial: float = 2.0
-    t_pseudo: float = 2.0
+    t_pseudo: float = 1.0
     #: First n training samples only (0: all); for runs that must fit a time budget.
     train_samples: int = 0
     #: Samples per evaluation call.
@@ -87,11 +87,12 @@ METHOD_PRESETS = {
     ("spiking-mlp", "yinyang"): MethodConfig("spiking-mlp", "yinyang", (4, 200, 3), lr=0.01, lr_decay=0.95,
                                              batch_size=1, epochs=30, n_steps=10, back_gain=10.0),
     # 784-100-100-10, trial T = 2, input flips 0.02 (REFERENCES.md, Klos & Memmesheimer).
-    ("smooth-qif", "mnist"): MethodConfig("smooth-qif", "mnist", (784, 100, 100, 10), lr=4e-3, lr_decay=0.95,
-                                          batch_size=100, epochs=10, init_std=(0.05, 0.3, 0.3),
+    ("smooth-qif", "mnist"): MethodConfig("smooth-qif", "mnist", (784, 100, 100, 10), lr=4e-3, lr_decay=0.9,
+                                          batch_size=100, epochs=15, init_std=(0.05, 0.3, 0.3),
                                           input_flip=0.02),
     ("smooth-qif", "yinyang"): MethodConfig("smooth-qif", "yinyang", (5, 200, 3), lr=4e-3, lr_decay=0.95,
-                                            batch_size=32, epochs=30, init_std=(0.1, 0.1)),
+                                            batch_size=32, epochs=30, init_std=(0.1, 0.1),
+                                            tau_soft=0.3, alpha=0.5),
 }
 
 
