@@ -141,6 +141,8 @@ def _cmd_demo(args) -> int:
 
 def _cmd_report(args) -> int:
     """Table of finished runs (their metrics.json), with the mean per data set and model."""
+    if args.side_by_side:
+        return _side_by_side(args)
     paths = [Path(p) for p in args.runs] or sorted(RUNS_DIR.glob("*/metrics.json"))
     rows = []
     for path in paths:
@@ -176,6 +178,25 @@ def _cmd_report(args) -> int:
             if not np.isnan(fresh).any():
                 line += f"; fresh samples mean {100 * fresh.mean():.2f} %"
             print(line)
+    return 0
+
+
+def _side_by_side(args) -> int:
+    from .report import load_rows, markdown_table, plot_accuracy_vs_events, side_by_side
+
+    paths = [Path(p) for p in args.runs] or sorted(RUNS_DIR.glob("**/metrics.json"))
+    if not paths:
+        raise FileNotFoundError(f"no finished runs under {RUNS_DIR}/")
+    groups = side_by_side(load_rows(paths))
+    table = markdown_table(groups)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(groups, indent=1))
+    if args.figure:
+        plot_accuracy_vs_events(groups, args.figure)
+        print(f"wrote {args.figure}")
     return 0
 
 
@@ -223,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="table of finished training runs")
     p.add_argument("runs", nargs="*", help="run directories or metrics.json files (default runs/*)")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="compare the training methods: mean over seeds per data set and method "
+                        "(docs/methods.md)")
+    p.add_argument("--markdown", help="with --side-by-side: also write the table to this file")
+    p.add_argument("--json", help="with --side-by-side: also write the table as JSON")
+    p.add_argument("--figure", help="with --side-by-side: plot accuracy against events per sample")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="short Yin-Yang training run")

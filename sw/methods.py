@@ -107,7 +107,7 @@ def build_model(cfg: MethodConfig, rng: np.random.Generator):
     return QifNetwork.create(cfg.sizes, params, cfg.init_std, rng)
 
 
-def _features(cfg: MethodConfig, dataset: Dataset, x: np.ndarray):
+def model_inputs(cfg: MethodConfig, dataset: Dataset, x: np.ndarray):
     """Model input of features x: the features for the spiking MLP, input spikes for smooth QIF."""
     if cfg.method == "spiking-mlp":
         return np.ascontiguousarray(x, dtype=np.float64)
@@ -140,7 +140,7 @@ def evaluate_method(cfg: MethodConfig, model, inputs, labels) -> dict:
             "events_per_sample": events / n, "ops_per_sample": ops / n}
 
 
-def _train_epoch(cfg: MethodConfig, model, opt, inputs, labels, rng, bar):
+def train_epoch(cfg: MethodConfig, model, opt, inputs, labels, rng, bar):
     """One epoch; returns (loss sum, correct predictions)."""
     n = len(labels)
     perm = rng.permutation(n)
@@ -169,7 +169,7 @@ def _train_epoch(cfg: MethodConfig, model, opt, inputs, labels, rng, bar):
     return loss_sum, correct
 
 
-class _Sgd:
+class Sgd:
     """The spiking MLP's plain SGD: its update is applied event by event inside the model."""
 
     def __init__(self, lr):
@@ -188,18 +188,18 @@ def train_method(cfg: MethodConfig, seed: int = 0, out_dir: str | Path | None = 
     n_train = cfg.train_samples or len(dataset.y_train)
     if n_train > len(dataset.y_train):
         raise ConfigError(f"train_samples {n_train} exceeds the {len(dataset.y_train)} training samples")
-    x_train = _features(cfg, dataset, dataset.x_train[:n_train])
+    x_train = model_inputs(cfg, dataset, dataset.x_train[:n_train])
     y_train = np.asarray(dataset.y_train[:n_train])
-    x_val = _features(cfg, dataset, dataset.x_val)
-    x_test = _features(cfg, dataset, dataset.x_test)
-    opt = _Sgd(cfg.lr) if cfg.method == "spiking-mlp" else Adam(model.weights, cfg.lr)
+    x_val = model_inputs(cfg, dataset, dataset.x_val)
+    x_test = model_inputs(cfg, dataset, dataset.x_test)
+    opt = Sgd(cfg.lr) if cfg.method == "spiking-mlp" else Adam(model.weights, cfg.lr)
     history = []
     best_val, best_state, best_epoch = -1.0, None, 0
     bar = tqdm(total=cfg.epochs * n_train, disable=not progress, unit="sample",
                desc=f"train {cfg.dataset} {cfg.method}", dynamic_ncols=True)
     for epoch in range(cfg.epochs):
         t_epoch = time.perf_counter()
-        loss_sum, correct = _train_epoch(cfg, model, opt, x_train, y_train, rng, bar)
+        loss_sum, correct = train_epoch(cfg, model, opt, x_train, y_train, rng, bar)
         epoch_s = time.perf_counter() - t_epoch
         opt.lr *= cfg.lr_decay
         val = evaluate_method(cfg, model, x_val, dataset.y_val)
