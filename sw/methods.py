@@ -90,8 +90,9 @@ METHOD_PRESETS = {
     ("smooth-qif", "mnist"): MethodConfig("smooth-qif", "mnist", (784, 100, 100, 10), lr=4e-3, lr_decay=0.9,
                                           batch_size=100, epochs=15, init_std=(0.05, 0.3, 0.3),
                                           input_flip=0.02),
-    ("smooth-qif", "yinyang"): MethodConfig("smooth-qif", "yinyang", (5, 200, 3), lr=4e-3, lr_decay=0.95,
-                                            batch_size=32, epochs=30, init_std=(0.1, 0.1),
+    # lr 1e-2 chosen from 4e-3, 1e-2, 2e-2 at 30 epochs (validation 81, 87, 69 %).
+    ("smooth-qif", "yinyang"): MethodConfig("smooth-qif", "yinyang", (5, 200, 3), lr=1e-2, lr_decay=0.95,
+                                            batch_size=32, epochs=100, init_std=(0.1, 0.1),
                                             tau_soft=0.3, alpha=0.5),
 }
 

@@ -178,3 +178,12 @@ def test_state_dict_round_trip():
     copy = SpikingMLP.from_state_dict(net.state_dict())
     assert copy.back_gain == 3.0 and copy.n_steps == net.n_steps
     assert [c.tolist() for c in copy.forward(x).counts] == [c.tolist() for c in net.forward(x).counts]
+
+
+@pytest.mark.slow
+def test_mnist_preset_reaches_target():
+    """`evcore train mnist --method spiking-mlp`: test error <= 2.5 % (about 4 minutes)."""
+    from evcore.sw.methods import preset, train_method
+
+    _, metrics = train_method(preset("spiking-mlp", "mnist"), seed=0, progress=False)
+    assert 1.0 - metrics["test_accuracy"] <= 0.025
