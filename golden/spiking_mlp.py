@@ -319,6 +319,17 @@ class SpikingMLP:
         update_ops = self.update(fwd, back, lr / self.back_gain)
         return StepResult(loss, int(np.argmax(fwd.output)), fwd, back, fwd.ops, back_ops, int(update_ops))
 
+    def training_ops(self, x: np.ndarray, labels) -> dict:
+        """Mean operations of a training step per sample (forward and backward fan-out, update
+        multiply-adds) at the current weights, measured with learning rate 0 (weights unchanged)."""
+        x = self._check_x(np.atleast_2d(x))
+        total = np.zeros(3)
+        for s in range(len(x)):
+            step = self.train_step(x[s], int(labels[s]), 0.0)
+            total += (step.forward_ops, step.backward_ops, step.update_ops)
+        fwd, back, upd = total / len(x)
+        return {"forward": fwd, "backward": back, "update": upd}
+
     def state_dict(self) -> dict:
         state = {"n_steps": np.int64(self.n_steps), "n_layers": np.int64(len(self.weights)),
                  "back_gain": np.float64(self.back_gain)}

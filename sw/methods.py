@@ -248,6 +248,7 @@ def train_method(cfg: MethodConfig, seed: int = 0, out_dir: str | Path | None = 
     }
     if cfg.method == "spiking-mlp":
         metrics["dense_macs_per_sample"] = model.dense_macs()
+        metrics["train_ops_per_sample"] = model.training_ops(x_test[:1000], dataset.y_test[:1000])
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

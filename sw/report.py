@@ -125,10 +125,12 @@ def plot_accuracy_vs_events(groups: list[dict], path: str | Path):
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     markers = {"eventprop": "o", "spiking-mlp": "s", "smooth-qif": "^"}
+    colors = {"eventprop": "C0", "spiking-mlp": "C3", "smooth-qif": "C2"}
     for ax, dataset in zip(axes, ("yinyang", "mnist")):
         for g in (g for g in groups if g["dataset"] == dataset):
             ax.errorbar(g["events"], 100 * g["test_accuracy_mean"], yerr=100 * g["test_accuracy_std"],
-                        marker=markers[g["method"]], ls="none", capsize=3,
+                        marker=markers[g["method"]], color=colors[g["method"]], ls="none", capsize=3,
+                        alpha=0.5 + 0.5 * (g["epochs"] >= 100 or g["method"] != "eventprop"),
                         label=f"{g['method']} {g['sizes']}, {g['epochs']} ep")
         ax.set_xscale("log")
         ax.set_xlabel("events per test sample (spikes sent, input included)")
