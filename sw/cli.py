@@ -83,9 +83,13 @@ def _print_summary(metrics: dict, out: Path):
 
 def _cmd_eval(args) -> int:
     from .datasets import load_dataset, load_npz
+    from .methods import eval_method_cli, is_method_checkpoint, load_method_checkpoint
     from .train import encode, evaluate, load_checkpoint
 
-    net, cfg = load_checkpoint(args.checkpoint)
+    if is_method_checkpoint(args.checkpoint):
+        net, cfg = load_method_checkpoint(args.checkpoint)
+    else:
+        net, cfg = load_checkpoint(args.checkpoint)
     dataset = load_dataset(cfg.dataset)
     if args.data and args.fresh:
         raise ValueError("--data and --fresh exclude each other: evaluate on a file or on fresh samples")
@@ -103,6 +107,8 @@ def _cmd_eval(args) -> int:
                          f"{cfg.dataset} with {dataset.n_features}")
     if y.max(initial=0) >= net.sizes[-1]:
         raise ValueError(f"{what}: label {int(y.max())} out of range for {net.sizes[-1]} output neurons")
+    if is_method_checkpoint(args.checkpoint):
+        return eval_method_cli(args, x, y, what)
     acc, loss, spikes, _ = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
     # 95 % interval of the accuracy on the distribution, from the binomial standard error.
     half_width = 1.96 * np.sqrt(acc * (1 - acc) / len(y))

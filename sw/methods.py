@@ -83,9 +83,10 @@ METHOD_PRESETS = {
     # 784-200-200-10, minibatch 1, 10 steps (REFERENCES.md, O'Connor & Welling).
     ("spiking-mlp", "mnist"): MethodConfig("spiking-mlp", "mnist", (784, 200, 200, 10), lr=0.01, lr_decay=0.8,
                                            batch_size=1, epochs=10, n_steps=10, back_gain=10.0),
-    # Same hidden size as the EventProp Yin-Yang preset.
+    # Same hidden size as the EventProp Yin-Yang preset. 30 steps: 10 resolve a feature to 0.1
+    # only (seed 0: 90.1 % test with 10 steps, 95.5 % with 30).
     ("spiking-mlp", "yinyang"): MethodConfig("spiking-mlp", "yinyang", (4, 200, 3), lr=0.01, lr_decay=0.95,
-                                             batch_size=1, epochs=30, n_steps=10, back_gain=10.0),
+                                             batch_size=1, epochs=30, n_steps=30, back_gain=10.0),
     # 784-100-100-10, trial T = 2, input flips 0.02 (REFERENCES.md, Klos & Memmesheimer).
     ("smooth-qif", "mnist"): MethodConfig("smooth-qif", "mnist", (784, 100, 100, 10), lr=4e-3, lr_decay=0.9,
                                           batch_size=100, epochs=15, init_std=(0.05, 0.3, 0.3),
@@ -268,6 +269,25 @@ def load_method_checkpoint(path: str | Path):
         cfg = MethodConfig.from_json(json.loads(str(state["config"])))
         model = build_model(cfg, np.random.default_rng(0)).from_state_dict(state)
     return model, cfg
+
+
+def is_method_checkpoint(path: str | Path) -> bool:
+    """Whether a checkpoint was written by :func:`train_method` (its config names a method)."""
+    try:
+        with np.load(path, allow_pickle=False) as state:
+            return "method" in json.loads(str(state["config"]))
+    except (KeyError, ValueError, OSError, json.JSONDecodeError):
+        return False
+
+
+def eval_method_cli(args, x, y, what: str) -> int:
+    """`evcore eval` of a spiking-MLP or smooth-QIF checkpoint on features x, labels y."""
+    model, cfg = load_method_checkpoint(args.checkpoint)
+    ev = evaluate_method(cfg, model, model_inputs(cfg, load_dataset(cfg.dataset), x), y)
+    half_width = 1.96 * np.sqrt(ev["accuracy"] * (1 - ev["accuracy"]) / len(y))
+    print(f"{what}: accuracy {100 * ev['accuracy']:.2f} % +- {100 * half_width:.2f} (95 %) on {len(y)} "
+          f"samples ({cfg.method}; loss {ev['loss']:.4f}, events per sample {ev['events_per_sample']:.0f})")
+    return 0
 
 
 def preset(method: str, dataset: str, **overrides) -> MethodConfig:
