@@ -70,7 +70,10 @@ def load_rows(paths) -> list[dict]:
         n_epochs = len(m["epochs"])
         rows.append({
             "dataset": m["config"]["dataset"], "method": method, "seed": m["seed"], "path": str(path),
-            "sizes": "-".join(map(str, m["config"]["sizes"])), "epochs": n_epochs,
+            # The spiking MLP's step count is part of its architecture: n steps per sample.
+            "sizes": "-".join(map(str, m["config"]["sizes"]))
+            + (f", n = {m['config']['n_steps']}" if method == "spiking-mlp" else ""),
+            "epochs": n_epochs,
             # Set only for runs on a subset of the training split.
             "train_samples": m["config"].get("train_samples") or None,
             "test_accuracy": m["test_accuracy"], "spikes": float(sum(m["test_spikes_per_sample"])),
