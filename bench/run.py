@@ -98,15 +98,80 @@ def bench_float(warm_epochs: int, repeats: int) -> dict:
     return results
 
 
+def _method_rate(cfg, model, inputs, labels, rng) -> tuple[float, float]:
+    """Training samples/s of one epoch of a method (sw/methods.py) and its events per sample."""
+    from ..sw.methods import Sgd, evaluate_method, train_epoch
+    from ..sw.train import Adam
+
+    class _NoBar:
+        def update(self, n):
+            pass
+
+    opt = Sgd(1e-5) if cfg.method == "spiking-mlp" else Adam(model.weights, 1e-5)
+    t0 = time.perf_counter()
+    train_epoch(cfg, model, opt, inputs, labels, rng, _NoBar())
+    rate = len(labels) / (time.perf_counter() - t0)
+    ev = evaluate_method(cfg, model, inputs[:1000], labels[:1000])
+    return rate, ev["events_per_sample"], ev["ops_per_sample"]
+
+
+def bench_methods(repeats: int) -> dict:
+    """The spiking MLP and smooth QIF on Yin-Yang, one thread: training samples/s against hidden
+    size, each after one training epoch (docs/methods.md §5)."""
+    from ..sw.methods import model_inputs, preset, train_method
+
+    numba.set_num_threads(1)
+    dataset = load_dataset("yinyang")
+    labels = np.asarray(dataset.y_train)
+    results = {}
+    for method in ("spiking-mlp", "smooth-qif"):
+        scaling = {}
+        for n_hidden in (100, 200, 400, 800):
+            base = preset(method, "yinyang")
+            sizes = (base.sizes[0], n_hidden, base.sizes[-1])
+            cfg = preset(method, "yinyang", sizes=sizes, epochs=1, init_std=base.init_std or None)
+            model, _ = train_method(cfg, seed=0, progress=False, dataset=dataset)
+            inputs = model_inputs(cfg, dataset, dataset.x_train)
+            rng = np.random.default_rng(0)
+            best = max((_method_rate(cfg, model, inputs, labels, rng) for _ in range(repeats)),
+                       key=lambda r: r[0])
+            scaling[n_hidden] = {"train_samples_per_s": best[0], "events_per_sample": best[1],
+                                 "ops_per_sample": best[2]}
+        results[method] = scaling
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    return results
+
+
+def _print_methods(m: dict):
+    print("\nSpiking MLP (minibatch 1) and smooth QIF (batch 32) on Yin-Yang, training, 1 thread, "
+          "after 1 epoch")
+    print(f"  {'method':>12} {'hidden':>7} {'samples/s':>10} {'events/sample':>14} {'ops/sample':>11} "
+          f"{'ns per op':>10}")
+    for method, scaling in m.items():
+        for n, r in scaling.items():
+            ns = 1e9 / (r["train_samples_per_s"] * r["ops_per_sample"])
+            print(f"  {method:>12} {n:>7} {r['train_samples_per_s']:>10.0f} {r['events_per_sample']:>14.1f} "
+                  f"{r['ops_per_sample']:>11.0f} {ns:>10.1f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm-epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--methods-only", action="store_true",
+                        help="only the spiking-MLP and smooth-QIF rows (docs/methods.md)")
     args = parser.parse_args(argv)
 
     print(f"machine: {machine_description()}")
     print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads available")
+    if args.methods_only:
+        m = bench_methods(args.repeats)
+        _print_methods(m)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"methods": m}, fh, indent=1)
+        return
     f = bench_float(args.warm_epochs, args.repeats)
     print("\nFloat64 EventProp, Yin-Yang 5-200-3, batch 32, paper setup "
           f"(after {f['warm_epochs']} epochs: {f['hidden_spikes_per_sample']:.1f} hidden spikes/sample)")
@@ -126,6 +191,8 @@ def main(argv=None):
     for n, r in f["hidden_size_scaling"].items():
         print(f"  {n:>8} {r['train_samples_per_s']:>12.0f} {r['hidden_spikes_per_sample']:>14.1f}")
     figures = {"machine": machine_description(), "float": f}
+    figures["methods"] = bench_methods(args.repeats)
+    _print_methods(figures["methods"])
     try:
         from . import fixed_bench
     except ImportError:

@@ -20,6 +20,10 @@ RUNS_DIR = Path("runs")
 
 
 def _cmd_train(args) -> int:
+    if args.method != "eventprop":
+        return _train_method(args)
+    if args.train_samples is not None:
+        raise ConfigError("--train-samples applies to --method spiking-mlp and smooth-qif only")
     from .train import PRESETS, train, with_overrides
 
     cfg = with_overrides(PRESETS[args.dataset], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -37,6 +41,26 @@ def _cmd_train(args) -> int:
           f"float64 EventProp) -> {out}")
     _, metrics = train(cfg, seed=args.seed, out_dir=out, progress=not args.quiet)
     _print_summary(metrics, out)
+    return 0
+
+
+def _train_method(args) -> int:
+    from .methods import preset, train_method
+
+    if args.model == "fixed":
+        raise ConfigError(f"--model fixed: the fixed-point core trains EventProp only, not {args.method}")
+    if args.revive is not None or args.revive_hidden is not None:
+        raise ConfigError("--revive and --revive-hidden are EventProp loss terms; "
+                          f"{args.method} does not use them")
+    cfg = preset(args.method, args.dataset, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                 train_samples=args.train_samples)
+    out = Path(args.out) if args.out else RUNS_DIR / f"{args.dataset}-{args.method}-seed{args.seed}"
+    print(f"evcore: training {args.dataset} {'-'.join(map(str, cfg.sizes))} ({cfg.epochs} epochs, "
+          f"{args.method}) -> {out}")
+    _, metrics = train_method(cfg, seed=args.seed, out_dir=out, progress=not args.quiet)
+    _print_summary(metrics, out)
+    print(f"events per sample {metrics['test_events_per_sample']:.0f}, operations per sample "
+          f"{metrics['test_ops_per_sample']:.0f}; {metrics['train_epoch_s']:.1f} s per training epoch")
     return 0
 
 
@@ -60,11 +84,26 @@ def _print_summary(metrics: dict, out: Path):
 def _cmd_eval(args) -> int:
     from ..golden.core import evaluate_fixed
     from .datasets import load_dataset, load_npz
-    from .train import checkpoint_kind, encode, evaluate, load_checkpoint, load_fixed_checkpoint
+    from .methods import eval_method_cli, is_method_checkpoint
+    from .train import (
+        checkpoint_kind,
+        encode,
+        evaluate,
+        load_checkpoint,
+        load_fixed_checkpoint,
+        resolve_checkpoint,
+    )
 
+    args.checkpoint = str(resolve_checkpoint(args.checkpoint))
+    method_run = is_method_checkpoint(args.checkpoint)
     if args.data and args.fresh:
         raise ValueError("--data and --fresh exclude each other: evaluate on a file or on fresh samples")
-    if checkpoint_kind(args.checkpoint) == "fixed":
+    if method_run:
+        from .methods import load_method_checkpoint
+
+        net, cfg = load_method_checkpoint(args.checkpoint)
+        ds_name, n_out, model = cfg.dataset, net.sizes[-1], cfg.method
+    elif checkpoint_kind(args.checkpoint) == "fixed":
         core, ds_name = load_fixed_checkpoint(args.checkpoint)
         n_out, model = core.cfg.sizes[-1], "fixed-point core"
     else:
@@ -85,6 +124,8 @@ def _cmd_eval(args) -> int:
                          f"{ds_name} with {dataset.n_features}")
     if y.max(initial=0) >= n_out:
         raise ValueError(f"{what}: label {int(y.max())} out of range for {n_out} output neurons")
+    if method_run:
+        return eval_method_cli(args, x, y, what)
     if model == "fixed-point core":
         acc, loss, spikes, _ = evaluate_fixed(core, encode(dataset, x), y)
     else:
@@ -126,6 +167,8 @@ def _cmd_demo(args) -> int:
 
 def _cmd_report(args) -> int:
     """Table of finished runs (their metrics.json), with the mean per data set and model."""
+    if args.side_by_side:
+        return _side_by_side(args)
     paths = [Path(p) for p in args.runs] or sorted(RUNS_DIR.glob("*/metrics.json"))
     rows = []
     for path in paths:
@@ -164,6 +207,25 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _side_by_side(args) -> int:
+    from .report import load_rows, markdown_table, plot_accuracy_vs_events, side_by_side
+
+    paths = [Path(p) for p in args.runs] or sorted(RUNS_DIR.glob("**/metrics.json"))
+    if not paths:
+        raise FileNotFoundError(f"no finished runs under {RUNS_DIR}/")
+    groups = side_by_side(load_rows(paths))
+    table = markdown_table(groups)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(groups, indent=1))
+    if args.figure:
+        plot_accuracy_vs_events(groups, args.figure)
+        print(f"wrote {args.figure}")
+    return 0
+
+
 def _cmd_synth(args) -> int:
     from ..synth.flow import run
 
@@ -184,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the silent-label revival term (docs/eventprop.md §8; yinyang preset: 10)")
     p.add_argument("--revive-hidden", type=_non_negative_float,
                    help="weight of the dead-hidden-neuron revival term (§10a; yinyang preset: 1, 0 = off)")
+    p.add_argument("--method", choices=["eventprop", "spiking-mlp", "smooth-qif"], default="eventprop",
+                   help="training method (docs/methods.md): EventProp (default), O'Connor & Welling's "
+                        "spiking MLP, Klos & Memmesheimer's smooth-QIF exact gradients")
+    p.add_argument("--train-samples", type=_positive_int,
+                   help="train on the first N training samples only (--method spiking-mlp/smooth-qif)")
     p.add_argument("--model", choices=["float", "fixed"], default="float",
                    help="float64 EventProp (default) or the fixed-point core model")
     p.add_argument("--core", choices=["up5k", "ecp5-85f"], default="up5k",
@@ -203,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="table of finished training runs")
     p.add_argument("runs", nargs="*", help="run directories or metrics.json files (default runs/*)")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="compare the training methods: mean over seeds per data set and method "
+                        "(docs/methods.md)")
+    p.add_argument("--markdown", help="with --side-by-side: also write the table to this file")
+    p.add_argument("--json", help="with --side-by-side: also write the table as JSON")
+    p.add_argument("--figure", help="with --side-by-side: plot accuracy against events per sample")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="short Yin-Yang training run")

@@ -330,6 +330,11 @@ def _open_checkpoint(path: str | Path):
                          f"`evcore train`)") from None
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file a user means (a run directory stands for its checkpoint.npz), checked."""
+    return _open_checkpoint(path)[0]
+
+
 def load_checkpoint(path: str | Path) -> tuple[Network, TrainConfig]:
     """Network and training configuration of a float checkpoint written by :func:`train`."""
     path, state = _open_checkpoint(path)

@@ -143,7 +143,8 @@ class RefCore:
         g = 0
         for l in range(L - 1):
             for j in range(sizes[l + 1]):
-                if c.revive_hidden > 0 and self.dead[g] and not fwd["spiked"][l][j] and fwd["vstep"][l][j] >= 1:
+                silent = not fwd["spiked"][l][j]
+                if c.revive_hidden > 0 and self.dead[g] and silent and fwd["vstep"][l][j] >= 1:
                     inject[(l, j)] = fwd["vstep"][l][j]
                 self.fired[g] |= bool(fwd["spiked"][l][j])
                 g += 1

@@ -104,7 +104,8 @@ def test_fresh_accuracy_is_the_accuracy_on_a_fresh_draw(short_run, capsys):
     acc = evaluate(net, encode(full, x), y, cfg.loss_fn())[0]
     assert metrics["fresh_accuracy"] == acc and metrics["fresh_samples"] == 3000
     assert cli.main(["eval", str(out / "checkpoint.npz"), "--fresh", "3000"]) == 0
-    assert f"3000 fresh yinyang samples (float64 EventProp): accuracy {100 * acc:.2f} %" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"3000 fresh yinyang samples (float64 EventProp): accuracy {100 * acc:.2f} %" in printed
 
 
 def test_fresh_samples_need_a_generator_and_exclude_data(short_run, tmp_path, capsys):
