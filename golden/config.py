@@ -1029,10 +1029,12 @@ class CoreConfig:
     @classmethod
     def up5k(cls, **changes) -> CoreConfig:
         """Yin-Yang 5-200-3 core whose memories fit an iCE40 UP5K (defaults: docs/design_space.md),
-        with the revival of dead hidden neurons (§5.6, revive_hidden = 4: docs/design_space.md).
+        with the revival of dead hidden neurons (§5.6, revive_hidden = 4) and, with it, a finer
+        step than the field defaults: dt = 0.2 ms, 250 steps (both chosen on a fresh validation
+        draw: docs/design_space.md, "Revival of dead hidden neurons on chip").
 
         ``changes`` override fields; ``lr=(lr0, lr1)`` sets real learning rates (default 5e-3)."""
-        return cls._preset(dict(revive_hidden=4.0), changes)
+        return cls._preset(dict(revive_hidden=4.0, dt_s=0.2e-3, n_steps=250), changes)
 
     @classmethod
     def ecp5_85f(cls, **changes) -> CoreConfig:
