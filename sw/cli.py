@@ -160,9 +160,47 @@ def _cmd_demo(args) -> int:
     acc_fixed = evaluate_quantised(CoreConfig.up5k(), net, load_dataset("yinyang"))
     print(f"the same weights quantised into the fixed-point UP5K core (docs/core.md): "
           f"test accuracy {100 * acc_fixed:.2f} %")
+    _demo_rtl(net, load_dataset("yinyang"), args.rtl_samples)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; the full 100-epoch run is "
           "`evcore train yinyang`")
     return 0
+
+
+#: Every value the forward RTL exposes (FixedResult fields), compared with golden in the demo.
+RTL_FIELDS = ("rec_count", "rec_step", "rec_neuron", "rec_cur", "first_step", "first_cur", "first_v",
+              "final_v", "final_cur", "n_end", "flags", "vmax", "vmax_step", "layer_counts",
+              "cycles_forward")
+
+
+def _demo_rtl(net, dataset, n_samples: int):
+    """Third link: the quantised network on the Amaranth RTL under Verilator, against golden."""
+    if n_samples <= 0:
+        return
+    from ..golden.config import CoreConfig
+    from ..golden.core import FixedCore
+    from ..tb.core.rtl_core import RtlCore
+    from ..toolenv import setup_tool_environment
+    from .train import encode
+
+    setup_tool_environment()
+    cfg = CoreConfig.up5k()
+    spikes = encode(dataset, dataset.x_test[:n_samples])
+    labels = dataset.y_test[:n_samples]
+    print(f"the RTL forward core (hdl/core.py) under Verilator on {n_samples} test samples "
+          "(first run builds the model, about a minute) ...", flush=True)
+    t0 = time.perf_counter()
+    rtl = RtlCore.from_float(cfg, net).run(spikes)
+    wall = time.perf_counter() - t0
+    gold = FixedCore.from_float(cfg, net).run(spikes)
+    bad = [f for f in RTL_FIELDS if not np.array_equal(getattr(gold, f), getattr(rtl, f))]
+    n_spikes = int(gold.rec_count.sum() + (gold.first_step < cfg.n_steps).sum())
+    cycles = int(rtl.cycles_forward.sum())
+    if bad:
+        raise RuntimeError(f"RTL differs from the golden model in {', '.join(bad)} (run `make sim`)")
+    acc = float((rtl.predictions == labels).mean())
+    print(f"RTL = golden bit for bit on every exposed value ({n_spikes} spikes, {cycles} cycles, "
+          f"{len(RTL_FIELDS)} fields); RTL accuracy {100 * acc:.1f} % on these samples; "
+          f"{wall:.0f} s incl. build, {cycles / 24e6 * 1e3 / n_samples:.2f} ms per inference at 24 MHz")
 
 
 def _cmd_report(args) -> int:
@@ -278,8 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", help="with --side-by-side: plot accuracy against events per sample")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("demo", help="short Yin-Yang training run")
+    p = sub.add_parser("demo", help="short Yin-Yang training run, then the fixed-point core and the RTL")
     p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--rtl-samples", type=_non_negative_int, default=100,
+                   help="test samples run on the RTL under Verilator and compared with golden (0: skip)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
@@ -289,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_arguments(p)
     p.set_defaults(func=_cmd_synth)
     return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -243,10 +243,13 @@ def test_cli_fixed_model_rejects_mnist(capsys):
     assert "sized for yinyang" in capsys.readouterr().err
 
 
-def test_demo_runs_float_and_quantised_core(tmp_path, monkeypatch, capsys):
+@pytest.mark.sim
+def test_demo_runs_float_quantised_core_and_rtl(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["demo", "--epochs", "1", "--quiet"]) == 0
+    assert cli.main(["demo", "--epochs", "1", "--quiet", "--rtl-samples", "3"]) == 0
     out = capsys.readouterr().out
+    # The demo compares 15 exposed fields of RTL and golden and says so only if all are equal.
+    assert "RTL = golden bit for bit on every exposed value" in out and "on 3 test samples" in out
     saved = json.loads((tmp_path / "runs" / "demo" / "metrics.json").read_text())
     assert f"test accuracy {100 * saved['test_accuracy']:.2f} %" in out
     assert "quantised into the fixed-point UP5K core" in out
