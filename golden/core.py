@@ -38,8 +38,8 @@ from .loss import loss_unit
 from .ops import P_N_LAYERS, pack_params
 from .update import update_weights
 
-__all__ = ["FixedCore", "FixedResult", "cycle_model", "train_fixed", "evaluate_fixed", "evaluate_quantised"]
-__all__ += ["forward_phase_cycles"]
+__all__ = ["FixedCore", "FixedResult", "cycle_model", "forward_phase_cycles", "train_fixed", "evaluate_fixed",
+           "evaluate_quantised"]
 
 
 @dataclass
@@ -130,38 +130,38 @@ class FixedResult:
         return total
 
 
+def _fanout_cycles(cfg: CoreConfig, n_inputs, counts):
+    """§7: one synapse per cycle, K_in·N_1 + Σ_l S_l·N_{l+1}, per sample (counts (B, >= L-1))."""
+    sizes = cfg.sizes
+    total = np.asarray(n_inputs) * sizes[1]
+    for l in range(1, cfg.n_layers):
+        total = total + counts[:, l - 1] * sizes[l + 1]
+    return total
+
+
+def _sweep_cycles(cfg: CoreConfig) -> int:
+    """§7: one neuron per cycle plus the pipeline fill, per layer and step."""
+    return sum(n + cfg.cyc_sweep_latency for n in cfg.sizes[1:])
+
+
 def forward_phase_cycles(cfg: CoreConfig, n_end, n_inputs, layer_counts):
     """§7 forward pass by phase, as the RTL counts it: (sweep cycles, fan-out cycles) per sample."""
-    sizes = cfg.sizes
-    sweep = sum(n + cfg.cyc_sweep_latency for n in sizes[1:])
-    layer_counts = np.asarray(layer_counts)
-    fanout = np.asarray(n_inputs) * sizes[1]
-    for l in range(1, cfg.n_layers):
-        fanout = fanout + layer_counts[:, l - 1] * sizes[l + 1]
-    return (np.asarray(n_end) + 1) * sweep, fanout
+    sweep = (np.asarray(n_end) + 1) * _sweep_cycles(cfg)
+    return sweep, _fanout_cycles(cfg, n_inputs, np.asarray(layer_counts))
 
 
 def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_jumps=None, replayed=None):
     """Cycle estimate of §7 from the event counts of a pass (arrays over samples).
 
     n_end: last step run; n_inputs: input spikes up to n_end; layer_counts (B, L): spikes per
-    layer; active: 0 for masked samples; n_jumps: output first spikes replayed; replayed (B, L-1):
+    layer; active: 0 where the backward pass does not run (masked, no revival: §5.6); n_jumps:
+    output first spikes replayed; replayed (B, L-1):
     record entries per hidden layer (= layer_counts unless the record overflowed).
-    Returns (forward, loss, backward) cycles per sample; backward is 0 for masked samples.
+    Returns (forward, loss, backward) cycles per sample; backward is 0 where it does not run.
     """
     sizes = cfg.sizes
-    lat = cfg.cyc_sweep_latency
-    sweep = sum(n + lat for n in sizes[1:])
-    n_steps_run = np.asarray(n_end) + 1
     layer_counts = np.asarray(layer_counts)
-
-    def fanout(counts):
-        total = np.asarray(n_inputs) * sizes[1]
-        for l in range(1, cfg.n_layers):
-            total = total + counts[:, l - 1] * sizes[l + 1]
-        return total
-
-    forward = n_steps_run * sweep + fanout(layer_counts)
+    forward = sum(forward_phase_cycles(cfg, n_end, n_inputs, layer_counts))
     loss = np.full_like(forward, 2 * sizes[-1] + cfg.cyc_jump)
     if active is None:
         return forward, loss, np.zeros_like(forward)
@@ -169,8 +169,8 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
     # Replay: per synapse an error-sum MAC and a gradient read-modify-write, one jump per hidden
     # record entry and per output first spike, the propagation sweep for every step but step 0.
     backward = (
-        (n_steps_run - 1) * sweep
-        + cfg.cyc_synapse_rmw * fanout(replayed)
+        np.asarray(n_end) * _sweep_cycles(cfg)
+        + cfg.cyc_synapse_rmw * _fanout_cycles(cfg, n_inputs, replayed)
         + (replayed.sum(axis=1) + np.asarray(n_jumps)) * cfg.cyc_jump
     )
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
