@@ -19,7 +19,7 @@ import numpy as np
 
 from ..golden.eventprop import ConfigError
 from .datasets import Dataset, load_dataset
-from .train import Adam, plot_learning_curve
+from .train import Adam, plot_learning_curve, write_progress
 
 __all__ = ["METHODS", "MethodConfig", "METHOD_PRESETS", "train_method", "evaluate_method", "build_model",
            "load_method_checkpoint"]
@@ -221,9 +221,7 @@ def train_method(cfg: MethodConfig, seed: int = 0, out_dir: str | Path | None = 
             best_val, best_state, best_epoch = val["accuracy"], _copy_state(model.state_dict()), epoch + 1
         bar.set_postfix(loss=f"{loss_sum / n_train:.3f}", val=f"{100 * val['accuracy']:.1f}%")
         if out_dir is not None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            (Path(out_dir) / "progress.json").write_text(json.dumps({"config": cfg.to_json(), "seed": seed,
-                                                                     "epochs": history}, indent=1))
+            write_progress(out_dir, cfg, seed, history)
     bar.close()
     test = evaluate_method(cfg, model, x_test, dataset.y_test)
     best_model = type(model).from_state_dict(best_state)

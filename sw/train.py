@@ -268,10 +268,7 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
             best_val, best_weights, best_epoch = val_acc, [w.copy(order="K") for w in net.weights], epoch + 1
         bar.set_postfix(loss=f"{loss_sum / max(n_fired, 1):.3f}", val=f"{100 * val_acc:.1f}%")
         if out_dir is not None:
-            # Progress survives an interrupted long run (MNIST: minutes per epoch).
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            (Path(out_dir) / "progress.json").write_text(json.dumps({"config": cfg.to_json(), "seed": seed,
-                                                                     "epochs": history}, indent=1))
+            write_progress(out_dir, cfg, seed, history)
     bar.close()
     # Headline: the last epoch, the paper's protocol. Beside it, the epoch with the best
     # validation accuracy (selection on the validation split only) and its test accuracy.
@@ -300,6 +297,14 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
     if out_dir is not None:
         save_run(net, cfg, metrics, out_dir)
     return net, metrics
+
+
+def write_progress(out_dir: str | Path, cfg, seed: int, history: list):
+    """progress.json after every epoch, so an interrupted long run (MNIST: minutes per epoch)
+    leaves its curve behind. ``cfg`` is any run configuration with ``to_json()``."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "progress.json").write_text(json.dumps({"config": cfg.to_json(), "seed": seed,
+                                                             "epochs": history}, indent=1))
 
 
 def save_run(net: Network, cfg: TrainConfig, metrics: dict, out_dir: str | Path):
