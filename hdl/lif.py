@@ -1,7 +1,9 @@
-"""Neuron update unit of the forward pass (docs/core.md §3.2), built from a `CoreConfig` alone.
+"""Neuron update unit (docs/core.md §3.2 forward, §5.2 backward), built from a `CoreConfig` alone.
 
-The RTL twin of the inner loop of `evcore.golden.lif.forward_sample`: one neuron per cycle,
-a two-stage pipeline (products, then align/round/saturate/threshold/fan-in add).
+The RTL twin of the inner loop of `evcore.golden.lif.forward_sample` and of the propagation
+sweep of `evcore.golden.adjoint.backward_sample`: one neuron per cycle, a three-stage pipeline.
+Both directions share the three multipliers (the forward and the backward sweep never overlap):
+forward (βV, γI, αI), backward (βΛ_V, κγΛ_V, αΛ_I).
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
@@ -30,9 +32,12 @@ def sat(x, bits: int):
 
 
 def lif_in_layout(cfg: CoreConfig) -> data.StructLayout:
-    """One neuron's state after step n-1 (V, I), its fan-in sum A_j, and `zero` (step 0: state is 0)."""
+    """Forward: one neuron's state after step n-1 (V, I), its fan-in sum A_j, and `zero` (step 0:
+    the state is 0). Backward (`bwd`): its adjoint (Λ_V, Λ_I) after step n's jumps and `inject`
+    (§5.6: subtract the revival term R̂ from Λ_V before the transposed propagator)."""
     return data.StructLayout(
-        {"v": signed(cfg.v_bits), "cur": signed(cfg.i_bits), "acc": signed(cfg.fanin_acc_bits), "zero": 1}
+        {"v": signed(cfg.v_bits), "cur": signed(cfg.i_bits), "acc": signed(cfg.fanin_acc_bits), "zero": 1,
+         "bwd": 1, "lam_v": signed(cfg.lam_bits), "lam_i": signed(cfg.lam_bits), "inject": 1}
     )
 
 
@@ -47,12 +52,17 @@ def lif_out_layout(cfg: CoreConfig) -> data.StructLayout:
             "spike": 1,
             "v_sat": 1,
             "i_sat": 1,
+            "lam_v": signed(cfg.lam_bits),
+            "lam_i": signed(cfg.lam_bits),
+            "lam_sat": 1,
         }
     )
 
 
 class LifUnit(wiring.Component):
-    """§3.2 for one neuron per cycle: exact propagator, threshold, reset to 0, fan-in add, V_SAT/I_SAT.
+    """§3.2 for one neuron per cycle: exact propagator, threshold, reset to 0, fan-in add, V_SAT/I_SAT;
+    with ``bwd`` §5.2 instead: the transposed propagator of (Λ_V, Λ_I), LAM_SAT, after the §5.6
+    revival injection when ``inject``.
 
     Stages: products; alignment and rounding; saturation, threshold and fan-in add (the split
     keeps the UP5K above 24 MHz). Latency `latency` = 3 cycles from ``i.valid`` to ``o.valid``;
@@ -83,20 +93,32 @@ class LifUnit(wiring.Component):
         mode = cfg.state_rounding
 
         # Stage 1: the three products, exact (registered so they map onto DSP output registers).
-        v_in = Mux(self.i.p.zero, 0, self.i.p.v)
-        i_in = Mux(self.i.p.zero, 0, self.i.p.cur)
-        p_beta = Signal(signed(cfg.v_bits + cf + 1))
-        p_gamma = Signal(signed(cfg.i_bits + cf + 1))
-        p_alpha = Signal(signed(cfg.i_bits + cf + 1))
+        # Backward, the operands are (Λ_V, Λ_V, Λ_I) and the middle coefficient is κγ.
+        p = self.i.p
+        bwd = p.bwd
+        v_in = Mux(p.zero, 0, p.v)
+        i_in = Mux(p.zero, 0, p.cur)
+        xb = max(cfg.v_bits, cfg.i_bits, cfg.lam_bits)
+        p_beta = Signal(signed(xb + cf + 1))
+        p_gamma = Signal(signed(xb + cf + 2))
+        p_alpha = Signal(signed(xb + cf + 1))
         acc1 = Signal(signed(cfg.fanin_acc_bits))
-        valid1 = Signal()
+        valid1, bwd1 = Signal(), Signal()
         m.d.sync += [
-            p_beta.eq(v_in * Const(cfg.beta_raw, cf + 1)),
-            p_gamma.eq(i_in * Const(cfg.gamma_raw, cf + 1)),
-            p_alpha.eq(i_in * Const(cfg.alpha_raw, cf + 1)),
-            acc1.eq(self.i.p.acc),
+            p_beta.eq(Mux(bwd, p.lam_v, v_in) * Const(cfg.beta_raw, cf + 1)),
+            p_gamma.eq(Mux(bwd, p.lam_v, i_in) * Mux(bwd, Const(cfg.kgamma_raw, cf + 2), cfg.gamma_raw)),
+            p_alpha.eq(Mux(bwd, p.lam_i, i_in) * Const(cfg.alpha_raw, cf + 1)),
+            acc1.eq(p.acc),
             valid1.eq(self.i.valid),
+            bwd1.eq(bwd),
         ]
+        # §5.6: β·sat(Λ_V − R̂) = β·Λ_V − β·R̂, or β·Λ_min where the difference saturates (the same
+        # for κγ): the injection needs a comparator here and constants in stage 2, no multiplier.
+        lam_lo = -(1 << (cfg.lam_bits - 1))
+        inject1, inj_sat1 = Signal(), Signal()
+        if cfg.revive_hidden > 0:
+            r_raw = cfg.revive_raw
+            m.d.sync += [inject1.eq(bwd & p.inject), inj_sat1.eq(p.lam_v < lam_lo + r_raw)]
 
         # Stage 2: align to F = max(f_V, f_I), one rounding per state variable (before saturation).
         x = (p_beta << (fx - cfg.v_frac)) + (p_gamma << (fx - cfg.i_frac))
@@ -104,9 +126,24 @@ class LifUnit(wiring.Component):
         v_wide = Signal(signed(len(x_rnd)))
         i_dec = Signal(signed(cfg.i_bits))
         acc2 = Signal.like(acc1)
-        valid2 = Signal()
-        m.d.sync += [v_wide.eq(x_rnd), i_dec.eq(rnd(p_alpha, cf, mode)), acc2.eq(acc1), valid2.eq(valid1)]
+        valid2, bwd2 = Signal(), Signal()
+        m.d.sync += [v_wide.eq(x_rnd), i_dec.eq(rnd(p_alpha, cf, mode)), acc2.eq(acc1), valid2.eq(valid1),
+                     bwd2.eq(bwd1)]
         # |αI| <= |I| (§1.4): i_dec needs no saturation.
+        # Backward (§5.2): Λ_V' = rnd(β Λ_V) needs no saturation (β < 1); Λ_I' is saturated in stage 3.
+        pb, pg = Signal.like(p_beta), Signal.like(p_gamma)
+        m.d.comb += [pb.eq(p_beta), pg.eq(p_gamma)]
+        if cfg.revive_hidden > 0:
+            with m.If(inject1):
+                with m.If(inj_sat1):
+                    m.d.comb += [pb.eq(cfg.beta_raw * lam_lo), pg.eq(cfg.kgamma_raw * lam_lo)]
+                with m.Else():
+                    m.d.comb += [pb.eq(p_beta - cfg.beta_raw * r_raw), pg.eq(p_gamma - cfg.kgamma_raw * r_raw)]
+        lam_v2 = Signal(signed(cfg.lam_bits))
+        lam_i_wide = Signal(signed(len(p_gamma) + 2 - cf))
+        inj_sat2 = Signal()
+        m.d.sync += [lam_v2.eq(rnd(pb, cf, mode)), lam_i_wide.eq(rnd(pg + p_alpha, cf, mode)),
+                     inj_sat2.eq(inject1 & inj_sat1)]
 
         # Stage 3: saturate V, threshold (on the unsaturated value: same verdict, since
         # 0 < θ <= V_max), reset, fan-in add and saturate I.
@@ -115,14 +152,18 @@ class LifUnit(wiring.Component):
         m.d.comb += v_new_s.eq(v_new)
         spike = v_wide >= cfg.theta_v_raw
         i_new, i_sat = sat(i_dec + acc2, cfg.i_bits)
+        lam_i_new, lam_i_sat = sat(lam_i_wide, cfg.lam_bits)
         m.d.sync += [
+            self.o.p.lam_v.eq(lam_v2),
+            self.o.p.lam_i.eq(lam_i_new),
+            self.o.p.lam_sat.eq(bwd2 & (lam_i_sat | inj_sat2)),
             self.o.valid.eq(valid2),
             self.o.p.v.eq(Mux(spike, 0, v_new_s)),
             self.o.p.v_pre.eq(v_new_s),
             self.o.p.cur.eq(i_new),
             self.o.p.cur_dec.eq(i_dec),
-            self.o.p.spike.eq(spike),
-            self.o.p.v_sat.eq(v_sat),
-            self.o.p.i_sat.eq(i_sat),
+            self.o.p.spike.eq(spike & ~bwd2),
+            self.o.p.v_sat.eq(v_sat & ~bwd2),
+            self.o.p.i_sat.eq(i_sat & ~bwd2),
         ]
         return m

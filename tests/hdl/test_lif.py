@@ -30,17 +30,34 @@ def golden_neuron(cfg: CoreConfig, v, cur, acc, zero):
             "v_sat": v_sat, "i_sat": i_sat}
 
 
+def golden_adjoint_neuron(cfg: CoreConfig, lam_v, lam_i, inject):
+    """§5.2 with the §5.6 injection for one neuron, as in golden.adjoint.backward_sample's sweep."""
+    mode = ROUND_CODES[cfg.state_rounding]
+    cf, flag = cfg.coef_frac, 0
+    if inject:
+        lam_v, flag = saturate(lam_v - cfg.revive_raw, cfg.lam_bits)
+    lv = rshift(cfg.beta_raw * lam_v, cf, mode)
+    li, f = saturate(rshift(cfg.kgamma_raw * lam_v + cfg.alpha_raw * lam_i, cf, mode), cfg.lam_bits)
+    return {"lam_v": lv, "lam_i": li, "lam_sat": flag | f}
+
+
 FIELDS = ("v", "cur", "v_pre", "cur_dec", "spike", "v_sat", "i_sat")
+BWD_FIELDS = ("lam_v", "lam_i", "lam_sat", "spike", "v_sat", "i_sat")
 
 
-def rtl_neurons(cfg, cases):
+def rtl_neurons(cfg, cases, fields=FIELDS):
+    """Stream `cases` (forward: (v, cur, acc, zero); backward: dicts with bwd=1) one per cycle."""
     dut = LifUnit(cfg)
     got = []
 
     async def drive(ctx):
-        for v, cur, acc, zero in cases:
+        for c in cases:
             ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.p, {"v": v, "cur": cur, "acc": acc, "zero": zero})
+            if isinstance(c, dict):
+                ctx.set(dut.i.p, {"v": 0, "cur": 0, "acc": 0, "zero": 0} | c)
+            else:
+                v, cur, acc, zero = c
+                ctx.set(dut.i.p, {"v": v, "cur": cur, "acc": acc, "zero": zero})
             await ctx.tick()
         ctx.set(dut.i.valid, 0)
 
@@ -49,7 +66,7 @@ def rtl_neurons(cfg, cases):
         for _ in cases:
             valid, p = ctx.get(dut.o.valid), ctx.get(dut.o.p)
             assert valid
-            got.append({k: int(getattr(p, k)) for k in FIELDS})
+            got.append({k: int(getattr(p, k)) for k in fields})
             await ctx.tick()
         assert not ctx.get(dut.o.valid)
 
@@ -106,3 +123,34 @@ def test_lif_unit(cfg, v_sat_reachable):
         assert g == w, f"(v, cur, acc, zero) = {c}: golden {w} rtl {g}"
     assert any(w["spike"] for w in want) and any(w["i_sat"] for w in want), "coverage: spike, I_SAT"
     assert any(w["v_sat"] for w in want) == v_sat_reachable, "coverage: V_SAT"
+
+
+@pytest.mark.parametrize(("cfg", "v_sat_reachable"), CONFIGS)
+def test_lif_unit_backward(cfg, v_sat_reachable):
+    """The transposed propagator (§5.2) and the revival injection (§5.6), mixed with forward
+    neurons in the same stream (the two directions share the pipeline)."""
+    if cfg.revive_hidden == 0:
+        cfg = cfg.replace(revive_hidden=4)
+    rng = np.random.default_rng(2)
+    lo, hi = -(1 << (cfg.lam_bits - 1)), (1 << (cfg.lam_bits - 1)) - 1
+    r = cfg.revive_raw
+
+    def word():
+        return int(rng.integers(lo, hi + 1)) >> int(rng.integers(0, cfg.lam_bits))
+
+    edges = [(0, 0), (hi, hi), (lo, lo), (hi, lo), (lo, hi), (lo + r, 0), (lo + r - 1, 0), (lo, 0), (r, 0)]
+    cases = [{"bwd": 1, "lam_v": v, "lam_i": i, "inject": j} for v, i in edges for j in (0, 1)]
+    cases += [{"bwd": 1, "lam_v": word(), "lam_i": word(), "inject": int(rng.random() < 0.3)}
+              for _ in range(300)]
+    want = [golden_adjoint_neuron(cfg, c["lam_v"], c["lam_i"], c["inject"]) | {"spike": 0, "v_sat": 0, "i_sat": 0}
+            for c in cases]
+    # Interleave forward neurons that spike and saturate: their flags must not leak into backward ones.
+    v_hi = (1 << (cfg.v_bits - 1)) - 1
+    fwd = (v_hi, (1 << (cfg.i_bits - 1)) - 1, (1 << (cfg.fanin_acc_bits - 1)) - 1, 0)
+    mixed = [x for c in cases for x in (c, fwd)]
+    got = rtl_neurons(cfg, mixed, BWD_FIELDS)[::2]
+    for c, w, g in zip(cases, want, got, strict=True):
+        assert g == w, f"{c}: golden {w} rtl {g}"
+    inj_sat = [c["inject"] and c["lam_v"] - r < lo for c in cases]
+    assert any(inj_sat), "coverage: LAM_SAT from the injection"
+    assert any(w["lam_sat"] and not s for w, s in zip(want, inj_sat)), "coverage: LAM_SAT from Λ_I"
