@@ -5,7 +5,7 @@ input per cycle, fixed latency `Recip.latency` = 4, no back-pressure.
 """
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,13 +30,26 @@ def _eps_t_range(cfg: CoreConfig) -> tuple[int, int]:
     return int(eps_t.min()), int(eps_t.max())
 
 
+def _leading_one(bits):
+    """(any bit set, index of the highest set bit) of a Value, as a balanced tree of muxes."""
+    if len(bits) == 1:
+        return bits[0], Const(0, 0)
+    half = 1 << ((len(bits) - 1).bit_length() - 1)  # low part: a power of two, >= the high part
+    lg = half.bit_length() - 1
+    any_lo, idx_lo = _leading_one(bits[:half])
+    any_hi, idx_hi = _leading_one(bits[half:])
+    # idx_hi < half: half + idx_hi is a concatenation, not an adder.
+    return any_lo | any_hi, Mux(any_hi, Cat(idx_hi, Const(0, lg - len(idx_hi)), Const(1, 1)), idx_lo)
+
+
 class Recip(wiring.Component):
     """§2.3 for one d per cycle: leading-one detector, normalise, seed ROM, one Newton step, clamp.
 
     Stages (each ends in a register; ``latency`` = 4 cycles from ``i.valid`` to ``o.valid``):
 
-    1. priority encoder e = bitlength(d) - 1, mantissa m = d * 2**(R-1-e) (truncated), the seed
-       ROM read addressed by the k bits below m's leading one (a synchronous block-RAM read);
+    1. leading-one detector (a balanced tree) e = bitlength(d) - 1, mantissa
+       m = d * 2**(R-1-e) (truncated), the seed ROM read addressed by the k bits below m's
+       leading one (a synchronous block-RAM read);
     2. p1 = m * y0 (16x16 product, registered);
     3. eps_t = (2**(2R-1) - p1) >> (R-k+1), only its low bits (|eps| is small), and
        p2 = y0 * eps_t (16x16 product, registered);
@@ -68,11 +81,9 @@ class Recip(wiring.Component):
         r, k, sh = cfg.recip_bits, cfg.recip_seed_bits, cfg.recip_eps_shift
         d = self.i.p
 
-        # Stage 1: leading-one detector (the last assignment wins: the highest set bit).
+        # Stage 1: leading-one detector as a balanced tree (log depth, not a priority chain).
         e_comb = Signal(range(self.d_bits))
-        for b in range(self.d_bits):
-            with m.If(d[b]):
-                m.d.comb += e_comb.eq(b)
+        m.d.comb += e_comb.eq(_leading_one(d)[1])
         # m = floor(d * 2**(R-1-e)) covers both cases of §2.3 step 2 in one shifter.
         mant_comb = Signal(r)
         m.d.comb += mant_comb.eq((d << (r - 1)) >> e_comb)
