@@ -1,0 +1,133 @@
+"""Reciprocal unit (docs/core.md §2.3), built from a `CoreConfig` alone.
+
+The RTL twin of `evcore.golden.ops.recip`: 1/d ~= y * 2**-(R + e) for an integer d >= 1, one
+input per cycle, fixed latency `Recip.latency` = 4, no back-pressure.
+"""
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from evcore.golden.config import CoreConfig, RoundingMode
+
+from .lif import rnd
+
+__all__ = ["Recip", "recip_out_layout"]
+
+
+def recip_out_layout(cfg: CoreConfig, d_bits: int) -> data.StructLayout:
+    """y: the R-bit mantissa of 1/d; e: bitlength(d) - 1, so that 1/d ~= y * 2**-(R + e)."""
+    return data.StructLayout({"y": unsigned(cfg.recip_bits), "e": range(d_bits)})
+
+
+def _eps_t_range(cfg: CoreConfig) -> tuple[int, int]:
+    """Exact (min, max) of the truncated Newton residual eps_t over every mantissa (sizes its word)."""
+    r, k = cfg.recip_bits, cfg.recip_seed_bits
+    mant = np.arange(1 << (r - 1), 1 << r, dtype=np.int64)
+    y0 = cfg.recip_rom[(mant >> (r - 1 - k)) - (1 << k)]
+    eps_t = ((1 << (2 * r - 1)) - mant * y0) >> cfg.recip_eps_shift
+    return int(eps_t.min()), int(eps_t.max())
+
+
+def _leading_one(bits):
+    """(any bit set, index of the highest set bit) of a Value, as a balanced tree of muxes."""
+    if len(bits) == 1:
+        return bits[0], Const(0, 0)
+    half = 1 << ((len(bits) - 1).bit_length() - 1)  # low part: a power of two, >= the high part
+    lg = half.bit_length() - 1
+    any_lo, idx_lo = _leading_one(bits[:half])
+    any_hi, idx_hi = _leading_one(bits[half:])
+    # idx_hi < half: half + idx_hi is a concatenation, not an adder.
+    return any_lo | any_hi, Mux(any_hi, Cat(idx_hi, Const(0, lg - len(idx_hi)), Const(1, 1)), idx_lo)
+
+
+class Recip(wiring.Component):
+    """§2.3 for one d per cycle: leading-one detector, normalise, seed ROM, one Newton step, clamp.
+
+    Stages (each ends in a register; ``latency`` = 4 cycles from ``i.valid`` to ``o.valid``):
+
+    1. leading-one detector (a balanced tree) e = bitlength(d) - 1, mantissa
+       m = d * 2**(R-1-e) (truncated), the seed ROM read addressed by the k bits below m's
+       leading one (a synchronous block-RAM read);
+    2. p1 = m * y0 (16x16 product, registered);
+    3. eps_t = (2**(2R-1) - p1) >> (R-k+1), only its low bits (|eps| is small), and
+       p2 = y0 * eps_t (16x16 product, registered);
+    4. y = min(y0 + rnd_half_up(p2, 2R-1-(R-k+1)), 2**R - 1).
+
+    Members
+    -------
+    i : ``In(stream.Signature(unsigned(d_bits), always_ready=True))``, d >= 1 (d = 0: undefined)
+    o : ``Out(stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True))``
+    """
+
+    latency = 4
+
+    def __init__(self, cfg: CoreConfig, d_bits: int):
+        if d_bits < 1:
+            raise ValueError(f"Recip: d_bits = {d_bits} must be >= 1")
+        self._cfg = cfg
+        self.d_bits = d_bits
+        super().__init__(
+            {
+                "i": In(stream.Signature(unsigned(d_bits), always_ready=True)),
+                "o": Out(stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True)),
+            }
+        )
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        r, k, sh = cfg.recip_bits, cfg.recip_seed_bits, cfg.recip_eps_shift
+        d = self.i.p
+
+        # Stage 1: leading-one detector as a balanced tree (log depth, not a priority chain).
+        e_comb = Signal(range(self.d_bits))
+        m.d.comb += e_comb.eq(_leading_one(d)[1])
+        # m = floor(d * 2**(R-1-e)) covers both cases of §2.3 step 2 in one shifter.
+        mant_comb = Signal(r)
+        m.d.comb += mant_comb.eq((d << (r - 1)) >> e_comb)
+        m.submodules.seed_rom = rom = memory.Memory(
+            shape=unsigned(r), depth=1 << k, init=[int(v) for v in cfg.recip_rom]
+        )
+        seed = rom.read_port()
+        m.d.comb += seed.addr.eq(mant_comb[r - 1 - k : r - 1])
+        mant1 = Signal(r)
+        e1 = Signal.like(e_comb)
+        valid1 = Signal()
+        m.d.sync += [mant1.eq(mant_comb), e1.eq(e_comb), valid1.eq(self.i.valid)]
+        y0_1 = seed.data
+
+        # Stage 2: the first product (exact, 2R bits).
+        p1 = Signal(2 * r)
+        y0_2 = Signal(r)
+        e2 = Signal.like(e_comb)
+        valid2 = Signal()
+        m.d.sync += [p1.eq(mant1 * y0_1), y0_2.eq(y0_1), e2.eq(e1), valid2.eq(valid1)]
+
+        # Stage 3: residual and the second product. eps = 2**(2R-1) - p1 is exact and small, so
+        # its low bits suffice (2**(2R-1) vanishes modulo 2**eps_bits): a negation, no wide adder.
+        lo, hi = _eps_t_range(cfg)
+        eps_t_bits = max(Shape.cast(range(lo, hi + 1)).width, 2)
+        eps_bits = eps_t_bits + sh
+        assert eps_bits <= 2 * r - 1, "the residual word must not reach 2**(2R-1)"
+        eps = Signal(signed(eps_bits))
+        m.d.comb += eps.eq(-p1[:eps_bits])
+        eps_t = Signal(signed(eps_t_bits))
+        m.d.comb += eps_t.eq(eps >> sh)
+        p2 = Signal(signed(r + eps_t_bits))
+        y0_3 = Signal(r)
+        e3 = Signal.like(e_comb)
+        valid3 = Signal()
+        m.d.sync += [p2.eq(y0_2 * eps_t), y0_3.eq(y0_2), e3.eq(e2), valid3.eq(valid2)]
+
+        # Stage 4: Newton update (always half up: §2.3 names the rounding), clamp to R bits.
+        y1 = Signal(signed(r + 2))
+        m.d.comb += y1.eq(y0_3 + rnd(p2, 2 * r - 1 - sh, RoundingMode.HALF_UP))
+        y_max = (1 << r) - 1
+        m.d.sync += [
+            self.o.p.y.eq(Mux(y1 > y_max, y_max, y1)),
+            self.o.p.e.eq(e3),
+            self.o.valid.eq(valid3),
+        ]
+        return m
