@@ -1,0 +1,129 @@
+"""Jump unit of the backward pass (docs/core.md §5.3), built from a `CoreConfig` alone.
+
+The RTL twin of `evcore.golden.adjoint.jump`: from a spiking neuron's Λ_V, the exact error sum of
+its replay MAC (or an output's injected loss term, shifted into the weight format) and the current
+I⁻ of its spike, the new Λ_V. The MAC itself and the gradient accumulation run in the core's replay
+phase (`hdl.core`), which owns the synapse memory; the propagation sweep is `hdl.lif.LifUnit`'s
+backward mode.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from evcore.golden.config import CoreConfig, RoundingMode
+
+from .lif import rnd, sat
+from .recip import Recip
+
+__all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits"]
+
+
+def err_bits(cfg: CoreConfig) -> int:
+    """Width of the replay MAC's exact sum θ̂_w Λ̂_V + Σ_k ŵ_ki D̂_k (and of L̂ << f_w), signed."""
+    terms = max(cfg.sizes[2:]) + 1  # the fan-out of a hidden neuron, plus the θ term
+    return cfg.w_bits + cfg.lam_bits - 1 + terms.bit_length() + 1
+
+
+def jump_in_layout(cfg: CoreConfig) -> data.StructLayout:
+    """Λ_V of the spiking neuron, the MAC sum without the θ term, I⁻ of the spike, the matrix m."""
+    return data.StructLayout({
+        "lam_v": signed(cfg.lam_bits), "err": signed(err_bits(cfg)), "cur": signed(cfg.i_bits),
+        "mat": range(cfg.n_layers),
+    })  # fmt: skip
+
+
+def jump_out_layout(cfg: CoreConfig) -> data.StructLayout:
+    """The new Λ_V and the flags the jump raised."""
+    return data.StructLayout({"lam_v": signed(cfg.lam_bits), "lam_sat": 1, "recip_clamp": 1})
+
+
+def rnd_var(x, s, s_minus_1, mode: RoundingMode):
+    """§1.2 with a shift held in a signal (s >= 1 for every use here; s − 1 given beside it so
+    that no shift amount is an expression): x * 2**-s rounded."""
+    if mode is RoundingMode.HALF_UP:
+        return (x + (Const(1, 1) << s_minus_1)) >> s
+    return x >> s
+
+
+class JumpUnit(wiring.Component):
+    """§5.3 for one jump: numerator, clamped difference I⁻ − θ, reciprocal, product, saturation.
+
+    Stages: (0) numerator N̂ = sat(rnd(θ̂_w Λ̂_V + Ŝ, f_w)) and d̂ = max(I⁻ − θ̂_I, d̂_min) into the
+    reciprocal unit; (1 .. Recip.latency) the reciprocal, with N̂ and Λ̂_V carried beside it; the
+    product N̂·y; the variable shift by R + e − f_I, the add and the saturation. Fixed latency
+    `latency` from ``i.valid`` to ``o.valid``; one jump may enter per cycle.
+
+    Members
+    -------
+    i : ``In(stream.Signature(jump_in_layout(cfg), always_ready=True))``
+    o : ``Out(stream.Signature(jump_out_layout(cfg), always_ready=True))``
+    """
+
+    def __init__(self, cfg: CoreConfig):
+        self._cfg = cfg
+        # d̂ = I⁻ − θ̂_I lies in [d̂_min, I_max + |θ̂_I|]: one bit more than I.
+        self._recip = Recip(cfg, cfg.i_bits + 1)
+        self.latency = self._recip.latency + 2
+        super().__init__({
+            "i": In(stream.Signature(jump_in_layout(cfg), always_ready=True)),
+            "o": Out(stream.Signature(jump_out_layout(cfg), always_ready=True)),
+        })  # fmt: skip
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        m.submodules.recip = recip = self._recip
+        mode = cfg.state_rounding
+        p = self.i.p
+
+        # Stage 0: numerator (exact MAC sum with the θ term, one rounding, saturation) and d̂.
+        theta_w = Array(Const(cfg.theta_w_raw(l), cfg.w_bits + 1) for l in range(cfg.n_layers))
+        x = Signal(signed(err_bits(cfg) + 1))
+        m.d.comb += x.eq(theta_w[p.mat] * p.lam_v + p.err)
+        num_wide = Signal(signed(len(x)))
+        with m.Switch(p.mat):
+            for l in range(cfg.n_layers):
+                with m.Case(l):
+                    m.d.comb += num_wide.eq(rnd(x, cfg.w_frac[l], mode))
+        num, num_sat = sat(num_wide, cfg.lam_bits)
+        d = Signal(signed(cfg.i_bits + 2))
+        m.d.comb += d.eq(p.cur - cfg.theta_i_raw)
+        clamp = d < cfg.recip_min_raw
+        m.d.comb += [
+            recip.i.valid.eq(self.i.valid),
+            recip.i.p.eq(Mux(clamp, cfg.recip_min_raw, d[: cfg.i_bits + 1])),
+        ]
+        # N̂, Λ̂_V and the flags travel beside the reciprocal.
+        carried = data.StructLayout({"num": signed(cfg.lam_bits), "lam_v": signed(cfg.lam_bits),
+                                     "lam_sat": 1, "recip_clamp": 1})
+        chain = [Signal(carried, name=f"carry{c}") for c in range(recip.latency)]
+        m.d.sync += [chain[0].num.eq(num), chain[0].lam_v.eq(p.lam_v), chain[0].lam_sat.eq(num_sat),
+                     chain[0].recip_clamp.eq(clamp)]
+        for a, b in zip(chain, chain[1:]):
+            m.d.sync += b.eq(a)
+        c = chain[-1]
+
+        # Product N̂·y (exact), then the variable shift R + e − f_I (>= 1, config-checked), add, saturate.
+        prod = Signal(signed(cfg.lam_bits + cfg.recip_bits + 1))
+        shift = Signal(range(cfg.recip_bits + cfg.i_bits + 2))
+        shift_m1 = Signal.like(shift)
+        lam_v2, flags2 = Signal.like(c.lam_v), Signal(2)
+        valid2 = Signal()
+        m.d.sync += [
+            prod.eq(c.num * recip.o.p.y),
+            shift.eq(recip.o.p.e + (cfg.recip_bits - cfg.i_frac)),
+            shift_m1.eq(recip.o.p.e + (cfg.recip_bits - cfg.i_frac - 1)),
+            lam_v2.eq(c.lam_v),
+            flags2.eq(Cat(c.lam_sat, c.recip_clamp)),
+            valid2.eq(recip.o.valid),
+        ]
+        out, out_sat = sat(lam_v2 + rnd_var(prod, shift, shift_m1, mode), cfg.lam_bits)
+        m.d.sync += [
+            self.o.valid.eq(valid2),
+            self.o.p.lam_v.eq(out),
+            self.o.p.lam_sat.eq(flags2[0] | out_sat),
+            self.o.p.recip_clamp.eq(flags2[1]),
+        ]
+        return m
+
