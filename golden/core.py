@@ -86,6 +86,8 @@ class FixedResult:
     #: Revival injections per sample (§5.6): dead hidden neurons silent in the sample whose V
     #: maximum lies at a step >= 1.
     n_revived: np.ndarray | None = None
+    #: Output jumps replayed per sample (§5.5 (c)).
+    n_jumps: np.ndarray | None = None
     #: Final (t = 0) adjoint state of the last sample, raw.
     final_lam_v: np.ndarray | None = None
     final_lam_i: np.ndarray | None = None
@@ -162,16 +164,22 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
     sizes = cfg.sizes
     layer_counts = np.asarray(layer_counts)
     forward = sum(forward_phase_cycles(cfg, n_end, n_inputs, layer_counts))
-    loss = np.full_like(forward, 2 * sizes[-1] + cfg.cyc_jump)
+    # The loss unit's 2 N_L + cyc_jump cycles (hdl.loss) and the cycle that starts it.
+    loss = np.full_like(forward, 2 * sizes[-1] + cfg.cyc_jump + 1)
     if active is None:
         return forward, loss, np.zeros_like(forward)
     replayed = layer_counts[:, :-1] if replayed is None else np.asarray(replayed)
-    # Replay: per synapse an error-sum MAC and a gradient read-modify-write, one jump per hidden
-    # record entry and per output first spike, the propagation sweep for every step but step 0.
+    # Clearing Λ (one neuron per cycle); replay: the scan of the record for each step's block
+    # (one cycle per entry), per synapse an error-sum MAC and a gradient read-modify-write, one
+    # jump per hidden record entry and per output first spike; the propagation sweep for every
+    # step but step 0.
+    n_rep = replayed.sum(axis=1)
     backward = (
-        np.asarray(n_end) * _sweep_cycles(cfg)
+        sum(sizes[1:])
+        + n_rep
+        + np.asarray(n_end) * _sweep_cycles(cfg)
         + cfg.cyc_synapse_rmw * _fanout_cycles(cfg, n_inputs, replayed)
-        + (replayed.sum(axis=1) + np.asarray(n_jumps)) * cfg.cyc_jump
+        + (n_rep + np.asarray(n_jumps)) * cfg.cyc_jump
     )
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
 
@@ -597,7 +605,7 @@ class FixedCore:
         res.n_revived = n_revived
         res.flags = flags
         self.flags |= Flag(int(np.bitwise_or.reduce(flags, initial=0)))
-        res.prob, res.lterm, res.active = prob, lterm, active
+        res.prob, res.lterm, res.active, res.n_jumps = prob, lterm, active, n_jumps
         res.final_lam_v, res.final_lam_i = lam_v, lam_i
         n_inputs = np.array([(res.in_step[b, : res.in_count[b]] <= res.n_end[b]).sum() for b in range(n_b)])
         replayed = np.zeros((n_b, cfg.n_layers - 1), dtype=np.int64)

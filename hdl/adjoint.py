@@ -60,11 +60,11 @@ class JumpUnit(wiring.Component):
     o : ``Out(stream.Signature(jump_out_layout(cfg), always_ready=True))``
     """
 
+    #: Cycles from ``i.valid`` to ``o.valid``: the reciprocal, the product, the shift-add.
+    latency = Recip.latency + 2
+
     def __init__(self, cfg: CoreConfig):
         self._cfg = cfg
-        # d̂ = I⁻ − θ̂_I lies in [d̂_min, I_max + |θ̂_I|]: one bit more than I.
-        self._recip = Recip(cfg, cfg.i_bits + 1)
-        self.latency = self._recip.latency + 2
         super().__init__({
             "i": In(stream.Signature(jump_in_layout(cfg), always_ready=True)),
             "o": Out(stream.Signature(jump_out_layout(cfg), always_ready=True)),
@@ -73,7 +73,8 @@ class JumpUnit(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        m.submodules.recip = recip = self._recip
+        # d̂ = I⁻ − θ̂_I lies in [d̂_min, I_max + |θ̂_I|]: one bit more than I.
+        m.submodules.recip = recip = Recip(cfg, cfg.i_bits + 1)
         mode = cfg.state_rounding
         p = self.i.p
 

@@ -1,4 +1,8 @@
-"""The forward event core (docs/core.md §3, §7, §8): `Core(cfg)`, built from a `CoreConfig` alone.
+"""The event core (docs/core.md §3-§5, §7, §8): `Core(cfg)`, built from a `CoreConfig` alone.
+
+Forward (inference) and, for a training sample, the loss unit (§4, `hdl.loss`) and the backward
+pass (§5: the reverse replay of the spike record with the jump unit `hdl.adjoint` and the gradient
+accumulation into the synapse word, and the transposed propagation sweep in `hdl.lif`).
 
 Blocks, in the order of §3.3: the input buffer (`hdl.input_buffer`, §3.1), the fan-out engine
 (one synapse per cycle into the fan-in accumulators, §3.3 (a) and (c)), the layer sweep (one
@@ -10,22 +14,28 @@ memories and registers while the core is idle.
 Schedule (the cycle model of §7, exact): per step, each input spike of the step costs N_1
 cycles, each layer's sweep N_l + ``cyc_sweep_latency`` cycles (N_l issue cycles, then the
 pipeline drain and one decision cycle), each hidden spike N_{l+1} cycles; no other cycle is spent
-between ``start`` and the end of ``busy``.
+between ``start`` and the end of the forward pass. Backward, per reverse step n: the scan of the
+record for step n's block (one cycle per entry), per entry its MAC over the targets
+(``cyc_synapse_rmw`` = 2 cycles per synapse: read, then write the gradient into the single-port
+synapse memory) and ``cyc_jump`` cycles for the jump; per input spike 2 cycles per target; per
+output first spike ``cyc_jump``; for n > 0 the propagation sweep with the forward's schedule.
 """
 
 import hashlib
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, Flag
 
+from .adjoint import JumpUnit, err_bits
 from .input_buffer import InputBuffer, input_entry_layout
-from .lif import LifUnit, rnd
+from .lif import LifUnit, rnd, sat
+from .loss import LossUnit
 
-__all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "record_layout",
-           "first_layout", "vmax_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
+__all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "lam_layout", "record_layout",
+           "first_layout", "vmax_layout", "loss_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
 
 #: Cycles from a sweep's last issue to its last write-back, inclusive of the latter (memory read,
 #: LifUnit's 3 stages), in which the next phase is also chosen: the smallest
@@ -33,7 +43,7 @@ __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "
 SWEEP_PIPELINE_CYCLES = 4
 
 
-class Phase(enum.Enum, shape=3):
+class Phase(enum.Enum, shape=4):
     """Sequencer state, visible on `Core.phase`."""
 
     #: Waiting for ``start``; the host port is open.
@@ -46,9 +56,23 @@ class Phase(enum.Enum, shape=3):
     DRAIN = 3
     #: §3.3 (c): this step's spikes of a hidden layer into the next layer's accumulators.
     SPK_FAN = 4
+    #: §4: the loss unit (training sample).
+    LOSS = 5
+    #: §5.5: Λ = 0 at n = n_end, one neuron per cycle.
+    CLEAR = 6
+    #: §5.5 (a): find the first record entry of step n (the record is read backwards).
+    SCAN = 7
+    #: §5.3-§5.4: one record entry's MAC over its targets and their gradient accumulation.
+    REPLAY = 8
+    #: §5.3: the jump of the replayed entry.
+    JUMP = 9
+    #: §5.4 / §5.5 (b): the gradient of one input spike.
+    IN_GRAD = 10
+    #: §5.5 (c): the jump of an output's first spike with its loss term.
+    OUT_JUMP = 11
 
 
-class Region(enum.Enum, shape=3):
+class Region(enum.Enum, shape=4):
     """Host-port address spaces (``bus_region``)."""
 
     #: Synapse words (weight, gradient, moment), read/write, address = synapse index (§8).
@@ -63,9 +87,11 @@ class Region(enum.Enum, shape=3):
     FIRST = 4
     #: Registers (`Reg`).
     REG = 5
-    #: Running maximum of V per hidden neuron (vmax, vstep, fired, dead), read (§3.6); only
-    #: with ``revive_hidden > 0``.
+    #: Running maximum of V per hidden neuron (vmax, vstep, spiked, fired, dead), read/write
+    #: (§3.6, §5.6); only with ``revive_hidden > 0``.
     VMAX = 6
+    #: Loss unit results of output k (probability, injected term), read (§4.2-§4.3).
+    LOSS = 7
 
 
 class Reg(enum.Enum, shape=8):
@@ -89,6 +115,18 @@ class Reg(enum.Enum, shape=8):
     CYC_FANOUT = 7
     #: Read: input spikes fanned in (steps <= n_end).
     N_INPUTS = 8
+    #: Read/write: the label of the next training sample.
+    LABEL = 9
+    #: Read: 1 if the last training sample's label output spiked (§4.1: not masked).
+    ACTIVE = 10
+    #: Read: output jumps of the last backward pass (§5.5 (c)).
+    N_JUMPS = 11
+    #: Read: revival injections of the last training sample (§5.6).
+    N_REVIVED = 12
+    #: Read: cycles of the loss unit.
+    CYC_LOSS = 13
+    #: Read: cycles of the backward pass (0 if it did not run).
+    CYC_BACKWARD = 14
     LAYER_COUNT = 16
 
 
@@ -110,6 +148,16 @@ def state_layout(cfg: CoreConfig) -> data.StructLayout:
     return data.StructLayout({"v": signed(cfg.v_bits), "cur": signed(cfg.i_bits)})
 
 
+def lam_layout(cfg: CoreConfig) -> data.StructLayout:
+    """§8 `state` in the backward pass: (Λ_V, Λ_I)."""
+    return data.StructLayout({"lam_v": signed(cfg.lam_bits), "lam_i": signed(cfg.lam_bits)})
+
+
+def loss_layout(cfg: CoreConfig) -> data.StructLayout:
+    """`Region.LOSS` word of output k: p̂_k and L̂_k (§4.2-§4.3)."""
+    return data.StructLayout({"prob": unsigned(cfg.prob_frac), "lterm": signed(cfg.lam_bits)})
+
+
 def record_layout(cfg: CoreConfig) -> data.StructLayout:
     """§8 `spike_record`: (step, global neuron address, I⁻)."""
     return data.StructLayout(
@@ -118,9 +166,10 @@ def record_layout(cfg: CoreConfig) -> data.StructLayout:
 
 
 def vmax_layout(cfg: CoreConfig) -> data.StructLayout:
-    """§8 `vmax`: running maximum of V' and its first step (§3.6), fired and dead bits (§5.6)."""
+    """§8 `vmax`: running maximum of V' and its first step (§3.6); spiked in this sample, fired in a
+    training sample of this minibatch, dead (silent in the previous one) (§5.6)."""
     return data.StructLayout(
-        {"vmax": signed(cfg.v_bits), "vstep": unsigned(cfg.step_bits), "fired": 1, "dead": 1}
+        {"vmax": signed(cfg.v_bits), "vstep": unsigned(cfg.step_bits), "spiked": 1, "fired": 1, "dead": 1}
     )
 
 
@@ -138,6 +187,15 @@ def check_buildable(cfg: CoreConfig) -> None:
             f"CoreConfig.cyc_sweep_latency = {cfg.cyc_sweep_latency}: the RTL sweep pipeline needs "
             f">= {SWEEP_PIPELINE_CYCLES}"
         )
+    # A jump: its Λ read (1 cycle), the jump unit, the write-back in the jump's last cycle.
+    need = JumpUnit.latency + 2
+    if cfg.cyc_jump < need:
+        raise ValueError(f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL jump needs >= {need} cycles")
+    if cfg.cyc_synapse_rmw != 2:
+        raise ValueError(
+            f"CoreConfig.cyc_synapse_rmw = {cfg.cyc_synapse_rmw}: the RTL reads and writes a synapse "
+            "in 2 cycles (one port)"
+        )
 
 
 class Core(wiring.Component):
@@ -147,6 +205,9 @@ class Core(wiring.Component):
     ``bus_region``/``bus_addr``/``bus_wdata`` with ``bus_we`` for a write, or ``bus_re`` for a
     read whose data is on ``bus_rdata`` in the next cycle. ``start`` (one cycle, idle) runs one
     sample on the buffered input spikes; `busy` is high from the next cycle until the pass ends.
+    ``start_train`` runs a training sample with label `Reg.LABEL`: forward, loss unit and, unless
+    masked without a revival (§4.1, §5.6), the backward pass, accumulating into the gradient words;
+    afterwards `Region.STATE` holds (Λ_V, Λ_I) of step 0 (`lam_layout`) instead of (V, I).
     Per-sample state (record, first spikes, counters, n_end) is cleared by ``start``; the flags
     are sticky (host clears them, §1.4); the input buffer is emptied by the host (Reg.IN_COUNT).
 
@@ -154,7 +215,7 @@ class Core(wiring.Component):
     -------
     bus_region : ``In(Region)``; bus_addr : ``In(addr_bits)``; bus_wdata : ``In(data_bits)``;
     bus_we, bus_re : ``In(1)``; bus_rdata : ``Out(data_bits)``;
-    start : ``In(1)``; busy : ``Out(1)``; in_full : ``Out(1)`` (input buffer full);
+    start, start_train : ``In(1)``; busy : ``Out(1)``; in_full : ``Out(1)`` (input buffer full);
     phase : ``Out(Phase)``.
     """
 
@@ -178,12 +239,15 @@ class Core(wiring.Component):
             record_layout(cfg).size,
             first_layout(cfg).size,
             vmax_layout(cfg).size,
+            loss_layout(cfg).size,
             input_entry_layout(cfg).size,
             32,
             self.counter_bits,
             len(Flag),
         ]
         self.data_bits = max(words)
+        #: Width of a `state` word: (V, I) forward, (Λ_V, Λ_I) backward (§8).
+        self.state_bits = max(state_layout(cfg).size, lam_layout(cfg).size)
         depths = [cfg.n_synapses, self.n_neurons, cfg.record_capacity, cfg.input_capacity, s[-1],
                   Reg.LAYER_COUNT.value + cfg.n_layers]
         self.addr_bits = max(1, (max(depths) - 1).bit_length())
@@ -198,6 +262,7 @@ class Core(wiring.Component):
                 "bus_re": In(1),
                 "bus_rdata": Out(self.data_bits),
                 "start": In(1),
+                "start_train": In(1),
                 "busy": Out(1),
                 "in_full": Out(1),
                 "phase": Out(Phase),
@@ -229,6 +294,7 @@ class Core(wiring.Component):
         n_hidden_max = max(s[1:-1])
         syn_bits = max(1, (cfg.n_synapses - 1).bit_length())
         nrn_range = range(self.n_neurons + 1)
+        out_base = nrn_off[n_layers - 1]
 
         def const_array(values, width=None):
             width = width or max(1, max(values).bit_length())
@@ -241,7 +307,7 @@ class Core(wiring.Component):
         m.submodules.synapses = syn = memory.Memory(
             shape=synapse_layout(cfg), depth=cfg.n_synapses, init=[], attrs=attrs("synapses")
         )
-        m.submodules.state = state = memory.Memory(shape=state_layout(cfg), depth=self.n_neurons, init=[])
+        m.submodules.state = state = memory.Memory(shape=self.state_bits, depth=self.n_neurons, init=[])
         m.submodules.fanin_acc = acc = memory.Memory(
             shape=signed(cfg.fanin_acc_bits), depth=self.n_neurons, init=[]
         )
@@ -259,6 +325,8 @@ class Core(wiring.Component):
         )
         m.submodules.inbuf = inb = InputBuffer(cfg)
         m.submodules.lif = lif = LifUnit(cfg)
+        m.submodules.loss = loss = LossUnit(cfg)
+        m.submodules.jump = jmp = JumpUnit(cfg)
 
         syn_wp = syn.write_port()
         syn_rp = syn.read_port()  # same address as the write port: one single-port SPRAM (§8)
@@ -272,6 +340,8 @@ class Core(wiring.Component):
         spk_rp = spk.read_port(transparent_for=(spk_wp,))
         first_wp = first.write_port()
         first_rp = first.read_port()
+        st_fwd = state_layout(cfg)(state_rp.data[: state_layout(cfg).size])
+        st_lam = lam_layout(cfg)(state_rp.data[: lam_layout(cfg).size])
 
         # -- registers -----------------------------------------------------------------------
         phase = Signal(Phase)
@@ -282,7 +352,7 @@ class Core(wiring.Component):
         k = Signal(range(max(s[1:]) + 1))  # fan-out target index
         kb = Signal(syn_bits + 1)  # synapse address of target k with source 0
         tgt = Signal(nrn_range)  # accumulator address of target k
-        cnt = Signal(range(lat))
+        cnt = Signal(range(max(lat, cfg.cyc_jump)))
         ptr = Signal(range(cfg.input_capacity + 1))
         ptr_nxt = Signal.like(ptr)
         q = Signal(range(n_hidden_max + 1))
@@ -297,14 +367,29 @@ class Core(wiring.Component):
         cyc_total, cyc_sweep, cyc_fan, n_inputs = (Signal(cb, name=n) for n in
                                                    ("cyc_total", "cyc_sweep", "cyc_fan", "n_inputs"))
         layer_count = [Signal(cb, name=f"layer_count{l}") for l in range(n_layers)]
+        # Training: the sample's mode and label, the outputs' first steps (the loss unit's input).
+        train = Signal()
+        bwd_reg = Signal()  # set at the end of a training sample's forward pass
+        bwd = Signal()  # busy with the loss unit or the backward pass: the backward datapaths
+        label = Signal(range(max(2, n_out)))
+        out_step = Signal(data.ArrayLayout(unsigned(cfg.step_bits), n_out))
+        active = Signal()
+        n_jumps = Signal(range(cfg.n_steps * n_out + 1))
+        n_revived = Signal(range(cfg.n_hidden + 1))
+        cyc_loss, cyc_bwd = Signal(cb, name="cyc_loss"), Signal(cb, name="cyc_bwd")
 
         busy = phase != Phase.IDLE
-        m.d.comb += [self.busy.eq(busy), self.phase.eq(phase)]
+        m.d.comb += [self.busy.eq(busy), self.phase.eq(phase), bwd.eq(bwd_reg & busy)]
         m.d.comb += self.in_full.eq(inb.count == cfg.input_capacity)
         m.d.sync += [ptr.eq(ptr_nxt), q.eq(q_nxt)]
         m.d.comb += [ptr_nxt.eq(ptr), q_nxt.eq(q)]
         # Read ports addressed by the *next* pointer: their data is always the entry at the pointer.
-        m.d.comb += [inb.cur_addr.eq(ptr_nxt), inb.nxt_addr.eq(ptr_nxt + 1), spk_rp.addr.eq(q_nxt)]
+        # Backward, the input buffer is read downwards: `cur` is the entry below the pointer.
+        m.d.comb += [
+            inb.cur_addr.eq(Mux(bwd, ptr_nxt - 1, ptr_nxt)),
+            inb.nxt_addr.eq(Mux(bwd, ptr_nxt - 2, ptr_nxt + 1)),
+            spk_rp.addr.eq(q_nxt),
+        ]
 
         sizes_a = const_array(s)
         w_off_a = const_array(w_off, syn_bits + 1)
@@ -339,30 +424,22 @@ class Core(wiring.Component):
         s1_valid = Signal()
         m.d.sync += s1_valid.eq(sweep_issue)
         s3_g, s3_j, s3_l = stages[-1]
+        s1_l = stages[1][2]
         s2_g = stages[-2][0]  # one cycle before the write-back (the vmax read address)
         m.d.comb += [
             lif.i.valid.eq(s1_valid),
-            lif.i.p.v.eq(state_rp.data.v),
-            lif.i.p.cur.eq(state_rp.data.cur),
+            lif.i.p.v.eq(st_fwd.v),
+            lif.i.p.cur.eq(st_fwd.cur),
             lif.i.p.acc.eq(acc_rp.data),
             lif.i.p.zero.eq(step == 0),  # §3.2: the state before step 0 is zero
+            lif.i.p.bwd.eq(bwd),
+            lif.i.p.lam_v.eq(st_lam.lam_v),
+            lif.i.p.lam_i.eq(st_lam.lam_i),
         ]
         out = lif.o.p
         s3_valid = lif.o.valid
         s3_hidden = s3_l != n_layers - 1
         s3_spike = s3_valid & out.spike
-
-        # State write-back and fan-in clear (the accumulator's write port is the fan-out's when
-        # f1_valid; the two never overlap: the drain separates a sweep from the next fan-out).
-        m.d.comb += [
-            state_wp.addr.eq(s3_g),
-            state_wp.data.v.eq(out.v),
-            state_wp.data.cur.eq(out.cur),
-            state_wp.en.eq(s3_valid),
-            acc_wp.addr.eq(Mux(f1_valid, f1_tgt, s3_g)),
-            acc_wp.data.eq(Mux(f1_valid, acc_rp.data + aligned, 0)),
-            acc_wp.en.eq(f1_valid | s3_valid),
-        ]
 
         # §3.4: record (hidden), this step's spike list (hidden), first-spike registers (outputs).
         rec_full = n_rec == cfg.record_capacity
@@ -383,9 +460,13 @@ class Core(wiring.Component):
         new_first = s3_spike & ~s3_hidden & ~fired.bit_select(s3_j, 1)
         m.d.comb += first_wp.en.eq(new_first)
 
-        # §3.6: running maximum of V' per hidden neuron, read one cycle before the LifUnit's
-        # output (address s2_g) and written back with it; fired/dead (§5.6) pass through.
+        # §3.6 / §5.6: running maximum of V' per hidden neuron, read one cycle before the LifUnit's
+        # output (address s2_g) and written back with it, with this sample's spiked bit and, in a
+        # training sample, the minibatch's fired bit. A hidden neuron that is dead, silent so far
+        # and has its maximum at a step >= 1 would receive an injection: `n_revived` counts them.
         vmax_rp = None
+        host_vmax_we = Signal()
+        revival_hit = Signal()  # backward sweep, s1: inject into this neuron
         if cfg.revive_hidden > 0:
             m.submodules.vmax = vmax_mem = memory.Memory(
                 shape=vmax_layout(cfg), depth=max(2, cfg.n_hidden), init=[]
@@ -394,33 +475,140 @@ class Core(wiring.Component):
             vmax_rp = vmax_mem.read_port()
             prev = vmax_rp.data
             higher = (step == 0) | (out.v_pre > prev.vmax)
+            nv = Signal(vmax_layout(cfg))
             m.d.comb += [
-                vmax_rp.addr.eq(Mux(busy, s2_g, self.bus_addr)),
-                vmax_wp.addr.eq(s3_g),
-                vmax_wp.data.vmax.eq(Mux(step == 0, 0, out.v_pre)),
-                vmax_wp.data.vstep.eq(step),
-                vmax_wp.data.fired.eq(prev.fired),
-                vmax_wp.data.dead.eq(prev.dead),
-                vmax_wp.en.eq(s3_valid & s3_hidden & higher),
+                nv.vmax.eq(Mux(higher, Mux(step == 0, 0, out.v_pre), prev.vmax)),
+                nv.vstep.eq(Mux(higher, step, prev.vstep)),
+                nv.spiked.eq(Mux(step == 0, 0, prev.spiked) | out.spike),
+                nv.fired.eq(prev.fired | (train & out.spike)),
+                nv.dead.eq(prev.dead),
             ]
+
+            def candidate(w):
+                return w.dead & ~w.spiked & (w.vstep != 0)
+
+            vmax_fwd_we = s3_valid & s3_hidden & ~bwd
+            with m.If(vmax_fwd_we & train):
+                was = (step != 0) & candidate(prev)
+                m.d.sync += n_revived.eq(n_revived + candidate(nv) - was)
+            m.d.comb += [
+                vmax_rp.addr.eq(Mux(busy, Mux(bwd, g, s2_g), self.bus_addr)),
+                vmax_wp.addr.eq(Mux(busy, s3_g, self.bus_addr)),
+                vmax_wp.data.eq(Mux(busy, nv, self.bus_wdata[: vmax_layout(cfg).size])),
+                vmax_wp.en.eq(vmax_fwd_we | host_vmax_we),
+                # The backward sweep reads the word at s1, beside the neuron's adjoint (§5.6 (e)).
+                revival_hit.eq(bwd & (s1_l != n_layers - 1) & candidate(prev) & (prev.vstep == step)),
+            ]
+        m.d.comb += lif.i.p.inject.eq(revival_hit)
+
+        # -- backward: record replay, gradient accumulation, jumps (§5.3-§5.5) ----------------
+        rec_addr = Signal(range(cfg.record_capacity))
+        rec_addr_nxt = Signal.like(rec_addr)
+        m.d.sync += rec_addr.eq(rec_addr_nxt)
+        m.d.comb += rec_addr_nxt.eq(rec_addr)
+        rq = Signal(range(cfg.record_capacity + 1))  # record entries not yet replayed
+        lo = Signal(range(cfg.record_capacity))  # first entry of the block being replayed
+        hi = Signal(range(cfg.record_capacity))  # last entry of that block
+        entry = rec_rp.data
+        # Layer of the replayed entry (1 .. L-1), its matrix, and its source index's address terms.
+        src_l = Signal(range(n_layers))  # layer - 1 = index of the entry's weight matrix - 1
+        for l in range(1, n_layers - 1):
+            with m.If(entry.nrn >= nrn_off[l]):
+                m.d.comb += src_l.eq(l)
+        # Synapse (target k, source i) of matrix l is at w_off[l] + k N_l + i, i = nrn - nrn_off[l-1].
+        syn_base = Signal(syn_bits + 1)
+        tgt_base = Signal(nrn_range)
+        with m.Switch(src_l):
+            for l in range(n_layers - 1):
+                with m.Case(l):
+                    m.d.comb += [syn_base.eq(entry.nrn + (w_off[l + 1] - nrn_off[l])), tgt_base.eq(nrn_off[l + 1])]
+        half = Signal()  # read-modify-write of one synapse: 0 = read, 1 = write
+        mac_p = Signal(signed(cfg.w_bits + cfg.lam_bits))
+        mac_v = Signal()
+        err = Signal(signed(err_bits(cfg)))
+        m.d.sync += mac_v.eq(0)
+        with m.If(mac_v):
+            m.d.sync += err.eq(err + mac_p)
+        d_k, d_sat = sat(st_lam.lam_v - st_lam.lam_i, cfg.lam_bits)
+        g_new, g_sat = sat(syn_rp.data.g + st_lam.lam_i, cfg.grad_bits)
+        rmw_write = Signal()
+        bwd_syn_addr = Signal(syn_bits + 1)
+        bwd_state_addr = Signal(nrn_range)
+        # Output jumps of this step: the spiked outputs whose first spike is at `step`.
+        oj_mask = Signal(n_out)
+        out_hit = Signal(n_out)
+        for o in range(n_out):
+            m.d.comb += out_hit[o].eq(active & fired[o] & (out_step[o] == step))
+        oj_k = Signal(range(max(2, n_out)))
+        for o in reversed(range(n_out)):
+            with m.If(oj_mask[o]):
+                m.d.comb += oj_k.eq(o)
+        jump_write = jmp.o.valid
+        jump_addr = Signal(nrn_range)
+        own_lam_i = Signal(signed(cfg.lam_bits))
+        lterm_k = Signal(signed(cfg.lam_bits))
+        m.d.comb += lterm_k.eq(loss.lterm[oj_k])
+        m.d.comb += [
+            jmp.i.p.lam_v.eq(st_lam.lam_v),
+            jmp.i.p.err.eq(Mux(phase == Phase.OUT_JUMP, lterm_k << cfg.w_frac[n_layers - 1], err)),
+            jmp.i.p.cur.eq(Mux(phase == Phase.OUT_JUMP, first_rp.data.cur, entry.cur)),
+            jmp.i.p.mat.eq(Mux(phase == Phase.OUT_JUMP, n_layers - 1, src_l + 1)),
+            jmp.i.valid.eq(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == 1)),
+        ]
+        with m.If(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == 1)):
+            m.d.sync += own_lam_i.eq(st_lam.lam_i)
+
+        # State write port: sweep write-back, CLEAR, jump write-back.
+        lam_wb = lam_layout(cfg).const({"lam_v": 0, "lam_i": 0})
+        with m.If(jump_write):
+            m.d.comb += [
+                state_wp.addr.eq(jump_addr),
+                state_wp.data.eq(Cat(jmp.o.p.lam_v, own_lam_i)),
+                state_wp.en.eq(1),
+            ]
+        with m.Elif(phase == Phase.CLEAR):
+            m.d.comb += [state_wp.addr.eq(g), state_wp.data.eq(lam_wb.as_value()), state_wp.en.eq(1)]
+        with m.Else():
+            m.d.comb += [
+                state_wp.addr.eq(s3_g),
+                state_wp.data.eq(Mux(bwd, Cat(out.lam_v, out.lam_i), Cat(out.v, out.cur))),
+                state_wp.en.eq(s3_valid),
+            ]
+        # Fan-in clear at write-back (the accumulator's write port is the fan-out's when f1_valid;
+        # the two never overlap: the drain separates a sweep from the next fan-out).
+        m.d.comb += [
+            acc_wp.addr.eq(Mux(f1_valid, f1_tgt, s3_g)),
+            acc_wp.data.eq(Mux(f1_valid, acc_rp.data + aligned, 0)),
+            acc_wp.en.eq(f1_valid | s3_valid),
+        ]
+
+        # -- loss unit (§4) ----------------------------------------------------------------
+        loss_start = Signal()
+        m.d.comb += [loss.start.eq(loss_start), loss.label.eq(label)]
+        for o in range(n_out):
+            m.d.comb += loss.first_step[o].eq(Mux(fired[o], out_step[o], cfg.n_steps))
 
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr
         host_we = self.bus_we & ~busy
         m.d.comb += [
-            syn_rp.addr.eq(Mux(busy, kb + fan_src, addr)),
+            syn_rp.addr.eq(Mux(busy, Mux(bwd, bwd_syn_addr, kb + fan_src), addr)),
             syn_wp.addr.eq(syn_rp.addr),
             syn_rp.en.eq(~syn_wp.en),  # SPRAM read-during-write is "no change": say so
-            syn_wp.data.eq(self.bus_wdata),
-            syn_wp.en.eq(host_we & (region == Region.SYNAPSE)),
-            state_rp.addr.eq(Mux(busy, g, addr)),
+            syn_wp.data.eq(Mux(bwd, Cat(syn_rp.data.w, g_new, syn_rp.data.as_value()[cfg.w_bits + cfg.grad_bits:]),
+                               self.bus_wdata)),
+            syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write),
+            state_rp.addr.eq(Mux(busy, Mux(bwd & (phase != Phase.SWEEP), bwd_state_addr, g), addr)),
             acc_rp.addr.eq(Mux(phase == Phase.SWEEP, g, tgt)),
-            rec_rp.addr.eq(addr),
-            first_rp.addr.eq(addr),
+            rec_rp.addr.eq(Mux(busy, rec_addr_nxt, addr)),
+            first_rp.addr.eq(Mux(busy, oj_k, addr)),
             inb.push.p.eq(self.bus_wdata),
             inb.push.valid.eq(host_we & (region == Region.INPUT)),
             inb.clear.eq(host_we & (region == Region.REG) & (addr == Reg.IN_COUNT)),
+            host_vmax_we.eq(host_we & (region == Region.VMAX)),
         ]
+        with m.If(host_we & (region == Region.REG) & (addr == Reg.LABEL)):
+            m.d.sync += label.eq(self.bus_wdata)
         rd_region = Signal(Region)
         rd_addr = Signal.like(addr)
         m.d.sync += [rd_region.eq(region), rd_addr.eq(addr)]
@@ -434,6 +622,12 @@ class Core(wiring.Component):
             Reg.CYC_SWEEP: cyc_sweep,
             Reg.CYC_FANOUT: cyc_fan,
             Reg.N_INPUTS: n_inputs,
+            Reg.LABEL: label,
+            Reg.ACTIVE: active,
+            Reg.N_JUMPS: n_jumps,
+            Reg.N_REVIVED: n_revived,
+            Reg.CYC_LOSS: cyc_loss,
+            Reg.CYC_BACKWARD: cyc_bwd,
         }
         with m.Switch(rd_region):
             with m.Case(Region.SYNAPSE):
@@ -451,6 +645,11 @@ class Core(wiring.Component):
             if vmax_rp is not None:
                 with m.Case(Region.VMAX):
                     m.d.comb += self.bus_rdata.eq(vmax_rp.data)
+            with m.Case(Region.LOSS):
+                with m.Switch(rd_addr):
+                    for o in range(n_out):
+                        with m.Case(o):
+                            m.d.comb += self.bus_rdata.eq(Cat(loss.prob[o], loss.lterm[o]))
             with m.Case(Region.REG):
                 with m.Switch(rd_addr):
                     for reg, value in regs.items():
@@ -461,25 +660,35 @@ class Core(wiring.Component):
                             m.d.comb += self.bus_rdata.eq(layer_count[l])
         # While idle, `cur` shows entry 0 (ptr is 0) for the start decision and the look-ahead port
         # serves host reads; in the start cycle it must already point at entry 1.
-        with m.If(~busy & ~self.start):
+        with m.If(~busy & ~self.start & ~self.start_train):
             m.d.comb += inb.nxt_addr.eq(addr)
 
         # -- flags and counters --------------------------------------------------------------
         raised = Signal.like(flags)
+        rmw_check = bwd & half & ((phase == Phase.REPLAY) | (phase == Phase.IN_GRAD))
         m.d.comb += raised.eq(
             Mux(s3_valid & out.v_sat, int(Flag.V_SAT), 0)
             | Mux(s3_valid & out.i_sat, int(Flag.I_SAT), 0)
             | Mux(s3_spike & s3_hidden & rec_full, int(Flag.REC_OVF), 0)
             | Mux(inb.ovf, int(Flag.IN_OVF), 0)
+            | Mux((s3_valid & out.lam_sat) | (jump_write & jmp.o.p.lam_sat) | (loss.done & loss.lam_sat)
+                  | (rmw_check & (phase == Phase.REPLAY) & d_sat), int(Flag.LAM_SAT), 0)
+            | Mux(rmw_check & g_sat, int(Flag.GRAD_SAT), 0)
+            | Mux(jump_write & jmp.o.p.recip_clamp, int(Flag.RECIP_CLAMP), 0)
         )
         clear = Mux(host_we & (region == Region.REG) & (addr == Reg.FLAGS), self.bus_wdata[: len(flags)], 0)
         m.d.sync += flags.eq((flags & ~clear) | raised)
-        with m.If(busy):
+        fwd_phase = busy & ~bwd
+        with m.If(fwd_phase):
             m.d.sync += cyc_total.eq(cyc_total + 1)
-        with m.If((phase == Phase.SWEEP) | (phase == Phase.DRAIN)):
+        with m.If(((phase == Phase.SWEEP) | (phase == Phase.DRAIN)) & ~bwd):
             m.d.sync += cyc_sweep.eq(cyc_sweep + 1)
         with m.If((phase == Phase.IN_FAN) | (phase == Phase.SPK_FAN)):
             m.d.sync += cyc_fan.eq(cyc_fan + 1)
+        with m.If(phase == Phase.LOSS):
+            m.d.sync += cyc_loss.eq(cyc_loss + 1)
+        with m.If(bwd & (phase != Phase.LOSS)):
+            m.d.sync += cyc_bwd.eq(cyc_bwd + 1)
         with m.If(s3_spike):
             with m.Switch(s3_l):
                 for l in range(n_layers):
@@ -491,8 +700,12 @@ class Core(wiring.Component):
                 m.d.sync += n_rec.eq(n_rec + 1)
         with m.If(new_first):
             m.d.sync += [fired.bit_select(s3_j, 1).eq(1), n_first.eq(n_first + 1)]
+            with m.Switch(s3_j):
+                for o in range(n_out):
+                    with m.Case(o):
+                        m.d.sync += out_step[o].eq(step)
 
-        # -- sequencer (§3.3) ------------------------------------------------------------------
+        # -- sequencer (§3.3, §5.5) ------------------------------------------------------------
         def goto_sweep(layer):
             m.d.sync += [phase.eq(Phase.SWEEP), lay.eq(layer), j.eq(0), ns.eq(0)]
 
@@ -505,14 +718,53 @@ class Core(wiring.Component):
                 phase.eq(Phase.SPK_FAN), k.eq(0), kb.eq(w_off_a[layer + 1]), tgt.eq(nrn_off_a[layer + 1]),
             ]  # fmt: skip
 
+        # Backward, reverse step n: (a) record block, (b) inputs, (c) outputs, (d)+(e) sweep.
+        # Each goto decides from what the read ports show now and moves on to the next item that
+        # has work; `n` is the step these decisions are for.
+        def goto_outputs(n, hits):
+            with m.If(hits != 0):
+                m.d.sync += [phase.eq(Phase.OUT_JUMP), oj_mask.eq(hits), cnt.eq(0)]
+            with m.Elif(n != 0):
+                m.d.sync += [g.eq(0), step.eq(n)]
+                goto_sweep(0)
+            with m.Else():
+                m.d.sync += phase.eq(Phase.IDLE)
+
+        def goto_inputs(n, have_input, hits):
+            with m.If(have_input):
+                m.d.sync += [phase.eq(Phase.IN_GRAD), k.eq(0), kb.eq(0), half.eq(0)]
+            with m.Else():
+                goto_outputs(n, hits)
+
+        def goto_bstep(n, rec_match, have_input, hits):
+            with m.If(rec_match):
+                m.d.sync += [phase.eq(Phase.SCAN), lo.eq(rq - 1), hi.eq(rq - 1)]
+                m.d.comb += rec_addr_nxt.eq(rq - 2)
+            with m.Else():
+                goto_inputs(n, have_input, hits)
+
+        def hits_at(n):
+            h = Signal(n_out)
+            for o in range(n_out):
+                m.d.comb += h[o].eq(active & fired[o] & (out_step[o] == n))
+            return h
+
+        # Record and input-buffer reads for the decisions: entry rq - 1 and input ptr - 1.
+        rec_match_now = (rq != 0) & (entry.step == step)
+        input_now = (ptr != 0) & (inb.cur.step == step)
+
+        m.d.comb += [bwd_syn_addr.eq(kb + Mux(phase == Phase.IN_GRAD, inb.cur.id, syn_base)),
+                     bwd_state_addr.eq(Mux(phase == Phase.IN_GRAD, k, tgt_base + k))]
         with m.Switch(phase):
             with m.Case(Phase.IDLE):
                 m.d.comb += ptr_nxt.eq(0)
-                with m.If(self.start):
+                with m.If(self.start | self.start_train):
                     m.d.sync += [
                         step.eq(0), g.eq(0), n_rec.eq(0), fired.eq(0), n_first.eq(0), n_end.eq(0),
                         cyc_total.eq(0), cyc_sweep.eq(0), cyc_fan.eq(0), n_inputs.eq(0),
                         *(c.eq(0) for c in layer_count),
+                        train.eq(self.start_train), bwd_reg.eq(0), active.eq(0), n_jumps.eq(0),
+                        n_revived.eq(0), cyc_loss.eq(0), cyc_bwd.eq(0),
                     ]  # fmt: skip
                     with m.If((inb.count != 0) & (inb.cur.step == 0)):
                         goto_in_fan()
@@ -535,7 +787,16 @@ class Core(wiring.Component):
             with m.Case(Phase.DRAIN):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lat - 1):
-                    with m.If(lay != n_layers - 1):
+                    with m.If(bwd):
+                        with m.If(lay != n_layers - 1):
+                            goto_sweep(lay + 1)
+                        with m.Else():
+                            # Reverse step n done: decide for step n - 1.
+                            m.d.sync += step.eq(step - 1)
+                            prev_step = step - 1
+                            goto_bstep(prev_step, (rq != 0) & (entry.step == prev_step),
+                                       (ptr != 0) & (inb.cur.step == prev_step), hits_at(prev_step))
+                    with m.Elif(lay != n_layers - 1):
                         # The last neuron's write-back may be this very cycle: count it in.
                         with m.If((ns != 0) | (s3_spike & s3_hidden)):
                             goto_spk_fan(lay)
@@ -546,7 +807,13 @@ class Core(wiring.Component):
                         if cfg.early_stop:
                             stop |= (n_first + new_first) == n_out
                         with m.If(stop):
-                            m.d.sync += [phase.eq(Phase.IDLE), n_end.eq(step)]
+                            m.d.sync += n_end.eq(step)
+                            with m.If(train):
+                                # The record is read from its last entry (§5.5).
+                                m.d.sync += [phase.eq(Phase.LOSS), bwd_reg.eq(1), rq.eq(n_rec), cnt.eq(0)]
+                                m.d.comb += rec_addr_nxt.eq(n_rec - 1)
+                            with m.Else():
+                                m.d.sync += phase.eq(Phase.IDLE)
                         with m.Else():
                             m.d.sync += [step.eq(step + 1), g.eq(0)]
                             with m.If((ptr < inb.count) & (inb.cur.step == step + 1)):
@@ -564,4 +831,73 @@ class Core(wiring.Component):
                         goto_sweep(lay + 1)
                 with m.Else():
                     m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[lay + 1]), tgt.eq(tgt + 1)]
+            with m.Case(Phase.LOSS):
+                m.d.comb += loss_start.eq(cnt == 0)
+                m.d.sync += cnt.eq(1)
+                with m.If(loss.done):
+                    m.d.sync += active.eq(loss.active)
+                    # §4.1 / §5.6: no backward pass for a masked sample without an injection.
+                    with m.If(loss.active | (n_revived != 0)):
+                        m.d.sync += [phase.eq(Phase.CLEAR), g.eq(0)]
+                    with m.Else():
+                        m.d.sync += phase.eq(Phase.IDLE)
+            with m.Case(Phase.CLEAR):
+                m.d.sync += g.eq(g + 1)
+                with m.If(g == self.n_neurons - 1):
+                    goto_bstep(step, rec_match_now, input_now, hits_at(step))
+            with m.Case(Phase.SCAN):
+                # `entry` shows record entry lo - 1: extend the block downwards while it is step n's.
+                with m.If((lo != 0) & (entry.step == step)):
+                    m.d.sync += lo.eq(lo - 1)
+                    m.d.comb += rec_addr_nxt.eq(lo - 2)
+                with m.Else():
+                    m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                    m.d.comb += rec_addr_nxt.eq(lo)
+            with m.Case(Phase.REPLAY):
+                # Target k of the entry: read (half 0), then write its gradient and take its MAC
+                # term (half 1).
+                m.d.sync += half.eq(~half)
+                with m.If(half):
+                    m.d.comb += rmw_write.eq(1)
+                    m.d.sync += [mac_p.eq(syn_rp.data.w * d_k), mac_v.eq(1)]
+                    with m.If(k == sizes_a[src_l + 2] - 1):
+                        m.d.sync += [phase.eq(Phase.JUMP), cnt.eq(0)]
+                    with m.Else():
+                        m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[src_l + 1])]
+            with m.Case(Phase.JUMP):
+                m.d.comb += bwd_state_addr.eq(entry.nrn)
+                m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(entry.nrn)]
+                with m.If(cnt == cfg.cyc_jump - 1):
+                    with m.If(rec_addr == hi):
+                        # Block done: the entries below it are the earlier steps'.
+                        m.d.sync += rq.eq(lo)
+                        m.d.comb += rec_addr_nxt.eq(lo - 1)
+                        goto_inputs(step, input_now, hits_at(step))
+                    with m.Else():
+                        m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                        m.d.comb += rec_addr_nxt.eq(rec_addr + 1)
+            with m.Case(Phase.IN_GRAD):
+                m.d.sync += half.eq(~half)
+                with m.If(half):
+                    m.d.comb += rmw_write.eq(1)
+                    with m.If(k == s[1] - 1):
+                        m.d.comb += ptr_nxt.eq(ptr - 1)
+                        m.d.sync += [k.eq(0), kb.eq(0)]
+                        with m.If(~((ptr != 1) & (inb.nxt.step == step))):
+                            goto_outputs(step, hits_at(step))
+                    with m.Else():
+                        m.d.sync += [k.eq(k + 1), kb.eq(kb + s[0])]
+            with m.Case(Phase.OUT_JUMP):
+                m.d.comb += bwd_state_addr.eq(out_base + oj_k)
+                m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(out_base + oj_k)]
+                with m.If(cnt == cfg.cyc_jump - 1):
+                    m.d.sync += [n_jumps.eq(n_jumps + 1), cnt.eq(0)]
+                    rest = oj_mask & ~(1 << oj_k)
+                    m.d.sync += oj_mask.eq(rest)
+                    with m.If(rest == 0):
+                        with m.If(step != 0):
+                            m.d.sync += g.eq(0)
+                            goto_sweep(0)
+                        with m.Else():
+                            m.d.sync += phase.eq(Phase.IDLE)
         return m
