@@ -521,7 +521,8 @@ class Core(wiring.Component):
         with m.Switch(src_l):
             for l in range(n_layers - 1):
                 with m.Case(l):
-                    m.d.comb += [syn_base.eq(entry.nrn + (w_off[l + 1] - nrn_off[l])), tgt_base.eq(nrn_off[l + 1])]
+                    m.d.comb += [syn_base.eq(entry.nrn + (w_off[l + 1] - nrn_off[l])),
+                                 tgt_base.eq(nrn_off[l + 1])]
         half = Signal()  # read-modify-write of one synapse: 0 = read, 1 = write
         mac_p = Signal(signed(cfg.w_bits + cfg.lam_bits))
         mac_v = Signal()
@@ -532,6 +533,7 @@ class Core(wiring.Component):
         d_k, d_sat = sat(st_lam.lam_v - st_lam.lam_i, cfg.lam_bits)
         g_new, g_sat = sat(syn_rp.data.g + st_lam.lam_i, cfg.grad_bits)
         rmw_write = Signal()
+        syn_upper = syn_rp.data.as_value()[cfg.w_bits + cfg.grad_bits :]  # the moment field, if any
         bwd_syn_addr = Signal(syn_bits + 1)
         bwd_state_addr = Signal(nrn_range)
         # Output jumps of this step: the spiked outputs whose first spike is at `step`.
@@ -595,8 +597,8 @@ class Core(wiring.Component):
             syn_rp.addr.eq(Mux(busy, Mux(bwd, bwd_syn_addr, kb + fan_src), addr)),
             syn_wp.addr.eq(syn_rp.addr),
             syn_rp.en.eq(~syn_wp.en),  # SPRAM read-during-write is "no change": say so
-            syn_wp.data.eq(Mux(bwd, Cat(syn_rp.data.w, g_new, syn_rp.data.as_value()[cfg.w_bits + cfg.grad_bits:]),
-                               self.bus_wdata)),
+            # Backward: the same word with its gradient field replaced (§5.4).
+            syn_wp.data.eq(Mux(bwd, Cat(syn_rp.data.w, g_new, syn_upper), self.bus_wdata)),
             syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write),
             state_rp.addr.eq(Mux(busy, Mux(bwd & (phase != Phase.SWEEP), bwd_state_addr, g), addr)),
             acc_rp.addr.eq(Mux(phase == Phase.SWEEP, g, tgt)),

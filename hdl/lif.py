@@ -138,7 +138,8 @@ class LifUnit(wiring.Component):
                 with m.If(inj_sat1):
                     m.d.comb += [pb.eq(cfg.beta_raw * lam_lo), pg.eq(cfg.kgamma_raw * lam_lo)]
                 with m.Else():
-                    m.d.comb += [pb.eq(p_beta - cfg.beta_raw * r_raw), pg.eq(p_gamma - cfg.kgamma_raw * r_raw)]
+                    m.d.comb += [pb.eq(p_beta - cfg.beta_raw * r_raw),
+                                 pg.eq(p_gamma - cfg.kgamma_raw * r_raw)]
         lam_v2 = Signal(signed(cfg.lam_bits))
         lam_i_wide = Signal(signed(len(p_gamma) + 2 - cf))
         inj_sat2 = Signal()

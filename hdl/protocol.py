@@ -29,6 +29,9 @@ class Op(enum.Enum, shape=8):
     START = 0x05
     #: -> 1 byte: bit 0 = busy. Allowed at any time.
     STATUS = 0x06
+    #: start one training sample with the label in `Reg.LABEL` (idle only): forward, loss unit,
+    #: backward pass into the gradient words; poll with STATUS.
+    TRAIN = 0x07
 
 
 class Status(enum.Enum, shape=8):
@@ -61,6 +64,7 @@ class Frame:
             Op.PUSH: self.entry_bytes,
             Op.START: 0,
             Op.STATUS: 0,
+            Op.TRAIN: 0,
         }
         self.max_payload = max(self.payload.values())
         self.max_reply = max(4, self.data_bytes, 1)
@@ -121,17 +125,19 @@ class HostLink(wiring.Component):
         }  # fmt: skip
         if cfg.revive_hidden > 0:
             depth[Region.VMAX] = cfg.n_hidden
+        depth[Region.LOSS] = cfg.sizes[-1]
+        writable_regions = (Region.SYNAPSE, Region.VMAX)
         readable_regs = [r.value for r in Reg if r is not Reg.LAYER_COUNT]
         readable_regs += [Reg.LAYER_COUNT.value + l for l in range(cfg.n_layers)]
         with m.Switch(region):
             for reg, d in depth.items():
                 with m.Case(reg.value):
-                    if reg is Region.SYNAPSE:
+                    if reg in writable_regions:
                         m.d.comb += ok.eq(addr < d)
                     else:
                         m.d.comb += ok.eq((addr < d) & ~write)
             with m.Case(Region.REG.value):
-                writable = (addr == Reg.FLAGS.value) | (addr == Reg.IN_COUNT.value)
+                writable = (addr == Reg.FLAGS.value) | (addr == Reg.IN_COUNT.value) | (addr == Reg.LABEL.value)
                 readable = 0
                 for a in readable_regs:
                     readable = readable | (addr == a)
@@ -228,6 +234,9 @@ class HostLink(wiring.Component):
                             m.next = "RSP"
                         with m.Case(Op.START.value):
                             m.d.comb += core.start.eq(1)
+                            m.next = "RSP"
+                        with m.Case(Op.TRAIN.value):
+                            m.d.comb += core.start_train.eq(1)
                             m.next = "RSP"
                         with m.Case(Op.STATUS.value):
                             m.d.sync += [reply.eq(core.busy), reply_len.eq(1)]

@@ -20,8 +20,17 @@ import numpy as np
 
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.core import FixedCore
-from evcore.hdl.core import (Reg, Region, first_layout, lam_layout, loss_layout, record_layout, state_layout,
-                             synapse_layout, vmax_layout)
+from evcore.hdl.core import (
+    Reg,
+    Region,
+    first_layout,
+    lam_layout,
+    loss_layout,
+    record_layout,
+    state_layout,
+    synapse_layout,
+    vmax_layout,
+)
 from evcore.hdl.input_buffer import input_entry_layout
 
 __all__ = ["REG_FIELDS", "TRAIN_REG_FIELDS", "encode_uncut", "run_sample", "read_synapses", "first_mismatch",
@@ -119,7 +128,8 @@ async def read_synapses(bus, cfg: CoreConfig) -> dict:
     layout = synapse_layout(cfg)
     words = await bus.read_many([(Region.SYNAPSE, a) for a in range(cfg.n_synapses)])
     views = [layout.from_bits(v) for v in words]
-    out = {"w": np.array([v.w for v in views], dtype=np.int64), "g": np.array([v.g for v in views], dtype=np.int64)}
+    out = {"w": np.array([v.w for v in views], dtype=np.int64),
+           "g": np.array([v.g for v in views], dtype=np.int64)}
     if cfg.has_momentum:
         out["m"] = np.array([v.m for v in views], dtype=np.int64)
     return out
@@ -225,7 +235,8 @@ def first_train_mismatch(cfg: CoreConfig, golden, b: int, rtl: dict, *, last: bo
                 want = int(ref[gi] if ref.ndim == 1 else ref[b, gi])
                 got = int(rtl[rf][gi])
                 if want != got:
-                    return f"final {gf} of layer {layer} neuron {gi - offs[layer - 1]}: golden {want} rtl {got}"
+                    where = f"layer {layer} neuron {gi - offs[layer - 1]}"
+                    return f"final {gf} of {where}: golden {want} rtl {got}"
     for name, want, got in (("loss cycles", golden.cycles_loss[b], rtl["cyc_loss"]),
                             ("backward cycles", golden.cycles_backward[b], rtl["cyc_backward"])):
         if int(want) != got:

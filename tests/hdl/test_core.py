@@ -232,16 +232,15 @@ def test_core_training_two_hidden_revival():
     res = check_training_against_golden(cfg, weights, inputs, labels, dead)
     assert res.n_revived.sum() > 0, "coverage: revival injections"
     assert any(res.active[b] == 0 and res.n_revived[b] > 0 for b in range(8)), "coverage: masked + injection"
-    same_step = [
-        len({int(n) for n, g in zip(res.rec_step[b, : res.rec_count[b]], res.rec_neuron[b, : res.rec_count[b]])
-             if g < 3} & {int(n) for n, g in zip(res.rec_step[b, : res.rec_count[b]],
-                                                  res.rec_neuron[b, : res.rec_count[b]]) if g >= 3})
-        for b in range(8)
-    ]
-    assert sum(same_step) > 0, "coverage: both hidden layers spiking in one step"
+    both = 0  # steps in which both hidden layers spike
+    for b in range(8):
+        st, nrn = res.rec_step[b, : res.rec_count[b]], res.rec_neuron[b, : res.rec_count[b]]
+        both += len(set(st[nrn < 3].tolist()) & set(st[nrn >= 3].tolist()))
+    assert both > 0, "coverage: both hidden layers spiking in one step"
 
 
-@pytest.mark.parametrize(("w_scale", "seed", "flags"), [(20000, 8, "LAM_SAT|GRAD_SAT"), (12000, 20, "RECIP_CLAMP")])
+@pytest.mark.parametrize(("w_scale", "seed", "flags"),
+                         [(20000, 8, "LAM_SAT|GRAD_SAT"), (12000, 20, "RECIP_CLAMP")])
 def test_core_training_saturation(w_scale, seed, flags):
     """12-bit adjoint and gradient words (Q4.8): LAM_SAT, GRAD_SAT and RECIP_CLAMP raised as golden
     raises them, with saturated gradient words compared. (The seeds are ones where golden raises

@@ -14,7 +14,7 @@ from evcore.golden.core import FixedCore
 from evcore.hdl.core import Core, Reg, Region, synapse_layout
 from evcore.hdl.input_buffer import input_entry_layout
 from evcore.hdl.protocol import HostLink, Op, Status, command, parse_response
-from evcore.tb.core.host import encode_uncut, first_mismatch, run_sample
+from evcore.tb.core.host import encode_uncut, first_mismatch, first_train_mismatch, read_synapses, run_sample
 
 SMALL = dict(sizes=(3, 4, 2), n_steps=16, dt_s=1e-3, record_capacity=8, input_capacity=5,
              lr_mant=(1, 1), lr_shift=(1, 1), silent_threshold=(1.0, 1.0))
@@ -65,8 +65,8 @@ class ByteLink:
             out.append(value)
         return out
 
-    async def start_and_wait(self):
-        status, _ = await self.transact(command(self.frame, Op.START))
+    async def start_and_wait(self, train=False):
+        status, _ = await self.transact(command(self.frame, Op.TRAIN if train else Op.START))
         assert status is Status.OK
         while (await self.transact(command(self.frame, Op.STATUS)))[1] & 1:
             pass
@@ -111,7 +111,11 @@ def test_protocol_errors_leave_state_unchanged():
             (command(fr, Op.WRITE, region=Region.STATE, addr=0, data=1), Status.BAD_ADDRESS),
             (command(fr, Op.WRITE, region=Region.REG, addr=Reg.N_END.value, data=1), Status.BAD_ADDRESS),
             (command(fr, Op.READ, region=Region.RECORD, addr=cfg.record_capacity), Status.BAD_ADDRESS),
-            (bytes([Op.READ.value, 1 + fr.addr_bytes, 7]) + bytes(fr.addr_bytes), Status.BAD_ADDRESS),
+            (bytes([Op.READ.value, 1 + fr.addr_bytes, 15]) + bytes(fr.addr_bytes), Status.BAD_ADDRESS),
+            (command(fr, Op.WRITE, region=Region.LOSS, addr=0, data=1), Status.BAD_ADDRESS),
+            (command(fr, Op.READ, region=Region.LOSS, addr=cfg.sizes[-1]), Status.BAD_ADDRESS),
+            (command(fr, Op.WRITE, region=Region.REG, addr=Reg.ACTIVE.value, data=1), Status.BAD_ADDRESS),
+            (bytes([Op.TRAIN.value, 1, 0]), Status.BAD_LENGTH),
         ]
         for raw, want in cases:
             got = await T(raw)
@@ -129,6 +133,7 @@ def test_protocol_errors_leave_state_unchanged():
         assert await T(command(fr, Op.STATUS)) == (Status.OK, 1)
         got = await T(command(fr, Op.WRITE, region=Region.SYNAPSE, addr=3, data=0))
         assert got[0] is Status.BUSY
+        assert (await T(command(fr, Op.TRAIN)))[0] is Status.BUSY
         assert (await T(command(fr, Op.READ, region=Region.SYNAPSE, addr=3)))[0] is Status.BUSY
         while (await T(command(fr, Op.STATUS)))[1]:
             pass
@@ -146,6 +151,7 @@ def test_protocol_sample_equals_golden():
     gold = FixedCore(cfg, weights).run(inputs)
     steps, ids, counts = encode_uncut(cfg, inputs)
     results = []
+    label = int(np.argmin(gold.first_step[0]))  # an output that spiked: the sample is not masked
 
     async def bench(link, dut):
         layout = synapse_layout(cfg)
@@ -154,9 +160,21 @@ def test_protocol_sample_equals_golden():
             await link.write(Region.SYNAPSE, a, layout.const({"w": int(w), "g": 0, "m": 0}).as_bits())
         for b in range(2):
             results.append(await run_sample(link, cfg, steps[b], ids[b], int(counts[b])))
+        # A training sample over the same link (TRAIN, LABEL), then its gradient words.
+        results.append(await run_sample(link, cfg, steps[0], ids[0], int(counts[0]), label=label))
+        results.append(await read_synapses(link, cfg))
 
     simulate(cfg, bench)
-    for b, r in enumerate(results):
+    for b, r in enumerate(results[:2]):
         bad = first_mismatch(cfg, gold, b, r)
         assert bad is None, f"sample {b}: {bad}"
     assert gold.layer_counts.sum() > 0
+    trainer = FixedCore(cfg, weights)
+    one = (inputs[0][:1], inputs[1][:1], inputs[2][:1])
+    _, _, tr = trainer.gradient(one, np.array([label]))
+    bad = first_mismatch(cfg, tr, 0, results[2], check_state=False) or first_train_mismatch(
+        cfg, tr, 0, results[2], last=True)
+    assert bad is None, f"training sample: {bad}"
+    assert tr.active[0] == 1, "the training sample must run its backward pass"
+    g = np.concatenate([x.ravel() for x in tr.grads_raw])
+    assert (results[3]["g"] == g).all() and np.abs(g).sum() > 0
