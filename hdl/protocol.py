@@ -137,7 +137,9 @@ class HostLink(wiring.Component):
                     else:
                         m.d.comb += ok.eq((addr < d) & ~write)
             with m.Case(Region.REG.value):
-                writable = (addr == Reg.FLAGS.value) | (addr == Reg.IN_COUNT.value) | (addr == Reg.LABEL.value)
+                writable = 0
+                for r in (Reg.FLAGS, Reg.IN_COUNT, Reg.LABEL):
+                    writable = writable | (addr == r.value)
                 readable = 0
                 for a in readable_regs:
                     readable = readable | (addr == a)
