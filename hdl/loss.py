@@ -5,7 +5,7 @@ computes the softmax probabilities p̂_k and the terms L̂_k injected into Λ_V 
 exactly ``2 * n_out + cyc_jump`` cycles (the ``loss`` phase of `golden.core.cycle_model`, §7).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -17,12 +17,21 @@ from .recip import Recip
 __all__ = ["LossUnit"]
 
 
-def _min_tree(vals):
-    """The minimum of unsigned Values as a balanced tree of compare-and-select (log depth)."""
-    if len(vals) == 1:
-        return vals[0]
-    a, b = _min_tree(vals[: len(vals) // 2]), _min_tree(vals[len(vals) // 2 :])
-    return Mux(b < a, b, a)
+def _min_parallel(vals):
+    """The minimum of unsigned Values in one comparator level: every pair is compared at once,
+    the first minimum is selected one-hot (an AND-OR, no chain of compare-and-select)."""
+    n = len(vals)
+    lt = {(a, b): vals[a] < vals[b] for a in range(n) for b in range(a)}  # a > b
+    out = 0
+    for k in range(n):
+        first_min = Const(1, 1)
+        for j in range(n):
+            if j < k:
+                first_min &= lt[k, j]  # strictly below the earlier ones
+            elif j > k:
+                first_min &= ~lt[j, k]  # not above the later ones
+        out |= Mux(first_min, vals[k], 0)
+    return out
 
 
 class LossUnit(wiring.Component):
@@ -37,7 +46,7 @@ class LossUnit(wiring.Component):
 
     Datapath:
 
-    * cycle 0: n_min (a balanced min tree over ``first_step``) and the N EXP ROM indices
+    * cycle 0: n_min (all pairs of ``first_step`` compared at once) and the N EXP ROM indices
       min(n_k − n_min, |EXP| − 1) into a register ring (5 bits each for up5k);
     * cycles 1 .. N: the ring rotates, the EXP ROM (asynchronous: |EXP| = 29 words fit LUTs)
       reads its head, Ŝ accumulates; Ŝ is complete in cycle N+1 and enters `Recip`;
@@ -114,7 +123,7 @@ class LossUnit(wiring.Component):
         # -- EXP ROM indices of the N outputs, in a ring rotated once per pass (§4.2) -------
         exp_rom = [int(v) for v in cfg.exp_rom]
         last = len(exp_rom) - 1
-        n_min = _min_tree([steps[k] for k in range(n)])
+        n_min = _min_parallel([steps[k] for k in range(n)])
         ring = [Signal(range(last + 1), name=f"exp_idx{k}") for k in range(n)]
         b0 = n + 1 + Recip.latency  # first cycle of the second pass: (y, e) valid
         pass_a = run & (cnt >= 1) & (cnt <= n)
