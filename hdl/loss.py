@@ -63,7 +63,8 @@ class LossUnit(wiring.Component):
       (k = 0 .. N-1) the ring rotates again: Ê_k·y (registered), then
       p̂_k = min(rnd(Ê_k·y, R + e − f_p), 2^f_p − 1) (a case over the few possible e), then
       Ĉ0·p̂_k, then L̂_k = sat(rnd(Ĉ0·p̂_k, f_p) − δ_ky (Ĉ0 + REG[n_y])) — the same as §4.3,
-      since subtracting δ Ĉ0 2^f_p before a shift by f_p is subtracting δ Ĉ0 after it.
+      since subtracting δ Ĉ0 2^f_p before a shift by f_p is subtracting δ Ĉ0 after it; the
+      rounding and the label term are one addend (one adder), the saturation reads top bits.
 
     So L̂_{N-1} is written at the end of cycle 2N + Recip.latency + 3 and the unit needs
     ``cyc_jump >= min_cyc_jump(cfg)`` = Recip.latency + 4 = 8; a larger cyc_jump idles at the
