@@ -119,7 +119,7 @@ class LossUnit(wiring.Component):
         r, pf, mode = cfg.recip_bits, cfg.prob_frac, cfg.state_rounding
         steps = self.first_step
 
-        # -- control: cyc counts 0 (start) .. C (done) -----------------------------------------
+        # -- control: cnt is the cycle number 1 .. C while busy (0: the start cycle) -----------
         run = Signal()
         cnt = Signal(range(self.cycles + 1))
         with m.If(run):
