@@ -5,24 +5,41 @@ computes the softmax probabilities p̂_k and the terms L̂_k injected into Λ_V 
 exactly ``2 * n_out + cyc_jump`` cycles (the ``loss`` phase of `golden.core.cycle_model`, §7).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from evcore.golden.config import CoreConfig
+from evcore.golden.config import CoreConfig, RoundingMode
 
-from .lif import rnd, sat
+from .lif import rnd
 from .recip import Recip
 
 __all__ = ["LossUnit"]
 
 
-def _min_tree(vals):
-    """The minimum of unsigned Values as a balanced tree of compare-and-select (log depth)."""
-    if len(vals) == 1:
-        return vals[0]
-    a, b = _min_tree(vals[: len(vals) // 2]), _min_tree(vals[len(vals) // 2 :])
-    return Mux(b < a, b, a)
+def _min_parallel(vals):
+    """The minimum of unsigned Values in one comparator level: every pair is compared at once,
+    the first minimum is selected one-hot (an AND-OR, no chain of compare-and-select)."""
+    n = len(vals)
+    lt = {(a, b): vals[a] < vals[b] for a in range(n) for b in range(a)}  # a > b
+    out = 0
+    for k in range(n):
+        first_min = Const(1, 1)
+        for j in range(n):
+            if j < k:
+                first_min &= lt[k, j]  # strictly below the earlier ones
+            elif j > k:
+                first_min &= ~lt[j, k]  # not above the later ones
+        out |= Mux(first_min, vals[k], 0)
+    return out
+
+
+def _sat_by_bits(x, bits: int):
+    """§1.4 sat of a signed Value to `bits` bits, the overflow read off its top bits (no
+    comparator chains): (clamped value, clamped?)."""
+    top = x[bits - 1 :]  # the sign of the result and every bit above it must agree
+    clamped = (top != 0) & (top != (1 << len(top)) - 1)
+    return Mux(clamped, Mux(x[-1], -(1 << (bits - 1)), (1 << (bits - 1)) - 1), x[:bits].as_signed()), clamped
 
 
 class LossUnit(wiring.Component):
@@ -37,15 +54,17 @@ class LossUnit(wiring.Component):
 
     Datapath:
 
-    * cycle 0: n_min (a balanced min tree over ``first_step``) and the N EXP ROM indices
-      min(n_k − n_min, |EXP| − 1) into a register ring (5 bits each for up5k);
-    * cycles 1 .. N: the ring rotates, the EXP ROM (asynchronous: |EXP| = 29 words fit LUTs)
-      reads its head, Ŝ accumulates; Ŝ is complete in cycle N+1 and enters `Recip`;
+    * cycle 0: n_min (all pairs of ``first_step`` compared at once); cycle 1: the N EXP ROM
+      indices min(n_k − n_min, |EXP| − 1) into a register ring (5 bits each for up5k);
+    * cycles 2 .. N: the ring rotates, the EXP ROM (asynchronous: |EXP| = 29 words fit LUTs)
+      reads its head, Ŝ accumulates (in cycle 2 the two front entries, through a second read
+      port); Ŝ is complete in cycle N+1 and enters `Recip` (N = 1: Ŝ = EXP[0]);
     * (y, e) is valid from cycle B = N+1+Recip.latency on (Ŝ is held). In cycles B+k
       (k = 0 .. N-1) the ring rotates again: Ê_k·y (registered), then
       p̂_k = min(rnd(Ê_k·y, R + e − f_p), 2^f_p − 1) (a case over the few possible e), then
       Ĉ0·p̂_k, then L̂_k = sat(rnd(Ĉ0·p̂_k, f_p) − δ_ky (Ĉ0 + REG[n_y])) — the same as §4.3,
-      since subtracting δ Ĉ0 2^f_p before a shift by f_p is subtracting δ Ĉ0 after it.
+      since subtracting δ Ĉ0 2^f_p before a shift by f_p is subtracting δ Ĉ0 after it; the
+      rounding and the label term are one addend (one adder), the saturation reads top bits.
 
     So L̂_{N-1} is written at the end of cycle 2N + Recip.latency + 3 and the unit needs
     ``cyc_jump >= min_cyc_jump(cfg)`` = Recip.latency + 4 = 8; a larger cyc_jump idles at the
@@ -100,7 +119,7 @@ class LossUnit(wiring.Component):
         r, pf, mode = cfg.recip_bits, cfg.prob_frac, cfg.state_rounding
         steps = self.first_step
 
-        # -- control: cyc counts 0 (start) .. C (done) -----------------------------------------
+        # -- control: cnt is the cycle number 1 .. C while busy (0: the start cycle) -----------
         run = Signal()
         cnt = Signal(range(self.cycles + 1))
         with m.If(run):
@@ -112,32 +131,44 @@ class LossUnit(wiring.Component):
         m.d.comb += [self.busy.eq(run), self.done.eq(run & (cnt == self.cycles))]
 
         # -- EXP ROM indices of the N outputs, in a ring rotated once per pass (§4.2) -------
+        # Cycle 0: n_min; cycle 1: the N indices min(n_k − n_min, |EXP| − 1) (two cycles keep the
+        # comparators and the subtraction apart); cycles 2 .. N: Ŝ adds the ring's head, the
+        # first of them its two front entries (two ROM ports), so Ŝ is complete in cycle N+1.
         exp_rom = [int(v) for v in cfg.exp_rom]
         last = len(exp_rom) - 1
-        n_min = _min_tree([steps[k] for k in range(n)])
+        n_min = Signal(unsigned(cfg.step_bits))
+        with m.If(self.start & ~run):
+            m.d.sync += n_min.eq(_min_parallel([steps[k] for k in range(n)]))
         ring = [Signal(range(last + 1), name=f"exp_idx{k}") for k in range(n)]
         b0 = n + 1 + Recip.latency  # first cycle of the second pass: (y, e) valid
-        pass_a = run & (cnt >= 1) & (cnt <= n)
+        pass_a2 = run & (cnt == 2)  # two terms
+        pass_a1 = run & (cnt >= 3) & (cnt <= n)  # one term each
         pass_b = run & (cnt >= b0) & (cnt < b0 + n)
-        with m.If(self.start & ~run):
+        with m.If(run & (cnt == 1)):
             for k in range(n):
                 diff = steps[k] - n_min  # >= 0
                 m.d.sync += ring[k].eq(Mux(diff > last, last, diff))
-        with m.Elif(pass_a | pass_b):
+        with m.Elif(pass_a2):
+            m.d.sync += [ring[k].eq(ring[(k + 2) % n]) for k in range(n)]
+        with m.Elif(pass_a1 | pass_b):
             m.d.sync += [ring[k].eq(ring[(k + 1) % n]) for k in range(n)]
         m.submodules.exp_rom = exp_mem = memory.Memory(
             shape=unsigned(cfg.exp_frac + 1), depth=len(exp_rom), init=exp_rom
         )
-        exp_rd = exp_mem.read_port(domain="comb")
-        m.d.comb += exp_rd.addr.eq(ring[0])
+        exp_rd = exp_mem.read_port(domain="comb")  # the head: both passes
+        exp_rd2 = exp_mem.read_port(domain="comb")  # the entry after it: cycle 2 only
+        m.d.comb += [exp_rd.addr.eq(ring[0]), exp_rd2.addr.eq(ring[1 % n])]
 
         # -- Ŝ and its reciprocal --------------------------------------------------------------
         s_bits = (n << cfg.exp_frac).bit_length()
         s_sum = Signal(s_bits)
-        with m.If(self.start & ~run):
-            m.d.sync += s_sum.eq(0)
-        with m.Elif(pass_a):
-            m.d.sync += s_sum.eq(s_sum + exp_rd.data)
+        if n == 1:
+            m.d.comb += s_sum.eq(exp_rom[0])  # the one output is the earliest: Ŝ = EXP[0]
+        else:
+            with m.If(pass_a2):
+                m.d.sync += s_sum.eq(exp_rd.data + exp_rd2.data)
+            with m.Elif(pass_a1):
+                m.d.sync += s_sum.eq(s_sum + exp_rd.data)
         m.submodules.recip = recip = Recip(cfg, s_bits)
         m.d.comb += [recip.i.p.eq(s_sum), recip.i.valid.eq(run & (cnt == n + 1))]
         y, e = recip.o.p.y, recip.o.p.e
@@ -157,8 +188,11 @@ class LossUnit(wiring.Component):
                 self.active.eq(steps[self.label] < T),
                 self.lam_sat.eq(0),
             ]
-        label_term = Signal(signed(cfg.lam_bits + 1))  # Ĉ0 + REG[n_y], subtracted for k = y
-        m.d.sync += label_term.eq(cfg.loss_c0_raw + reg_rd.data)
+        # rnd(x, f_p) − t = (x + h − t 2^f_p) >> f_p (h: half an LSB for half up, else 0): the
+        # label's Ĉ0 + REG[n_y] and the rounding become one addend, so stage 4 has one adder.
+        half = (1 << (pf - 1)) if mode is RoundingMode.HALF_UP else 0
+        add_label = Signal(signed(cfg.lam_bits + 2 + pf))
+        m.d.sync += add_label.eq(half - ((cfg.loss_c0_raw + reg_rd.data) << pf))
 
         # -- second pass: p̂_k and L̂_k, one output per cycle, four registered stages ----------
         # Stage 1: Ê_k·y (exact), k = cnt − b0.
@@ -185,9 +219,9 @@ class LossUnit(wiring.Component):
         prod_cp = Signal(unsigned(max(1, c0.bit_length()) + pf))
         m.d.sync += [v4.eq(v3), k4.eq(k3), prod_cp.eq(p_hat * c0)]
         # Stage 4: L̂_k, saturated; 0 for a silent output or a masked sample (no flag then).
-        l_wide = Signal(signed(len(prod_cp) + 2 + len(label_term)))
-        m.d.comb += l_wide.eq(rnd(prod_cp, pf, mode) - Mux(k4 == label, label_term, 0))
-        l_sat, l_clamped = sat(l_wide, cfg.lam_bits)
+        l_sum = Signal(signed(max(len(prod_cp), len(add_label)) + 2))
+        m.d.comb += l_sum.eq(prod_cp + Mux(k4 == label, add_label, half))
+        l_sat, l_clamped = _sat_by_bits(l_sum[pf:].as_signed(), cfg.lam_bits)
         for k in range(n):
             with m.If(v4 & (k4 == k)):
                 inject = self.active & (steps[k] < T)
