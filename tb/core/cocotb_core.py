@@ -1,11 +1,13 @@
 """cocotb side of `evcore.tb.core.rtl_core.RtlCore`: run a job file of samples on the Verilated core.
 
-The job (``.npz``, written by `RtlCore.run`) holds the raw synapse words and each sample's input
-spikes; this coroutine writes the weights, then per sample runs `evcore.tb.core.host.run_sample`
-(clear, push inputs, start, wait for the end of busy, read back everything) and stores the raw
-results in the results ``.npz``. Python is out of the loop while the core runs: the clock is
-cocotb's C++ (GPI) clock and the coroutine sleeps on the falling edge of ``busy``.
-Inputs are driven and outputs sampled on falling clock edges, so every value is stable.
+The job (``.npz``, written by `RtlCore`) holds the chip's state (synapse words, the §5.6 dead and
+fired bits), each sample's input spikes and label, and a list of operations: infer sample b, train
+on sample b, or update. This coroutine loads the state, runs the operations with
+`evcore.tb.core.host.run_sample` (clear, push inputs, start, wait for the end of busy, read back
+everything), reads the state back at the end and stores the raw results in the results ``.npz``.
+Python is out of the loop while the core runs: the clock is cocotb's C++ (GPI) clock and the
+coroutine sleeps on the falling edge of ``busy``. Inputs are driven and outputs sampled on
+falling clock edges, so every value is stable.
 """
 
 import time
@@ -16,11 +18,13 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from evcore.golden.config import CoreConfig
-from evcore.hdl.core import Region
-from evcore.tb.core.host import run_sample
+from evcore.hdl.core import Region, vmax_layout
+from evcore.tb.core.host import read_synapses, run_sample
 from evcore.tb.harness import check_ports, tb_config
 
 CLOCK_PERIOD_NS = 10
+#: Job operations (`RtlCore`): (OP_INFER, b) runs sample b, (OP_TRAIN, b) trains on it.
+OP_INFER, OP_TRAIN = 0, 1
 
 
 class CocotbBus:
@@ -40,11 +44,12 @@ class CocotbBus:
         await FallingEdge(dut.clk)
         dut.bus_we.value = 0
 
-    async def start_and_wait(self):
+    async def start_and_wait(self, train=False):
         dut = self.dut
-        dut.start.value = 1
+        sig = dut.start_train if train else dut.start
+        sig.value = 1
         await FallingEdge(dut.clk)
-        dut.start.value = 0
+        sig.value = 0
         t0 = time.perf_counter()
         if dut.busy.value:
             await FallingEdge(dut.busy)
@@ -73,7 +78,7 @@ async def run_job(dut):
     check_ports(dut)
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
-    for name in ("bus_we", "bus_re", "start", "bus_region", "bus_addr", "bus_wdata"):
+    for name in ("bus_we", "bus_re", "start", "start_train", "bus_region", "bus_addr", "bus_wdata"):
         getattr(dut, name).value = 0
     await FallingEdge(dut.clk)
     await FallingEdge(dut.clk)
@@ -89,15 +94,26 @@ async def run_job(dut):
     got = await bus.read_many([(Region.SYNAPSE, a) for a in probe])
     want = [int(words[a]) for a in probe]
     assert got == want, f"synapse read-back {got} != {want}"
+    vl = vmax_layout(cfg)
+    if "dead" in job:  # §5.6 state of the hidden neurons
+        for h, (d, f) in enumerate(zip(job["dead"].tolist(), job["fired"].tolist())):
+            await bus.write(Region.VMAX, h, vl.const({"dead": int(d), "fired": int(f)}).as_bits())
     results = []
     t_all = time.perf_counter()
-    for b in range(len(job["counts"])):
-        r = await run_sample(bus, cfg, job["steps"][b], job["ids"][b], int(job["counts"][b]))
+    for op, b in job["ops"].tolist():
+        label = int(job["labels"][b]) if op == OP_TRAIN else None
+        r = await run_sample(bus, cfg, job["steps"][b], job["ids"][b], int(job["counts"][b]), label)
         results.append(r)
     t_all = time.perf_counter() - t_all
     n_b, cap = len(results), cfg.record_capacity
     out = {}
-    for key in results[0] if results else []:
+    keys = sorted({k for r in results for k in r})
+    for r in results:  # inference samples have no training values: zeros
+        for key in keys:
+            if key not in r:
+                like = next(x[key] for x in results if key in x)
+                r[key] = np.zeros_like(like) if np.ndim(like) else 0
+    for key in keys:
         vals = [r[key] for r in results]
         if np.ndim(vals[0]) == 0:
             out[key] = np.array(vals, dtype=np.int64)
@@ -108,6 +124,13 @@ async def run_job(dut):
             out[key] = arr
         else:
             out[key] = np.stack(vals).astype(np.int64)
+    # The chip's state after the job, for the next one.
+    for field, values in (await read_synapses(bus, cfg)).items():
+        out[f"end_{field}"] = values
+    if "dead" in job:
+        words = await bus.read_many([(Region.VMAX, h) for h in range(cfg.n_hidden)])
+        out["end_dead"] = np.array([vl.from_bits(v).dead for v in words], dtype=np.int64)
+        out["end_fired"] = np.array([vl.from_bits(v).fired for v in words], dtype=np.int64)
     out["run_wall_s"] = np.array(bus.run_wall_s)
     out["total_wall_s"] = np.array(t_all)
     out["load_wall_s"] = np.array(t_load)

@@ -3,12 +3,16 @@
     core = FixedCore(cfg, weights_raw)       # golden model
     core = RtlCore(cfg, weights_raw)         # the RTL under Verilator: same calls, same FixedResult
 
-`set_weights_raw` and `run(inputs)` behave as `FixedCore`'s; `run` returns a `FixedResult` whose
-raw fields were all read from the RTL through its host port (spike record, first-spike registers,
-final V and I, n_end, spikes per layer, flags) and whose ``cycles_forward`` is the RTL's measured
-cycle count (``cycles_sweep``/``cycles_fanout`` per phase are attached as extra attributes). The
-one field not exposed by the RTL, ``spiked`` (per-neuron spike bits, §6.5), is derived from the
-record and first spikes (exact unless the record overflowed).
+`set_weights_raw`, `run(inputs)` and `gradient(inputs, labels)` behave as `FixedCore`'s; they
+return a `FixedResult` whose raw fields were all read from the RTL through its host port (spike
+record, first-spike registers, final V and I or Λ, n_end, spikes per layer, flags, the loss unit's
+probabilities and terms, the gradient accumulators) and whose ``cycles_forward``,
+``cycles_loss`` and ``cycles_backward`` are the RTL's measured cycle counts
+(``cycles_sweep``/``cycles_fanout`` per phase are attached as extra attributes). The per-neuron
+spike bits ``spiked`` of hidden neurons are the RTL's own with the vmax memory (revive_hidden > 0),
+else derived from the record (exact unless it overflowed). The chip's state between calls
+(weights, gradient and moment words, the §5.6 dead and fired bits) is kept here and loaded into
+each simulator run.
 
 The Verilator model is built once per configuration in ``sim_build/rtlcore-<config id>`` (ccache
 makes a fresh build dir cheap) and each `run` is one simulator process: the weights and all
@@ -27,6 +31,7 @@ import numpy as np
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.core import FixedCore, FixedResult
 from evcore.hdl.core import Core, config_id, synapse_layout
+from evcore.tb.core.cocotb_core import OP_INFER, OP_TRAIN
 from evcore.tb.core.host import encode_uncut
 from evcore.tb.harness import build_dir_for, run_cocotb
 from evcore.toolenv import setup_tool_environment
@@ -41,6 +46,10 @@ class RtlCore:
         setup_tool_environment()  # Verilator on PATH, ccache, as under pytest's conftest
         self.cfg = cfg
         self._golden = FixedCore(cfg)  # holds and validates the weights, encodes the inputs
+        self._G = np.zeros(cfg.n_synapses, dtype=np.int64)
+        self._M = np.zeros(cfg.n_synapses, dtype=np.int64)
+        self.dead = np.zeros(cfg.n_hidden, dtype=bool)
+        self.fired = np.zeros(cfg.n_hidden, dtype=bool)
         self.flags = Flag(0)
         self.last_run: dict = {}
         if weights_raw is not None:
@@ -60,16 +69,55 @@ class RtlCore:
     def encode_inputs(self, inputs):
         return self._golden.encode_inputs(inputs)
 
+    @property
+    def grads_raw(self) -> list:
+        return self._views(self._G)
+
+    @property
+    def momentum_raw(self) -> list:
+        return self._views(self._M)
+
+    def _views(self, flat) -> list:
+        s, out, a = self.cfg.sizes, [], 0
+        for n_in, n_out in zip(s, s[1:]):
+            out.append(flat[a : a + n_in * n_out].reshape(n_out, n_in).copy())
+            a += n_in * n_out
+        return out
+
     def _synapse_words(self) -> np.ndarray:
         layout = synapse_layout(self.cfg)
         w = np.concatenate([m.ravel() for m in self.weights_raw]).astype(np.int64)
-        mask = (1 << self.cfg.w_bits) - 1
-        # The weight is the low field of the synapse word; gradient and moment start at 0.
-        assert layout["w"].offset == 0
-        return (w & mask).astype(np.uint64)
+        fields = {"w": w, "g": self._G} | ({"m": self._M} if self.cfg.has_momentum else {})
+        words = np.zeros(len(w), dtype=object)
+        for name, values in fields.items():
+            f = layout[name]
+            mask = (1 << f.width) - 1
+            words = words + ((values.astype(object) & mask) << f.offset)
+        return np.array([int(x) for x in words], dtype=np.uint64)
 
     def run(self, inputs) -> FixedResult:
         """Forward pass of a batch on the RTL (one sample after the other, as the core runs)."""
+        n_b = len(self._golden.encode_inputs(inputs)[2])
+        return self._execute(inputs, [(OP_INFER, b) for b in range(n_b)], None)
+
+    def gradient(self, inputs, labels, loss_fn=None):
+        """`FixedCore.gradient` on the RTL: forward, loss unit and backward of each sample from
+        cleared accumulators. Returns (losses, dL/dW of the batch-mean loss per matrix, FixedResult)."""
+        self._golden._check_loss(loss_fn)
+        cfg = self.cfg
+        labels = np.asarray(labels)
+        n_b = len(self._golden.encode_inputs(inputs)[2])
+        if labels.shape != (n_b,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be {n_b} integers, got {labels.shape} {labels.dtype}")
+        if n_b and (labels.min() < 0 or labels.max() >= cfg.sizes[-1]):
+            raise ValueError(f"labels must lie in [0, {cfg.sizes[-1]})")
+        self._G[:] = 0
+        res = self._execute(inputs, [(OP_TRAIN, b) for b in range(n_b)], labels)
+        scale = cfg.grad_scale() / max(n_b, 1)
+        grads = [g * scale for g in res.grads_raw]
+        return self._golden.loss(res, labels), grads, res
+
+    def _execute(self, inputs, ops, labels) -> FixedResult:
         cfg = self.cfg
         steps, ids, counts, _ = self._golden.encode_inputs(inputs)
         all_steps, all_ids, all_counts = encode_uncut(cfg, inputs)  # the RTL cuts at capacity
@@ -79,8 +127,13 @@ class RtlCore:
         with open(build_dir / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers with the same config share the model
             job, results = build_dir / "job.npz", build_dir / "results.npz"
+            job_labels = np.zeros(len(counts), dtype=np.int64) if labels is None else labels.astype(np.int64)
+            extra = {"dead": self.dead.astype(np.int64), "fired": self.fired.astype(np.int64)} \
+                if cfg.revive_hidden > 0 else {}
             np.savez(job, synapse_words=self._synapse_words(), steps=all_steps, ids=all_ids,
-                     counts=all_counts)
+                     counts=all_counts, ops=np.array(ops, dtype=np.int64).reshape(-1, 2),
+                     labels=job_labels,
+                     **extra)
             results.unlink(missing_ok=True)
             # -O2 for the model's hot code: measured 0.41 against 0.31 M simulated cycles/s (up5k)
             # for a 5 s longer cold build. Scoped to this build, so other models keep their cache.
@@ -91,7 +144,12 @@ class RtlCore:
             finally:
                 os.environ["MAKEFLAGS"] = makeflags
             raw = dict(np.load(results))
-        return self._result(raw, steps, ids, counts)
+        self._G = raw["end_g"].astype(np.int64)
+        if cfg.has_momentum:
+            self._M = raw["end_m"].astype(np.int64)
+        if "end_dead" in raw:
+            self.dead, self.fired = raw["end_dead"] > 0, raw["end_fired"] > 0
+        return self._result(raw, steps, ids, counts, train=labels is not None)
 
     def _run_cocotb(self, job, results, node):
         cfg = self.cfg
@@ -103,17 +161,21 @@ class RtlCore:
             node_id=node,
             # Amaranth writes a `casez` without default for a Switch that leaves some values
             # of an enum (Phase has 5 of 8) or an address out: those cases hold by design.
-            build_args=["-Wno-CASEINCOMPLETE"],
+            # A one-output core has zero-width index signals, which Verilog writes as [-1:0].
+            build_args=["-Wno-CASEINCOMPLETE", "-Wno-ASCRANGE"],
             extra_env={"COCOTB_TRUST_INERTIAL_WRITES": "1"},
         )
 
-    def _result(self, raw, steps, ids, counts) -> FixedResult:
+    def _result(self, raw, steps, ids, counts, train=False) -> FixedResult:
         cfg = self.cfg
         n_b = len(counts)
         n_neur = sum(cfg.sizes[1:])
         spiked = np.zeros((n_b, n_neur), dtype=np.int64)
         for b in range(n_b):
-            spiked[b, raw["rec_neuron"][b, : raw["rec_count"][b]]] = 1
+            if "spiked_hidden" in raw:
+                spiked[b, : cfg.n_hidden] = raw["spiked_hidden"][b]
+            else:
+                spiked[b, raw["rec_neuron"][b, : raw["rec_count"][b]]] = 1
             fired = raw["first_step"][b] < cfg.n_steps
             spiked[b, n_neur - cfg.sizes[-1] :] = fired
         res = FixedResult(
@@ -127,6 +189,15 @@ class RtlCore:
             res.vmax, res.vmax_step = raw["vmax"], raw["vmax_step"]
         else:
             res.vmax = res.vmax_step = None
+        if train:
+            res.prob, res.lterm, res.active = raw["prob"], raw["lterm"], raw["active"]
+            res.n_jumps, res.n_revived = raw["n_jumps"], raw["n_revived"]
+            res.cycles_loss, res.cycles_backward = raw["cyc_loss"], raw["cyc_backward"]
+            last = n_b - 1
+            ran = n_b and (raw["active"][last] > 0 or raw["n_revived"][last] > 0)
+            res.final_lam_v = raw["final_lam_v"][last] if ran else np.zeros(n_neur, dtype=np.int64)
+            res.final_lam_i = raw["final_lam_i"][last] if ran else np.zeros(n_neur, dtype=np.int64)
+            res.grads_raw = self.grads_raw
         res.cycles_sweep = raw["cyc_sweep"]
         res.cycles_fanout = raw["cyc_fanout"]
         res.n_inputs = raw["n_inputs"]
@@ -134,6 +205,8 @@ class RtlCore:
         self.flags |= Flag(int(np.bitwise_or.reduce(raw["flags"], initial=0)))
         self.last_run = {k: float(raw[k]) for k in ("run_wall_s", "total_wall_s", "load_wall_s")}
         self.last_run["cycles"] = int(raw["cyc_total"].sum())
+        if train:
+            self.last_run["cycles"] += int(raw["cyc_loss"].sum() + raw["cyc_backward"].sum())
         return res
 
     def clear_flags(self):

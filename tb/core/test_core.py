@@ -15,21 +15,15 @@ import pytest
 
 from evcore.golden.config import ConfigError, CoreConfig, Flag
 from evcore.golden.core import FixedCore, forward_phase_cycles
-from evcore.tb.core.host import first_mismatch
+from evcore.tb.core.host import first_mismatch, first_synapse_mismatch, first_train_mismatch
 from evcore.tb.core.rtl_core import RtlCore
 
 pytestmark = pytest.mark.sim
 
 
-def compare(cfg, weights_raw, inputs, what: str):
-    """Run golden and RTL on one weight set and batch; fail naming the first differing value."""
-    gold = FixedCore(cfg, weights_raw).run(inputs)
-    rtl_core = RtlCore(cfg, weights_raw)
-    rtl = rtl_core.run(inputs)
-    n_inputs = [(gold.in_step[b, : gold.in_count[b]] <= gold.n_end[b]).sum() for b in range(gold.batch_size)]
-    sweep, fan = forward_phase_cycles(cfg, gold.n_end, n_inputs, gold.layer_counts)
-    for b in range(gold.batch_size):
-        raw = {
+def raw_sample(rtl, b: int) -> dict:
+    """Sample b of an RTL `FixedResult` as the raw dict `first_mismatch` reads."""
+    raw = {
             "n_end": int(rtl.n_end[b]), "flags": int(rtl.flags[b]), "rec_count": int(rtl.rec_count[b]),
             "in_count": int(rtl.in_count[b]), "rec_step": rtl.rec_step[b], "rec_neuron": rtl.rec_neuron[b],
             "rec_cur": rtl.rec_cur[b], "first_step": rtl.first_step[b], "first_cur": rtl.first_cur[b],
@@ -37,12 +31,59 @@ def compare(cfg, weights_raw, inputs, what: str):
             "layer_counts": rtl.layer_counts[b], "n_inputs": int(rtl.n_inputs[b]),
             "cyc_total": int(rtl.cycles_forward[b]), "cyc_sweep": int(rtl.cycles_sweep[b]),
             "cyc_fanout": int(rtl.cycles_fanout[b]),
-        }  # fmt: skip
-        if rtl.vmax is not None:
-            raw["vmax"], raw["vmax_step"] = rtl.vmax[b], rtl.vmax_step[b]
+    }  # fmt: skip
+    if rtl.vmax is not None:
+        raw["vmax"], raw["vmax_step"] = rtl.vmax[b], rtl.vmax_step[b]
+    if rtl.prob is not None:  # a training sample
+        raw |= {"prob": rtl.prob[b], "lterm": rtl.lterm[b], "active": int(rtl.active[b]),
+                "n_jumps": int(rtl.n_jumps[b]), "n_revived": int(rtl.n_revived[b]),
+                "cyc_loss": int(rtl.cycles_loss[b]), "cyc_backward": int(rtl.cycles_backward[b]),
+                "final_lam_v": rtl.final_lam_v, "final_lam_i": rtl.final_lam_i}
+    return raw
+
+
+def phase_cycles(cfg, gold):
+    n_inputs = [(gold.in_step[b, : gold.in_count[b]] <= gold.n_end[b]).sum() for b in range(gold.batch_size)]
+    return forward_phase_cycles(cfg, gold.n_end, n_inputs, gold.layer_counts)
+
+
+def compare(cfg, weights_raw, inputs, what: str):
+    """Run golden and RTL on one weight set and batch; fail naming the first differing value."""
+    gold = FixedCore(cfg, weights_raw).run(inputs)
+    rtl_core = RtlCore(cfg, weights_raw)
+    rtl = rtl_core.run(inputs)
+    sweep, fan = phase_cycles(cfg, gold)
+    for b in range(gold.batch_size):
+        raw = raw_sample(rtl, b)
         bad = first_mismatch(cfg, gold, b, raw, phase_cycles=(sweep[b], fan[b]))
         assert bad is None, f"{what}, sample {b}: {bad}; config {cfg.to_dict()}"
     assert (rtl.predictions == gold.predictions).all()  # follows from the registers; checked anyway
+    return gold, rtl, rtl_core.last_run
+
+
+def compare_training(cfg, weights_raw, inputs, labels, what: str, dead=None):
+    """`gradient` of one minibatch on golden and RTL: every sample's forward values, loss-unit
+    results, backward registers and cycle counts, the last sample's final Λ, every gradient word,
+    and the §5.6 fired bits; fail naming the first differing value."""
+    gold_core = FixedCore(cfg, weights_raw)
+    rtl_core = RtlCore(cfg, weights_raw)
+    if dead is not None:
+        gold_core.dead = np.asarray(dead, dtype=bool)
+        rtl_core.dead = np.asarray(dead, dtype=bool)
+    _, g_grads, gold = gold_core.gradient(inputs, labels)
+    _, r_grads, rtl = rtl_core.gradient(inputs, labels)
+    sweep, fan = phase_cycles(cfg, gold)
+    for b in range(gold.batch_size):
+        raw = raw_sample(rtl, b)
+        bad = first_mismatch(cfg, gold, b, raw, phase_cycles=(sweep[b], fan[b]), check_state=False)
+        bad = bad or first_train_mismatch(cfg, gold, b, raw, last=b == gold.batch_size - 1)
+        assert bad is None, f"{what}, training sample {b} (label {labels[b]}): {bad}; config {cfg.to_dict()}"
+    flat = {"g": np.concatenate([g.ravel() for g in gold.grads_raw])}
+    bad = first_synapse_mismatch(cfg, flat, {"g": np.concatenate([g.ravel() for g in rtl.grads_raw])})
+    assert bad is None, f"{what}, gradient after the minibatch: {bad}"
+    if cfg.revive_hidden > 0:
+        assert (rtl_core.fired == gold_core.fired).all(), f"{what}: fired bits (§5.6) differ"
+    assert all(np.array_equal(a, b) for a, b in zip(g_grads, r_grads))
     return gold, rtl, rtl_core.last_run
 
 
@@ -184,3 +225,44 @@ def test_random_configs(seed):
 @pytest.mark.parametrize("seed", range(100, 120))
 def test_random_configs_long(seed):
     test_random_configs(seed)
+
+
+# --- training: loss unit and backward pass -----------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_up5k_yinyang_gradient(yinyang, seed, record_property):
+    """One minibatch (32 Yin-Yang training samples) in the up5k core with the paper's
+    initialisation: the whole training step on the RTL equals FixedCore.gradient. Seed 1 with half
+    of the hidden neurons dead, so that the revival injects (§5.6)."""
+    cfg = CoreConfig.up5k()
+    rng = np.random.default_rng(seed)
+    init = ((1.5, 0.78), (0.93, 0.1))
+    w = [rng.normal(mu, sd, size=(b, a)) for (mu, sd), a, b in zip(init, cfg.sizes, cfg.sizes[1:])]
+    raw = FixedCore.from_float(cfg, w).weights_raw
+    pick = rng.choice(len(yinyang.x_train), 32, replace=False)
+    labels = np.asarray(yinyang.y_train)[pick].astype(np.int64)
+    dead = rng.random(cfg.n_hidden) < 0.5 if seed == 1 else None
+    gold, rtl, run = compare_training(cfg, raw, yinyang.encode(yinyang.x_train[pick]), labels,
+                                      f"up5k gradient seed {seed}", dead)
+    assert gold.active.sum() > 0 and np.abs(np.concatenate([g.ravel() for g in gold.grads_raw])).sum() > 0
+    if seed == 1:
+        assert gold.n_revived.sum() > 0, "coverage: revival injections"
+    total = rtl.cycles_forward + rtl.cycles_loss + rtl.cycles_backward
+    record_property("mean_cycles_per_training_sample", float(total.mean()))
+    print(f"up5k training sample: {total.mean():.0f} cycles on average (forward "
+          f"{rtl.cycles_forward.mean():.0f}, loss {rtl.cycles_loss.mean():.0f}, backward "
+          f"{rtl.cycles_backward.mean():.0f}); {run['cycles'] / run['run_wall_s'] / 1e6:.2f} M cycles/s")
+
+
+@pytest.mark.parametrize("seed", CONFIG_SEEDS)
+def test_random_configs_training(seed):
+    """Random config and weights, random labels: a minibatch of training samples, half of the
+    hidden neurons dead where the config has the revival."""
+    rng = np.random.default_rng(1000 + seed)
+    cfg = random_config(rng)
+    weights = random_weights(cfg, rng, "random")
+    times, ids, counts = random_batch(cfg, rng, 6)
+    labels = rng.integers(0, cfg.sizes[-1], size=len(counts))
+    dead = rng.random(cfg.n_hidden) < 0.5 if cfg.revive_hidden > 0 else None
+    compare_training(cfg, weights, (times, ids, counts), labels, f"seed {seed} training", dead)
