@@ -4,9 +4,11 @@ Float64 EventProp on Yin-Yang (5-200-3, batch 32), in the paper's setup: trainin
 (forward + backward + Adam) with 1 and 2 threads, forward-only samples/s, and the scaling with
 hidden size; then the training rate of the evcore preset (revival terms, more hidden spikes). The
 network is first trained for a few epochs so spike counts are at their steady state (about 30
-hidden spikes per sample in the paper's setup). Only evcore's own figures are printed, with the
-machine they were measured on: a comparison with another implementation means timing both on
-one machine, side by side (docs/results.md, "Throughput").
+hidden spikes per sample in the paper's setup). Then the fixed-point golden model (fixed_bench.py)
+and the RTL forward core under Verilator (rtl_bench.py: cycles per inference against the cycle
+model, inferences/s at the synthesised fmax, simulated cycles/s). Only evcore's own figures are
+printed, with the machine they were measured on: a comparison with another implementation means
+timing both on one machine, side by side (docs/results.md, "Throughput").
 """
 
 from __future__ import annotations
@@ -161,10 +163,23 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--methods-only", action="store_true",
                         help="only the spiking-MLP and smooth-QIF rows (docs/methods.md)")
+    parser.add_argument("--rtl-only", action="store_true",
+                        help="only the RTL rows: cycles per inference on the Verilated core, inferences/s "
+                             "at the synthesised fmax, simulated cycles/s (bench/rtl_bench.py)")
+    parser.add_argument("--rtl-samples", type=int, default=100,
+                        help="Yin-Yang test samples run on the RTL (default 100; 0 skips the RTL rows)")
     args = parser.parse_args(argv)
 
     print(f"machine: {machine_description()}")
     print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads available")
+    if args.rtl_only:
+        from . import rtl_bench
+
+        r = rtl_bench.main_figures(max(1, args.rtl_samples))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"machine": machine_description(), "rtl": r}, fh, indent=1)
+        return
     if args.methods_only:
         m = bench_methods(args.repeats)
         _print_methods(m)
@@ -199,6 +214,11 @@ def main(argv=None):
         fixed_bench = None
     if fixed_bench is not None:
         figures["fixed"] = fixed_bench.main_figures()
+    if args.rtl_samples > 0:
+        # The RTL rows need the dev install (cocotb, Verilator) that `make install` provides.
+        from . import rtl_bench
+
+        figures["rtl"] = rtl_bench.main_figures(args.rtl_samples)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(figures, fh, indent=1)

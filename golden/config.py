@@ -178,6 +178,9 @@ class Memory:
     width: int
     #: True for tables computed from the config at build time (no write port).
     rom: bool = False
+    #: Synchronous read ports at different addresses. A block RAM has one read port beside its
+    #: write port, so synthesis builds one copy of the memory per read port.
+    read_ports: int = 1
 
     @property
     def bits(self) -> int:
@@ -859,11 +862,20 @@ class CoreConfig:
         mems.append(
             Memory("spike_record", self.record_capacity, self.step_bits + self.neuron_bits + self.i_bits)
         )
-        mems.append(Memory("input_buffer", self.input_capacity, self.step_bits + self.input_id_bits))
+        # Two read ports (the current entry and the next one, §3.1): two copies in block RAM.
+        mems.append(
+            Memory("input_buffer", self.input_capacity, self.step_bits + self.input_id_bits, read_ports=2)
+        )
         if self.revive_hidden > 0 and self.n_hidden:
             # §5.6: per hidden neuron the running V maximum and its step (per sample), the fired bit
             # (per minibatch) and the dead bit (the previous minibatch's verdict).
             mems.append(Memory("vmax", self.n_hidden, self.v_bits + self.step_bits + 2))
+        # What the RTL adds for the forward pass: this step's spikes of the layer just swept (indices
+        # within the layer, §3.3 (c)) and the output first-spike registers of §3.4 as a memory. The
+        # RTL builds a one-word memory two words deep (a zero-width address is not valid Verilog).
+        n_list = max(2, max(self.sizes[1:-1], default=0))
+        mems.append(Memory("spike_list", n_list, (n_list - 1).bit_length()))
+        mems.append(Memory("first_spike", max(2, self.sizes[-1]), self.step_bits + self.i_bits + self.v_bits))
         mems.append(Memory("exp_rom", len(self.exp_rom), self.exp_frac + 1, rom=True))
         mems.append(Memory("reg_rom", self.n_steps, max(1, int(self.reg_rom.max()).bit_length()), rom=True))
         mems.append(Memory("recip_rom", 1 << self.recip_seed_bits, self.recip_bits, rom=True))
@@ -914,24 +926,34 @@ class CoreConfig:
             }[self.optimizer],
         }
 
-    def _place(self, device: Device) -> dict:
-        """Assign each memory to block RAM or SPRAM; returns per-memory blocks and totals."""
+    #: Per device (DEVICES key): memories of at most this many words are built in the fabric, not
+    #: in block RAM (placement "logic", no blocks). The iCE40 has no LUT RAM: yosys builds a few
+    #: words as flip-flops (the 3-word first_spike) but puts the 16-word input buffer into EBR.
+    #: ECP5 LUT RAM is 16 words deep (TRELLIS_DPR16X4): yosys builds up to 16 words there.
+    FABRIC_MAX_DEPTH = {"up5k": 8, "ecp5-25f": 16, "ecp5-85f": 16}
+
+    def _place(self, device: Device, fabric_max_depth: int = 0) -> dict:
+        """Assign each memory to the fabric, block RAM or SPRAM: (placement, blocks) per memory."""
 
         def ebr_blocks(m: Memory) -> int:
-            return min(math.ceil(m.width / w) * math.ceil(m.depth / d) for d, w in device.ebr_modes)
+            # One copy per read port: a block RAM has one read port beside its write port.
+            one = min(math.ceil(m.width / w) * math.ceil(m.depth / d) for d, w in device.ebr_modes)
+            return m.read_ports * one
 
         def spram_blocks(m: Memory) -> int:
             return math.ceil(m.width / device.spram_width) * math.ceil(m.depth / device.spram_depth)
 
         mems = self.memories()
-        place = {m.name: ("ebr", ebr_blocks(m)) for m in mems}
-        # Move the memories that cost the most block RAM into SPRAM while SPRAM blocks remain.
+        place = {m.name: ("logic", 0) if m.depth <= fabric_max_depth else ("ebr", ebr_blocks(m))
+                 for m in mems}
+        # Move the memories that cost the most block RAM into SPRAM (single-port) while SPRAM remains.
         spram_free = device.spram_blocks
-        for m in sorted((m for m in mems if not m.rom), key=lambda m: -ebr_blocks(m)):
+        movable = (m for m in mems if not m.rom and place[m.name][0] == "ebr")
+        for m in sorted(movable, key=lambda m: -ebr_blocks(m)):
             if sum(b for k, b in place.values() if k == "ebr") <= device.ebr_blocks:
                 break
             need = spram_blocks(m)
-            if need <= spram_free and ebr_blocks(m) > need:
+            if m.read_ports == 1 and need <= spram_free and ebr_blocks(m) > need:
                 place[m.name] = ("spram", need)
                 spram_free -= need
         return place
@@ -941,7 +963,9 @@ class CoreConfig:
         mems = self.memories()
         report = {
             "memories": {
-                m.name: {"depth": m.depth, "width": m.width, "bits": m.bits, "rom": m.rom} for m in mems
+                m.name: {"depth": m.depth, "width": m.width, "bits": m.bits, "rom": m.rom,
+                         "read_ports": m.read_ports}
+                for m in mems
             },
             "total_bits": sum(m.bits for m in mems),
             "register_bits": self.register_bits,
@@ -949,12 +973,13 @@ class CoreConfig:
         }
         if device is not None:
             dev = self._device(device)
-            place = self._place(dev)
+            place = self._place(dev, self.FABRIC_MAX_DEPTH.get(device.strip().lower(), 0))
             for m in mems:
                 kind, blocks = place[m.name]
                 report["memories"][m.name].update({"placed": kind, "blocks": blocks})
             ebr = sum(b for k, b in place.values() if k == "ebr")
             spram = sum(b for k, b in place.values() if k == "spram")
+            logic_bits = sum(m.bits for m in mems if place[m.name][0] == "logic")
             dsp_need = max(self.mult_pieces(dev.dsp_width).values())
             report.update(
                 {
@@ -963,6 +988,7 @@ class CoreConfig:
                     "ebr_available": dev.ebr_blocks,
                     "spram_used": spram,
                     "spram_available": dev.spram_blocks,
+                    "logic_bits": logic_bits,
                     "dsp_used": dsp_need,
                     "dsp_available": dev.dsp_blocks,
                     "fits": ebr <= dev.ebr_blocks

@@ -60,6 +60,7 @@ __all__ = [
     "add_arguments",
     "categorise_cells",
     "component_parameters",
+    "core_ram_styles",
     "format_table",
     "main",
     "parse_nextpnr_report",
@@ -142,19 +143,43 @@ DEVICES: dict[str, Device] = {
     )
 }
 
-#: Units `evcore synth --top` knows, each built with its default parameters.
-TOPS: dict[str, Callable[[], wiring.Component]] = {
-    "mac": lambda: Mac(),
-    # The forward core of the up5k preset with its memories placed for the UP5K (§8).
-    "core": lambda: _forward_core(),
+#: Units `evcore synth --top` knows: each a function of the device name, built with its default
+#: parameters (the MAC) or with the core preset of that device (`CORE_PRESETS`).
+TOPS: dict[str, Callable[[str], wiring.Component]] = {
+    "mac": lambda device: Mac(),
+    # The forward core of the device's preset with its memories placed for that device (§8).
+    "core": lambda device: _forward_core(device),
 }
 
+#: The CoreConfig preset `--top core` builds on each device. The ECP5-25F takes the ECP5-85F
+#: preset too: its memories and multipliers fit the smaller part (CoreConfig.fits).
+CORE_PRESETS = {"up5k": "up5k", "ecp5-25f": "ecp5_85f", "ecp5-85f": "ecp5_85f"}
 
-def _forward_core() -> wiring.Component:
+
+#: Yosys ``ram_style`` per placement of CoreConfig.memory_report. "logic" memories (a few words)
+#: get no attribute: yosys builds them in flip-flops (iCE40) or LUT RAM (ECP5) by itself.
+RAM_STYLES = {"spram": "huge", "ebr": "block"}
+
+
+def core_ram_styles(report: Mapping) -> dict[str, str]:
+    """``{memory: ram_style}`` for the memories a `CoreConfig.memory_report(device)` puts in SPRAM or
+    block RAM; fabric ("logic") memories are left out."""
+    return {name: RAM_STYLES[mem["placed"]] for name, mem in report["memories"].items()
+            if mem["placed"] in RAM_STYLES}
+
+
+def _forward_core(device: str) -> wiring.Component:
     from ..golden.config import CoreConfig
     from ..hdl.core import Core
 
-    return Core(CoreConfig.up5k(), device="up5k")
+    cfg = getattr(CoreConfig, CORE_PRESETS[device])()
+    # Core(cfg, device=) would do this itself, but it maps only the "spram" and "ebr" placements
+    # and fails on "logic" (first_spike, and the ECP5 input buffer): the same mapping, applied
+    # here, with the fabric memories left to yosys. To go once hdl/core.py maps "logic" too.
+    core = Core(cfg)
+    core._ram_style = core_ram_styles(cfg.memory_report(device))
+    core.spram_memories = tuple(n for n, s in core._ram_style.items() if s == "huge")
+    return core
 
 # Yosys cell type -> category. iCE40 flip-flops come in many SB_DFF* variants (enable, set/reset,
 # negative clock), matched by prefix. A CCU2C is two LUT4s with their carry logic (one ECP5 slice);
@@ -653,7 +678,7 @@ def synthesize_tops(
     for index, (top, device) in enumerate(pairs, 1):
         say(f"[{index}/{len(pairs)}] {top} on {device} -> {build_root / f'{top}-{device}'}")
         try:
-            results.append(synthesize(TOPS[top](), name=top, device=device,
+            results.append(synthesize(TOPS[top](device), name=top, device=device,
                                       build_dir=build_root / f"{top}-{device}",
                                       freq_mhz=freq_mhz, seed=seed, progress=say))
         except SynthError as err:

@@ -186,6 +186,67 @@ def test_memory_bits_by_hand():
     assert rep["total_bits"] == sum(m["bits"] for m in mem.values())
 
 
+def _ebr(depth, width, modes, copies=1):
+    """Block RAMs of one memory in its cheapest aspect ratio (one copy per read port)."""
+    return copies * min(math.ceil(width / w) * math.ceil(depth / d) for d, w in modes)
+
+
+def test_rtl_memories_listed():
+    """§8: the two memories the RTL adds, with the RTL's depths and widths."""
+    cfg = CoreConfig.up5k()
+    mem = cfg.memory_report()["memories"]
+    assert (mem["spike_list"]["depth"], mem["spike_list"]["width"]) == (200, (200 - 1).bit_length())
+    assert mem["first_spike"]["depth"] == 3
+    assert mem["first_spike"]["width"] == cfg.step_bits + cfg.i_bits + cfg.v_bits
+    assert mem["input_buffer"]["read_ports"] == 2
+    # One-neuron layers still get two-word memories (a one-word memory has no address in Verilog).
+    tiny = CoreConfig(sizes=(2, 1, 1)).memory_report()["memories"]
+    assert (tiny["spike_list"]["depth"], tiny["spike_list"]["width"]) == (2, 1)
+    assert tiny["first_spike"]["depth"] == 2
+
+
+def test_up5k_placement_by_hand():
+    """Every block of the up5k preset on the UP5K, recomputed from the depths and widths: the
+    64-bit synapse word in the 4 SPRAMs, the 3-word first_spike in flip-flops, the rest in EBR
+    (the input buffer twice: two read ports)."""
+    cfg = CoreConfig.up5k()
+    rep = cfg.memory_report("up5k")
+    mem, modes = rep["memories"], DEVICES["up5k"].ebr_modes
+    assert mem["synapses"]["placed"] == "spram" and rep["spram_used"] == 4 == math.ceil(64 / 16)
+    assert mem["first_spike"]["placed"] == "logic" and mem["first_spike"]["blocks"] == 0
+    assert rep["logic_bits"] == mem["first_spike"]["bits"] == 3 * mem["first_spike"]["width"]
+    want = sum(
+        _ebr(m["depth"], m["width"], modes, m["read_ports"]) for n, m in mem.items()
+        if n not in ("synapses", "first_spike")
+    )
+    assert rep["ebr_used"] == want <= rep["ebr_available"] == 30
+    assert mem["input_buffer"]["blocks"] == 2 * _ebr(16, cfg.step_bits + cfg.input_id_bits, modes)
+    assert mem["spike_list"]["blocks"] == _ebr(200, 8, modes) == 1
+    # The forward RTL's memories: what yosys maps (16 SB_RAM40_4K, docs/synth.md).
+    forward = ("state", "fanin_acc", "spike_record", "input_buffer", "vmax", "spike_list")
+    assert sum(mem[n]["blocks"] for n in forward) == 3 + 2 + 5 + 2 + 3 + 1
+    assert rep["fits"]
+
+
+def test_ecp5_placement_by_hand():
+    """The ecp5-85f preset on the ECP5-85F: no SPRAM, memories of up to 16 words in LUT RAM."""
+    cfg = CoreConfig.ecp5_85f()
+    rep = cfg.memory_report("ecp5-85f")
+    mem, modes = rep["memories"], DEVICES["ecp5-85f"].ebr_modes
+    fabric = {n for n, m in mem.items() if m["depth"] <= 16}
+    assert fabric == {"input_buffer", "first_spike"}
+    assert all(mem[n]["placed"] == "logic" for n in fabric)
+    assert rep["spram_used"] == 0
+    want = sum(_ebr(m["depth"], m["width"], modes, m["read_ports"])
+               for n, m in mem.items() if n not in fabric)
+    assert rep["ebr_used"] == want
+    assert mem["synapses"]["blocks"] == _ebr(1600, cfg.synapse_word_bits, modes) == 9
+    # The forward RTL's memories: what yosys maps (20 DP16KD, docs/synth.md).
+    forward = ("synapses", "state", "fanin_acc", "spike_record", "vmax", "spike_list")
+    assert sum(mem[n]["blocks"] for n in forward) == 9 + 2 + 1 + 5 + 2 + 1
+    assert rep["fits"] and cfg.fits("ecp5-25f")
+
+
 def test_too_large_record_does_not_fit_up5k():
     cfg = CoreConfig.up5k(record_capacity=200_000)
     rep = cfg.memory_report("up5k")

@@ -490,3 +490,28 @@ _FRESH_NEXTPNR = (
 )
 def test_tool_version_skips_yowasp_first_run_notice(text, expected):
     assert flow.parse_tool_version(text) == expected
+
+
+# -- the forward core top ----------------------------------------------------------------------
+
+
+def test_core_ram_styles_leave_fabric_memories_to_yosys():
+    report = {"memories": {"a": {"placed": "spram"}, "b": {"placed": "ebr"}, "c": {"placed": "logic"}}}
+    assert flow.core_ram_styles(report) == {"a": "huge", "b": "block"}
+
+
+@pytest.mark.parametrize("device", list(DEVICES))
+def test_core_top_is_the_device_preset_placed_for_the_device(device):
+    from evcore.golden.config import CoreConfig
+
+    core = flow.TOPS["core"](device)
+    core._MustUse__silence = True  # built to be inspected, not elaborated (UnusedElaboratable)
+    cfg = getattr(CoreConfig, flow.CORE_PRESETS[device])()
+    assert core.cfg == cfg and cfg.fits(device)
+    placed = cfg.memory_report(device)["memories"]
+    assert core.spram_memories == tuple(n for n, m in placed.items() if m["placed"] == "spram")
+    assert core._ram_style["synapses"] == {"spram": "huge", "ebr": "block"}[placed["synapses"]["placed"]]
+    assert "first_spike" not in core._ram_style  # a fabric memory: no attribute
+    mac = flow.TOPS["mac"](device)
+    mac._MustUse__silence = True
+    assert isinstance(mac, Mac)
