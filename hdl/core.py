@@ -227,7 +227,9 @@ class Core(wiring.Component):
         self._ram_style = {}
         if device is not None:
             for name, mem in cfg.memory_report(device)["memories"].items():
-                self._ram_style[name] = {"spram": "huge", "ebr": "block"}[mem["placed"]]
+                # Fabric ("logic") memories get no attribute: yosys builds them in FFs or LUT RAM.
+                if mem["placed"] in ("spram", "ebr"):
+                    self._ram_style[name] = {"spram": "huge", "ebr": "block"}[mem["placed"]]
         #: Memories to build in SPRAM (read by synth.flow: no initial contents, -spram).
         self.spram_memories = tuple(n for n, s in self._ram_style.items() if s == "huge")
         s = cfg.sizes

@@ -60,7 +60,6 @@ __all__ = [
     "add_arguments",
     "categorise_cells",
     "component_parameters",
-    "core_ram_styles",
     "format_table",
     "main",
     "parse_nextpnr_report",
@@ -156,29 +155,12 @@ TOPS: dict[str, Callable[[str], wiring.Component]] = {
 CORE_PRESETS = {"up5k": "up5k", "ecp5-25f": "ecp5_85f", "ecp5-85f": "ecp5_85f"}
 
 
-#: Yosys ``ram_style`` per placement of CoreConfig.memory_report. "logic" memories (a few words)
-#: get no attribute: yosys builds them in flip-flops (iCE40) or LUT RAM (ECP5) by itself.
-RAM_STYLES = {"spram": "huge", "ebr": "block"}
-
-
-def core_ram_styles(report: Mapping) -> dict[str, str]:
-    """``{memory: ram_style}`` for the memories a `CoreConfig.memory_report(device)` puts in SPRAM or
-    block RAM; fabric ("logic") memories are left out."""
-    return {name: RAM_STYLES[mem["placed"]] for name, mem in report["memories"].items()
-            if mem["placed"] in RAM_STYLES}
-
-
 def _forward_core(device: str) -> wiring.Component:
     from ..golden.config import CoreConfig
     from ..hdl.core import Core
 
     cfg = getattr(CoreConfig, CORE_PRESETS[device])()
-    # Core(cfg, device=) would do this itself, but it maps only the "spram" and "ebr" placements
-    # and fails on "logic" (first_spike, and the ECP5 input buffer): the same mapping, applied
-    # here, with the fabric memories left to yosys. To go once hdl/core.py maps "logic" too.
-    core = Core(cfg)
-    core._ram_style = core_ram_styles(cfg.memory_report(device))
-    core.spram_memories = tuple(n for n, s in core._ram_style.items() if s == "huge")
+    core = Core(cfg, device)
     return core
 
 # Yosys cell type -> category. iCE40 flip-flops come in many SB_DFF* variants (enable, set/reset,

@@ -495,12 +495,6 @@ def test_tool_version_skips_yowasp_first_run_notice(text, expected):
 # -- the forward core top ----------------------------------------------------------------------
 
 
-def test_core_ram_styles_leave_fabric_memories_to_yosys():
-    report = {"memories": {"a": {"placed": "spram"}, "b": {"placed": "ebr"}, "c": {"placed": "logic"}}}
-    assert flow.core_ram_styles(report) == {"a": "huge", "b": "block"}
-
-
-@pytest.mark.parametrize("device", list(DEVICES))
 def test_core_top_is_the_device_preset_placed_for_the_device(device):
     from evcore.golden.config import CoreConfig
 
