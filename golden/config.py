@@ -869,7 +869,8 @@ class CoreConfig:
         if self.revive_hidden > 0 and self.n_hidden:
             # §5.6: per hidden neuron the running V maximum and its step (per sample), the fired bit
             # (per minibatch) and the dead bit (the previous minibatch's verdict).
-            mems.append(Memory("vmax", self.n_hidden, self.v_bits + self.step_bits + 2))
+            # V max, its step, and the spiked / fired / dead bits (§5.6).
+            mems.append(Memory("vmax", self.n_hidden, self.v_bits + self.step_bits + 3))
         # What the RTL adds for the forward pass: this step's spikes of the layer just swept (indices
         # within the layer, §3.3 (c)) and the output first-spike registers of §3.4 as a memory. The
         # RTL builds a one-word memory two words deep (a zero-width address is not valid Verilog).

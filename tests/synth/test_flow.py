@@ -495,6 +495,7 @@ def test_tool_version_skips_yowasp_first_run_notice(text, expected):
 # -- the forward core top ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("device", list(DEVICES))
 def test_core_top_is_the_device_preset_placed_for_the_device(device):
     from evcore.golden.config import CoreConfig
 
