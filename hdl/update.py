@@ -5,19 +5,20 @@ The RTL twin of `evcore.golden.update.update_weights`, bit for bit, for Adam, Li
 or without momentum) and every `update_rounding`. The three roundings of §6.4 share one form,
 ``Δ = (y + t) >> b`` with y = x shifted right by s − b (left if negative): half up t = 1, b = 1;
 stochastic t = r, b = sr_bits (floor((x + r')/2^s) for both of golden's cases s >= sr and
-s < sr); floor t = 0, b = 0. So the adder is that of y, and Adam's variable part of s is one
-shifter.
+s < sr); floor t = 0, b = 0. So Adam's variable part of s is one shifter, and the adder is y's.
+Pipelining is cheap (the schedule of `UpdateUnit` does not depend on the depth), so every stage
+holds at most one carry chain of the wide words, or one multiplier.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, Optimizer, RoundingMode
 
 from .core import synapse_layout
 from .lfsr import Lfsr
-from .lif import rnd, sat
+from .lif import sat
 
 __all__ = ["UpdateDatapath", "UpdateUnit", "update_in_layout", "update_out_layout", "schedule",
            "update_cycles", "datapath_latency"]
@@ -33,49 +34,95 @@ def _stochastic(cfg: CoreConfig) -> bool:
 
 
 def update_in_layout(cfg: CoreConfig) -> data.StructLayout:
-    """One synapse into the datapath: its word (w, g, m), packed v̂ (Adam), matrix, address, draw r."""
+    """One synapse into the datapath: its word (w, g, m), packed v̂ (Adam), matrix, LFSR draw r."""
     f = {"w": signed(cfg.w_bits), "g": signed(cfg.grad_bits)}
     if cfg.has_momentum:
         f["m"] = signed(cfg.grad_bits)
     if cfg.optimizer is Optimizer.ADAM:
         f["v"] = unsigned(cfg.v_exp_bits + cfg.v_mant_bits)
     f["mat"] = range(cfg.n_layers)
-    f["addr"] = range(cfg.n_synapses)
     if _stochastic(cfg):
         f["r"] = unsigned(cfg.sr_bits)
     return data.StructLayout(f)
 
 
 def update_out_layout(cfg: CoreConfig) -> data.StructLayout:
-    """The synapse after §6: w', m', v̂' (Adam), its address and the per-synapse MOM_SAT / W_SAT."""
+    """The synapse after §6 (in input order): w', m', v̂' (Adam), per-synapse MOM_SAT / W_SAT."""
     f = {"w": signed(cfg.w_bits)}
     if cfg.has_momentum:
         f["m"] = signed(cfg.grad_bits)
     if cfg.optimizer is Optimizer.ADAM:
         f["v"] = unsigned(cfg.v_exp_bits + cfg.v_mant_bits)
-    f["addr"] = range(cfg.n_synapses)
     f["mom_sat"] = 1
     f["w_sat"] = 1
     return data.StructLayout(f)
 
 
 def datapath_latency(cfg: CoreConfig) -> int:
-    """Cycles from ``i.valid`` to ``o.valid`` of `UpdateDatapath` (registers on the way)."""
+    """Cycles from ``i.valid`` to ``o.valid`` of `UpdateDatapath` (its number of stages)."""
     if cfg.optimizer is Optimizer.ADAM:
-        return 7
+        return 11
     if cfg.optimizer is Optimizer.LION:
-        return 2
-    return 3
+        return 5
+    return 6 if cfg.mom_shift > 0 else 4
+
+
+def _pre(x, s: int, mode: RoundingMode):
+    """First half of §1.2 rnd(x, s): the rounding constant added (the shift follows a stage later)."""
+    return x + (1 << (s - 1)) if s > 0 and mode is RoundingMode.HALF_UP else x
+
+
+def _post(x, s: int):
+    """Second half of rnd(x, s): the shift (s <= 0: exact left shift)."""
+    return x >> s if s > 0 else x << -s
+
+
+def _leading_one(x):
+    """(x != 0, position of x's highest set bit) as a balanced tree (log2 width mux levels: a
+    priority chain over 47 bits would be the slowest path of the core)."""
+    if len(x) == 1:
+        return x[0], Cat()
+    h = 1 << ((len(x) - 1).bit_length() - 1)  # lower half: the largest power of two < len(x)
+    nz_hi, p_hi = _leading_one(x[h:])
+    nz_lo, p_lo = _leading_one(x[:h])
+    w = (h - 1).bit_length()
+    return nz_hi | nz_lo, Cat(Mux(nz_hi, p_hi, p_lo)[:w], nz_hi)
+
+
+class _Pipe:
+    """The live values of a pipeline: `stage` registers all of them (plus new ones) at once."""
+
+    def __init__(self, m: Module, vals: dict):
+        self.m, self.v, self.n = m, dict(vals), 0
+
+    def __getitem__(self, k):
+        return self.v[k]
+
+    def stage(self, drop=(), **new):
+        """End a stage: register every live value and ``new`` (value or (value, shape)), minus ``drop``."""
+        self.n += 1
+        merged = {k: x for k, x in (self.v | new).items() if k not in drop}
+        out = {}
+        for k, x in merged.items():
+            x, shape = x if isinstance(x, tuple) else (x, x.shape())
+            r = Signal(shape, name=f"s{self.n}_{k}")
+            self.m.d.sync += r.eq(x)
+            out[k] = r
+        self.v = out
 
 
 class UpdateDatapath(wiring.Component):
     """§6.1-§6.4 for one synapse per cycle, no back-pressure; latency `datapath_latency(cfg)`.
 
-    Adam stages (each ends in a register): 0 momentum, g·g, dec(v̂); 1 the EMA of V; 2 leading-one
-    position p of V; 3 enc(V) and the ROM address (k bits below the leading one) into the
-    synchronous 1/√ ROM; 4 u = m̂·RSQ; 5 x = u·lr_mant; 6 shift, round, w − Δ + bump, saturate.
-    Lion: 0 momentum and sign; 1 ±lr_mant, round, write. SGD: 0 momentum; 1 product; 2 round,
-    write. The LFSR draw ``r`` arrives with the synapse (`UpdateUnit` draws for every synapse).
+    Stages (each ends in a register; (F1)-(F3) are common):
+    Adam: (0) g − m̂ + rounding constant, the three partial products of g·g, dec(v̂), w + bump;
+    (1) m̂ ← sat(...), g·g; (2) g·g − V + c; (3) V ← V + (…) >> a_2; (4) leading one p;
+    (5) enc(V), ROM address (synchronous `rsqrt_rom`); (6) u = m̂·RSQ; (7) x = u·lr_mant.
+    Lion: (0) g − m̂ + c twice, w + bump; (1) ĉ's sign, m̂; then x = ±lr_mant in (F1).
+    SGD: with momentum (0) m̂ + c, m̂ + g; (1) m̂ ← sat(...); (2) x = m̂·lr_mant; without, (0) x = g·lr_mant.
+    (F1) y = x shifted by s − b (constant per matrix, Adam + floor(p/2)); (F2) Δ = (y + t) >> b,
+    clamped to ±2^(w_bits+2) (same saturation verdict); (F3) w' = sat(w + bump − Δ), W_SAT.
+    The LFSR draw ``r`` arrives with the synapse (`UpdateUnit` draws for every synapse).
 
     Members
     -------
@@ -101,143 +148,116 @@ class UpdateDatapath(wiring.Component):
         cfg = self._cfg
         m = Module()
         mode = cfg.state_rounding
-        gb = cfg.grad_bits
+        gb, wb = cfg.grad_bits, cfg.w_bits
         i = self.i.p
-
-        def reg(value, name, shape=None):
-            """A pipeline register loaded with ``value`` every cycle."""
-            r = Signal(shape if shape is not None else value.shape(), name=name)
-            m.d.sync += r.eq(value)
-            return r
-
-        def carry(vals, stage):
-            return {k: reg(v, f"s{stage}_{k}") for k, v in vals.items()}
-
-        # Fields that only travel along (the weight, matrix, address, draw, flags).
-        pas = {"valid": self.i.valid, "w": i.w, "mat": i.mat, "addr": i.addr}
+        live = {"valid": self.i.valid, "mat": i.mat, "mom_sat": (0, 1),
+                "wb": (i.w + self.bump[i.mat], signed(wb + 1))}  # w + bump: one add less at the end
         if _stochastic(cfg):
-            pas["r"] = i.r
+            live["r"] = i.r
+        p = _Pipe(m, live)
+        su_var = None  # Adam's variable part of s_u (floor(p/2)), None otherwise
 
         if cfg.optimizer is Optimizer.ADAM:
-            vm, rk, rb = cfg.v_mant_bits, cfg.rsqrt_index_bits, cfg.rsqrt_bits
-            vb = _v_bits(cfg)
-            # Stage 0: §6.1 first moment; g·g (a registered product); V = dec(v̂).
-            mm, msat = sat(i.m + rnd(i.g - i.m, cfg.adam_shift1, mode), gb)
-            s1 = carry(pas, 1)
-            s1_m = reg(mm, "s1_m", signed(gb))
-            s1_msat = reg(msat, "s1_msat", 1)
-            s1_gg = reg(i.g * i.g, "s1_gg", unsigned(vb))
-            vdec = i.v[:vm] << i.v[vm:]
-            s1_v = reg(vdec, "s1_v", unsigned(vb))
-            # Stage 1: V + rnd(g·g − V, a_2), on the full value (exact, >= 0).
-            d = Signal(signed(vb + 1))
-            m.d.comb += d.eq(s1_gg - s1_v)
-            s2 = carry(s1, 2)
-            s2_m, s2_msat = reg(s1_m, "s2_m"), reg(s1_msat, "s2_msat")
-            s2_x = reg(s1_v + rnd(d, cfg.adam_shift2, mode), "s2_x", unsigned(vb))
-            # Stage 2: the leading-one detector, p = bitlength(V) − 1 (0 for V = 0, then unused).
-            p = Signal(range(vb))
-            for b in range(vb):
-                with m.If(s2_x[b]):
-                    m.d.comb += p.eq(b)
-            s3 = carry(s2, 3)
-            s3_m, s3_msat, s3_x = reg(s2_m, "s3_m"), reg(s2_msat, "s3_msat"), reg(s2_x, "s3_x")
-            s3_p = reg(p, "s3_p")
-            # Stage 3: enc keeps the vm bits from the leading one down (e = max(0, p + 1 − vm)).
-            # The ROM index is the k bits below the leading one of dec(enc(V)); those of V itself
-            # except the ones enc truncated: bit j below the leading one survives iff j < vm, so
-            # for k >= vm a constant mask clears the low k − vm + 1 index bits.
-            e = Mux(s3_p >= vm, s3_p + 1 - vm, 0).as_unsigned()
-            v_new = Cat((s3_x >> e)[:vm], e[: cfg.v_exp_bits])
-            idx = ((s3_x << rk) >> s3_p)[:rk]
+            vm, rk, rb, vb = cfg.v_mant_bits, cfg.rsqrt_index_bits, cfg.rsqrt_bits, _v_bits(cfg)
+            a1, a2 = cfg.adam_shift1, cfg.adam_shift2
+            # g·g from three partial products of at most 16 x 16 (12-bit halves: 3 SB_MAC16, not 4).
+            h = gb // 2
+            g_hi, g_lo = i.g[h:].as_signed(), i.g[:h]
+            p.stage(
+                m=i.m,
+                dm=(_pre(i.g - i.m, a1, mode), signed(gb + 2)),
+                pp_hh=g_hi * g_hi, pp_hl=g_hi * g_lo, pp_ll=g_lo * g_lo,
+                vdec=(i.v[:vm] << i.v[vm:], unsigned(vb)),
+            )  # (0)
+            mm, msat = sat(p["m"] + _post(p["dm"], a1), gb)
+            gg = (p["pp_hh"] << (2 * h)) + (p["pp_hl"] << (h + 1)) + p["pp_ll"]
+            p.stage(drop=("dm", "pp_hh", "pp_hl", "pp_ll"), m=(mm, signed(gb)), mom_sat=msat,
+                    gg=(gg, unsigned(vb)))  # (1)
+            p.stage(drop=("gg",), t=(_pre(p["gg"] - p["vdec"], a2, mode), signed(vb + 1)))  # (2)
+            p.stage(drop=("t", "vdec"), x=(p["vdec"] + _post(p["t"], a2), unsigned(vb)))  # (3)
+            # (4) leading-one detector: p = bitlength(V) − 1 (0 for V = 0, then unused).
+            _, lead = _leading_one(p["x"])
+            p.stage(lead=(lead, range(vb)))
+            # (5) enc keeps the vm bits from the leading one down (e = max(0, p + 1 − vm)). The ROM
+            # index is the k bits below the leading one of dec(enc(V)): V's own, except those enc
+            # truncated (bit j below the leading one survives iff j < vm), hence a constant mask.
+            x, lead = p["x"], p["lead"]
+            e = Mux(lead >= vm, lead + 1 - vm, 0).as_unsigned()
+            idx = ((x << rk) >> lead)[:rk]
             if rk >= vm:
                 idx = (idx & (((1 << rk) - 1) & ~((1 << (rk - vm + 1)) - 1)))[:rk]
             rom = cfg.rsqrt_rom
-            m.submodules.rsqrt_rom = self.rsqrt_rom = rsq = memory.Memory(
-                shape=unsigned(rb), depth=rom.size, init=[int(x) for x in rom.ravel()]
+            m.submodules.rsqrt_rom = rsq = memory.Memory(
+                shape=unsigned(rb), depth=rom.size, init=[int(v) for v in rom.ravel()]
             )
             rsq_rp = rsq.read_port()
-            m.d.comb += rsq_rp.addr.eq(Cat(idx, s3_p[0]))  # row p mod 2, column a
-            s4 = carry(s3, 4)
-            s4_m, s4_msat = reg(s3_m, "s4_m"), reg(s3_msat, "s4_msat")
-            s4_v = reg(v_new, "s4_v")
-            s4_zero = reg(s3_x == 0, "s4_zero")
-            s4_ph = reg(s3_p >> 1, "s4_ph", range(vb // 2 + 1))  # s_u − rsqrt_bits = floor(p / 2)
-            # Stage 4: u = m̂ · RSQ[p mod 2][a] (0 when V = 0).
-            s5 = carry(s4, 5)
-            s5_m, s5_msat, s5_v, s5_ph = (reg(x, f"s5_{n}") for x, n in
-                                          ((s4_m, "m"), (s4_msat, "msat"), (s4_v, "v"), (s4_ph, "ph")))
-            s5_u = reg(Mux(s4_zero, 0, s4_m * rsq_rp.data), "s5_u", signed(gb + rb + 1))
-            # Stage 5: x = u · lr_mant[mat].
-            s6 = carry(s5, 6)
-            s6_m, s6_msat, s6_v, s6_ph = (reg(x, f"s6_{n}") for x, n in
-                                          ((s5_m, "m"), (s5_msat, "msat"), (s5_v, "v"), (s5_ph, "ph")))
-            s6_x = reg(s5_u * self.lr_mant[s5["mat"]], "s6_x", signed(gb + rb + cfg.lr_bits + 2))
-            last, prod, su_const, su_var = s6, s6_x, rb, s6_ph
-            extra = {"m": s6_m, "v": s6_v, "mom_sat": s6_msat}
+            m.d.comb += rsq_rp.addr.eq(Cat(idx, lead[0]))  # row p mod 2, column a
+            p.stage(drop=("x", "lead"), v=Cat((x >> e)[:vm], e[: cfg.v_exp_bits]), zero=x == 0,
+                    ph=(lead >> 1, range(vb // 2 + 1)))  # (5), ph = s_u − rsqrt_bits
+            # (6) u = m̂ · RSQ[p mod 2][a], 0 when V = 0; (7) x = u · lr_mant[mat].
+            p.stage(drop=("zero",), u=(Mux(p["zero"], 0, p["m"] * rsq_rp.data), signed(gb + rb + 1)))
+            p.stage(drop=("u",), x=(p["u"] * self.lr_mant[p["mat"]], signed(gb + rb + cfg.lr_bits + 2)))
+            su_const, su_var = rb, p["ph"]
         elif cfg.optimizer is Optimizer.LION:
-            # Stage 0: §6.2 interpolation c (its sign is u) and the momentum.
-            c = i.m + rnd(i.g - i.m, cfg.lion_shift, mode)
-            mm, msat = sat(i.m + rnd(i.g - i.m, cfg.mom_shift, mode), gb)
-            s1 = carry(pas, 1)
-            s1_m, s1_msat = reg(mm, "s1_m", signed(gb)), reg(msat, "s1_msat", 1)
-            s1_pos, s1_neg = reg(c > 0, "s1_pos", 1), reg(c < 0, "s1_neg", 1)
-            lr = self.lr_mant[s1["mat"]]
-            prod = Signal(signed(cfg.lr_bits + 1))
-            m.d.comb += prod.eq(Mux(s1_pos, lr, Mux(s1_neg, -lr, 0)))  # sign × lr: no multiplier
-            last, su_const, su_var = s1, 0, None
-            extra = {"m": s1_m, "mom_sat": s1_msat}
+            k1, k2 = cfg.lion_shift, cfg.mom_shift
+            p.stage(m=i.m, d1=(_pre(i.g - i.m, k1, mode), signed(gb + 2)),
+                    d2=(_pre(i.g - i.m, k2, mode), signed(gb + 2)))  # (0)
+            c = p["m"] + _post(p["d1"], k1)
+            mm, msat = sat(p["m"] + _post(p["d2"], k2), gb)
+            p.stage(drop=("d1", "d2"), m=(mm, signed(gb)), mom_sat=msat, pos=c > 0, neg=c < 0)  # (1)
+            lr = self.lr_mant[p["mat"]]
+            p.v["x"] = Mux(p["pos"], lr, Mux(p["neg"], -lr, 0))  # sign × lr: no multiplier, in (F1)
+            su_const = 0
         else:
-            # Stage 0: §6.3 heavy-ball momentum (or the raw gradient); stage 1: u · lr_mant.
-            s1 = carry(pas, 1)
-            extra = {}
-            if cfg.mom_shift > 0:
-                mm, msat = sat(i.m - rnd(i.m, cfg.mom_shift, mode) + i.g, gb)
-                s1_u = reg(mm, "s1_u", signed(gb))
-                extra["mom_sat"] = reg(reg(msat, "s1_msat", 1), "s2_msat")
-                extra["m"] = reg(s1_u, "s2_m")
+            k2 = cfg.mom_shift
+            if k2 > 0:
+                p.stage(m=i.m, q=(_pre(i.m, k2, mode), signed(gb + 1)), sm=(i.m + i.g, signed(gb + 1)))  # (0)
+                mm, msat = sat(p["sm"] - _post(p["q"], k2), gb)
+                p.stage(drop=("q", "sm"), m=(mm, signed(gb)), mom_sat=msat)  # (1)
+                u = p["m"]
             else:
-                s1_u = reg(i.g, "s1_u", signed(gb))
-            s2 = carry(s1, 2)
-            s2_x = reg(s1_u * self.lr_mant[s1["mat"]], "s2_x", signed(gb + cfg.lr_bits + 1))
-            last, prod, su_const, su_var = s2, s2_x, 0, None
+                u = i.g
+            p.stage(x=(u * self.lr_mant[p["mat"]], signed(gb + cfg.lr_bits + 1)))  # (2) or (0)
+            su_const = 0
 
-        # Last stage, §6.4: Δ from x with s = lr_shift[mat] + s_u, w ← sat(w − Δ + bump).
-        # Per matrix the shift is a constant; Adam adds floor(p/2) (a variable shift after it).
-        delta = Signal(signed(len(prod) + 2))
-
-        def shifted(x, const):
-            """x · 2^−(const + s_u's variable part), floored (const < 0: an exact left shift)."""
-            sh = x >> const if const >= 0 else x << -const
-            return sh if su_var is None else sh >> su_var
-
-        with m.Switch(last["mat"]):
+        # (F1) y = x · 2^−(s − b) floored: per matrix a constant shift (one mux), Adam's floor(p/2).
+        if _stochastic(cfg):
+            b = cfg.sr_bits
+        elif cfg.update_rounding is RoundingMode.HALF_UP:
+            b = 1
+        else:
+            b = 0
+        x = p["x"]
+        xs = Signal(signed(len(x)), name="x_f1")
+        m.d.comb += xs.eq(x)
+        y = Signal(signed(len(x) + b + 1), name="y")
+        with m.Switch(p["mat"]):
             for k in range(cfg.n_layers):
-                s_k = cfg.lr_shift[k] + su_const
+                # Half up with s = 0 gives y = 2x and Δ = (2x + 1) >> 1 = x = rnd(x, 0): no case.
+                c = cfg.lr_shift[k] + su_const - b
                 with m.Case(k):
-                    if _stochastic(cfg):
-                        # floor((x + r')/2^s) = floor((floor(x/2^(s−sr)) + r)/2^sr), r' = r·2^(s−sr).
-                        m.d.comb += delta.eq((shifted(prod, s_k - cfg.sr_bits) + last["r"]) >> cfg.sr_bits)
-                    elif cfg.update_rounding is RoundingMode.FLOOR:
-                        m.d.comb += delta.eq(shifted(prod, s_k))
-                    elif s_k == 0 and su_var is None:
-                        m.d.comb += delta.eq(prod)  # rnd(x, 0) = x
-                    else:
-                        # Half up: floor((floor(x/2^(s−1)) + 1)/2) = floor((x + 2^(s−1))/2^s).
-                        m.d.comb += delta.eq((shifted(prod, s_k - 1) + 1) >> 1)
-        w_new, w_sat = sat(last["w"] - delta + self.bump[last["mat"]], cfg.w_bits)
+                    sh = xs >> c if c >= 0 else xs << -c
+                    m.d.comb += y.eq(sh if su_var is None else sh >> su_var)
+        p.stage(drop=("x", "ph", "pos", "neg"), y=y)
+        # (F2) Δ = (y + t) >> b, clamped: |w + bump| < 2^w_bits, so ±2^(w_bits+2) saturates alike.
+        t = p["r"] if _stochastic(cfg) else (1 if b else 0)
+        dl = Signal(signed(len(y) + 1), name="delta")
+        m.d.comb += dl.eq((p["y"] + t) >> b)
+        dc, _ = sat(dl, wb + 3)
+        p.stage(drop=("y", "r"), delta=(dc, signed(wb + 3)))
+        # (F3) the weight write.
+        w_new, w_sat = sat(p["wb"] - p["delta"], wb)
         o = self.o.p
         m.d.sync += [
-            self.o.valid.eq(last["valid"]),
+            self.o.valid.eq(p["valid"]),
             o.w.eq(w_new),
-            o.addr.eq(last["addr"]),
             o.w_sat.eq(w_sat),
-            o.mom_sat.eq(extra.get("mom_sat", 0)),
+            o.mom_sat.eq(p["mom_sat"]),
         ]
         if cfg.has_momentum:
-            m.d.sync += o.m.eq(extra["m"])
+            m.d.sync += o.m.eq(p["m"])
         if cfg.optimizer is Optimizer.ADAM:
-            m.d.sync += o.v.eq(extra["v"])
+            m.d.sync += o.v.eq(p["v"])
         return m
 
 
@@ -358,8 +378,18 @@ class UpdateUnit(wiring.Component):
         m.submodules.dp = dp = UpdateDatapath(cfg)
         m.submodules.lfsr = lfsr = Lfsr(cfg)
         out_layout = update_out_layout(cfg)
-        m.submodules.fifo = res = fifo.SyncFIFO(width=out_layout.size, depth=self.fifo_depth)
-        head = out_layout(res.r_data)
+        # The result FIFO, in registers (a few words: not worth a block RAM). An entry written
+        # in cycle c can be read from c + 1, as `schedule` assumes; it never overflows there.
+        depth = self.fifo_depth
+        slots = [Signal(out_layout.size, name=f"fifo{k}") for k in range(depth)]
+        f_wp, f_rp = Signal(range(depth)), Signal(range(depth))
+        f_level = Signal(range(depth + 1))
+        head_bits = Signal(out_layout.size)
+        with m.Switch(f_rp):
+            for k in range(depth):
+                with m.Case(k):
+                    m.d.comb += head_bits.eq(slots[k])
+        head = out_layout(head_bits)
 
         busy = Signal()
         cyc = Signal(range(self.cycles + 1))
@@ -371,17 +401,16 @@ class UpdateUnit(wiring.Component):
         ends = [sum(a * b for a, b in zip(s[: k + 1], s[1 : k + 2])) for k in range(cfg.n_layers)]
 
         can_read = busy & (nr != n)
-        do_write = busy & res.r_rdy & (~can_read | last_read)
+        do_write = busy & (f_level != 0) & (~can_read | last_read)
         do_read = can_read & ~do_write
         done = busy & (nw == n) & (cyc >= 2 * n + cfg.cyc_sweep_latency)
         m.d.comb += [
             self.busy.eq(busy),
             self.done.eq(done),
             self.syn_we.eq(do_write),
-            self.syn_addr.eq(Mux(do_write, head.addr, Mux(busy, nr, 0))),
+            self.syn_addr.eq(Mux(do_write, nw, Mux(busy, nr, 0))),
             self.syn_wdata.w.eq(head.w),
             self.syn_wdata.g.eq(0),  # §6.4: Ĝ ← 0
-            res.r_en.eq(do_write),
         ]
         if cfg.has_momentum:
             m.d.comb += self.syn_wdata.m.eq(head.m)
@@ -403,16 +432,14 @@ class UpdateUnit(wiring.Component):
 
         # Stage 0 of the datapath: the word read in the previous cycle, with its LFSR draw.
         s0_valid = Signal()
-        s0_addr = Signal(range(n))
         s0_mat = Signal.like(mat)
-        m.d.sync += [s0_valid.eq(do_read), s0_addr.eq(nr), s0_mat.eq(mat)]
+        m.d.sync += [s0_valid.eq(do_read), s0_mat.eq(mat)]
         i = dp.i.p
         m.d.comb += [
             dp.i.valid.eq(s0_valid),
             i.w.eq(self.syn_rdata.w),
             i.g.eq(self.syn_rdata.g),
             i.mat.eq(s0_mat),
-            i.addr.eq(s0_addr),
             dp.lr_mant.eq(self.lr_mant),
             dp.bump.eq(self.bump),
             lfsr.we.eq(self.lfsr_we & ~busy),
@@ -425,14 +452,27 @@ class UpdateUnit(wiring.Component):
             m.d.comb += [i.r.eq(lfsr.draw), lfsr.advance.eq(s0_valid)]
 
         # Results into the FIFO (never full: `fifo_depth` from `schedule`), flags out.
+        with m.If(dp.o.valid):
+            with m.Switch(f_wp):
+                for k in range(depth):
+                    with m.Case(k):
+                        m.d.sync += slots[k].eq(dp.o.p)
+            m.d.sync += f_wp.eq(Mux(f_wp == depth - 1, 0, f_wp + 1))
+        with m.If(do_write):
+            m.d.sync += f_rp.eq(Mux(f_rp == depth - 1, 0, f_rp + 1))
+        m.d.sync += f_level.eq(f_level + dp.o.valid - do_write)
         m.d.comb += [
-            res.w_en.eq(dp.o.valid),
-            res.w_data.eq(dp.o.p),
             self.mom_sat.eq(dp.o.valid & dp.o.p.mom_sat),
             self.w_sat.eq(dp.o.valid & dp.o.p.w_sat),
         ]
 
         if adam:
+            # v̂' goes straight to its own memory's write port, in synapse order (address nv).
+            nv = Signal(range(n + 1))
+            with m.If(~busy):
+                m.d.sync += nv.eq(0)
+            with m.Elif(dp.o.valid):
+                m.d.sync += nv.eq(nv + 1)
             m.submodules.adam_v = vmem = self.adam_v
             v_rp = vmem.read_port()
             v_wp = vmem.write_port()
@@ -441,7 +481,7 @@ class UpdateUnit(wiring.Component):
                 v_rp.en.eq(busy | self.v_re),
                 self.v_rdata.eq(v_rp.data),
                 i.v.eq(v_rp.data),
-                v_wp.addr.eq(Mux(busy, dp.o.p.addr, self.v_addr)),
+                v_wp.addr.eq(Mux(busy, nv, self.v_addr)),
                 v_wp.data.eq(Mux(busy, dp.o.p.v, self.v_wdata)),
                 v_wp.en.eq(Mux(busy, dp.o.valid, self.v_we)),
             ]

@@ -133,7 +133,7 @@ def test_datapath(cfg):
         ctx.set(dut.lr_mant, lr_mant)
         ctx.set(dut.bump, bump)
         for a, (mat, syn) in enumerate(zip(mats, syns)):
-            p = dict(syn) | {"mat": mat, "addr": a % cfg.n_synapses}
+            p = dict(syn) | {"mat": mat}
             if stoch:
                 p["r"] = draws[a]
             ctx.set(dut.i.valid, 1)
@@ -318,3 +318,30 @@ def test_unit_tiny(opt):
 def test_unit_up5k(opt):
     """The preset's 1600 synapses (3204 cycles, golden's count), two updates."""
     run_unit(CoreConfig.up5k(**opt), rounds=2, seed=11)
+
+
+@pytest.mark.parametrize("width", [1, 3, 8, 47])
+def test_leading_one(width):
+    from amaranth.hdl import Signal
+
+    from evcore.hdl.update import _leading_one
+
+    x = Signal(width)
+    nz, pos = _leading_one(x)
+    m = Module()
+    o, z = Signal(8), Signal()
+    m.d.comb += [o.eq(pos), z.eq(nz)]
+    rng = np.random.default_rng(width)
+    vals = [0, 1, (1 << width) - 1] + [int(rng.integers(0, 1 << width)) >> int(rng.integers(0, width))
+                                        for _ in range(200)]
+
+    async def bench(ctx):
+        for v in vals:
+            ctx.set(x, v)
+            assert ctx.get(z) == (v != 0)
+            if v:
+                assert ctx.get(o) == v.bit_length() - 1, v
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
