@@ -18,7 +18,6 @@ from evcore.golden.config import CoreConfig, Optimizer, RoundingMode
 
 from .core import synapse_layout
 from .lfsr import Lfsr
-from .lif import sat
 
 __all__ = ["UpdateDatapath", "UpdateUnit", "update_in_layout", "update_out_layout", "schedule",
            "update_cycles", "datapath_latency"]
@@ -75,6 +74,20 @@ def _pre(x, s: int, mode: RoundingMode):
 def _post(x, s: int):
     """Second half of rnd(x, s): the shift (s <= 0: exact left shift)."""
     return x >> s if s > 0 else x << -s
+
+
+def sat(x, bits: int):
+    """§1.4 (clamped value, clamped?) like `hdl.lif.sat`, but the range test is a reduction over
+    the bits above the word (LUT trees) instead of two compares (carry chains of x's width)."""
+    hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+    if len(x) < bits or (len(x) == bits and x.shape().signed):
+        return x, 0
+    if not x.shape().signed:
+        fits = ~x[bits - 1 :].any()
+        return Mux(fits, x[:bits].as_signed(), hi), ~fits
+    top = x[bits - 1 :]
+    fits = top.all() | ~top.any()
+    return Mux(fits, x[:bits].as_signed(), Mux(x[-1], lo, hi)), ~fits
 
 
 def _leading_one(x):
@@ -230,11 +243,12 @@ class UpdateDatapath(wiring.Component):
         x = p["x"]
         xs = Signal(signed(len(x)), name="x_f1")
         m.d.comb += xs.eq(x)
-        y = Signal(signed(len(x) + b + 1), name="y")
+        shifts = [cfg.lr_shift[k] + su_const - b for k in range(cfg.n_layers)]
+        y = Signal(signed(len(x) - min(shifts)), name="y")  # as wide as the least-shifted x
         with m.Switch(p["mat"]):
             for k in range(cfg.n_layers):
                 # Half up with s = 0 gives y = 2x and Δ = (2x + 1) >> 1 = x = rnd(x, 0): no case.
-                c = cfg.lr_shift[k] + su_const - b
+                c = shifts[k]
                 with m.Case(k):
                     sh = xs >> c if c >= 0 else xs << -c
                     m.d.comb += y.eq(sh if su_var is None else sh >> su_var)

@@ -345,3 +345,31 @@ def test_leading_one(width):
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize(("width", "signed_", "bits"), [(10, True, 6), (6, True, 6), (10, False, 6),
+                                                        (5, False, 6), (6, False, 6)])
+def test_sat(width, signed_, bits):
+    """The reduction-based saturation equals golden.ops.saturate over every input word."""
+    from amaranth.hdl import Signal, signed, unsigned
+
+    from evcore.golden.ops import saturate
+    from evcore.hdl.update import sat
+
+    x = Signal(signed(width) if signed_ else unsigned(width))
+    v, f = sat(x, bits)
+    m = Module()
+    o, fl = Signal(signed(bits)), Signal()
+    m.d.comb += [o.eq(v), fl.eq(f)]
+    lo = -(1 << (width - 1)) if signed_ else 0
+    hi = (1 << (width - 1)) if signed_ else (1 << width)
+
+    async def bench(ctx):
+        for val in range(lo, hi):
+            ctx.set(x, val)
+            want, wf = saturate(np.int64(val), bits)
+            assert (ctx.get(o), ctx.get(fl)) == (int(want), int(wf)), val
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
