@@ -308,6 +308,12 @@ def test_unit_four_layers(opt):
     run_unit(small_cfg(sizes=(2, 4, 3, 2), **opt), rounds=2, seed=5)
 
 
+@pytest.mark.parametrize("latency", [1, 9])
+def test_unit_sweep_latency(latency):
+    """cyc_sweep_latency pads after the last write (9), or is covered by the done cycle (1)."""
+    run_unit(small_cfg(optimizer="lion", cyc_sweep_latency=latency), rounds=1, seed=2)
+
+
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 def test_unit_tiny(opt):
     """N = 2 synapses: fewer than the pipeline holds, so the count is N + D + 3 (update_cycles)."""
