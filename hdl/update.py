@@ -20,7 +20,7 @@ from .core import synapse_layout
 from .lfsr import Lfsr
 
 __all__ = ["UpdateDatapath", "UpdateUnit", "update_in_layout", "update_out_layout", "schedule",
-           "update_cycles", "datapath_latency"]
+           "update_cycles", "datapath_latency", "V_LATENCY"]
 
 
 def _v_bits(cfg: CoreConfig) -> int:
@@ -33,25 +33,21 @@ def _stochastic(cfg: CoreConfig) -> bool:
 
 
 def update_in_layout(cfg: CoreConfig) -> data.StructLayout:
-    """One synapse into the datapath: its word (w, g, m), packed v̂ (Adam), matrix, LFSR draw r."""
+    """One synapse into the datapath: its word (w, g, m), packed v̂ (Adam), its matrix."""
     f = {"w": signed(cfg.w_bits), "g": signed(cfg.grad_bits)}
     if cfg.has_momentum:
         f["m"] = signed(cfg.grad_bits)
     if cfg.optimizer is Optimizer.ADAM:
         f["v"] = unsigned(cfg.v_exp_bits + cfg.v_mant_bits)
     f["mat"] = range(cfg.n_layers)
-    if _stochastic(cfg):
-        f["r"] = unsigned(cfg.sr_bits)
     return data.StructLayout(f)
 
 
 def update_out_layout(cfg: CoreConfig) -> data.StructLayout:
-    """The synapse after §6 (in input order): w', m', v̂' (Adam), per-synapse MOM_SAT / W_SAT."""
+    """The synapse after §6 (in input order): w', m', per-synapse MOM_SAT / W_SAT (v̂' leaves early)."""
     f = {"w": signed(cfg.w_bits)}
     if cfg.has_momentum:
         f["m"] = signed(cfg.grad_bits)
-    if cfg.optimizer is Optimizer.ADAM:
-        f["v"] = unsigned(cfg.v_exp_bits + cfg.v_mant_bits)
     f["mom_sat"] = 1
     f["w_sat"] = 1
     return data.StructLayout(f)
@@ -64,6 +60,10 @@ def datapath_latency(cfg: CoreConfig) -> int:
     if cfg.optimizer is Optimizer.LION:
         return 5
     return 6 if cfg.mom_shift > 0 else 4
+
+
+#: Adam: cycles from a synapse into `UpdateDatapath` to its v̂' on ``v_o`` (after stage 5).
+V_LATENCY = 6
 
 
 def _pre(x, s: int, mode: RoundingMode):
@@ -135,27 +135,36 @@ class UpdateDatapath(wiring.Component):
     SGD: with momentum (0) m̂ + c, m̂ + g; (1) m̂ ← sat(...); (2) x = m̂·lr_mant; without, (0) x = g·lr_mant.
     (F1) y = x shifted by s − b (constant per matrix, Adam + floor(p/2)); (F2) Δ = (y + t) >> b,
     clamped to ±2^(w_bits+2) (same saturation verdict); (F3) w' = sat(w + bump − Δ), W_SAT.
-    The LFSR draw ``r`` arrives with the synapse (`UpdateUnit` draws for every synapse).
+    The LFSR draw is taken in (F2) (``r_take``), so no draw travels down the pipeline.
 
     Members
     -------
     i : ``In(stream.Signature(update_in_layout(cfg), always_ready=True))``
     o : ``Out(stream.Signature(update_out_layout(cfg), always_ready=True))``
     lr_mant : ``In(ArrayLayout(unsigned(lr_bits), n_layers))``;
-    bump : ``In(ArrayLayout(signed(w_bits), n_layers))`` (both held stable while synapses are in flight).
+    bump : ``In(ArrayLayout(signed(w_bits), n_layers))`` (both held stable while synapses are in flight);
+    stochastic only: r : ``In(sr_bits)``, r_take : ``Out(1)`` (the synapse in (F2) consumes the
+    LFSR draw ``r`` in this cycle: draws are taken in synapse order, one each);
+    Adam only: v_o : ``Out(stream.Signature(v_exp_bits + v_mant_bits, always_ready=True))``, v̂'
+    after `V_LATENCY` cycles.
     """
 
     def __init__(self, cfg: CoreConfig):
         self._cfg = cfg
         self.latency = datapath_latency(cfg)
-        super().__init__(
-            {
-                "i": In(stream.Signature(update_in_layout(cfg), always_ready=True)),
-                "o": Out(stream.Signature(update_out_layout(cfg), always_ready=True)),
-                "lr_mant": In(data.ArrayLayout(unsigned(cfg.lr_bits), cfg.n_layers)),
-                "bump": In(data.ArrayLayout(signed(cfg.w_bits), cfg.n_layers)),
-            }
-        )
+        sig = {
+            "i": In(stream.Signature(update_in_layout(cfg), always_ready=True)),
+            "o": Out(stream.Signature(update_out_layout(cfg), always_ready=True)),
+            "lr_mant": In(data.ArrayLayout(unsigned(cfg.lr_bits), cfg.n_layers)),
+            "bump": In(data.ArrayLayout(signed(cfg.w_bits), cfg.n_layers)),
+        }
+        if _stochastic(cfg):
+            sig |= {"r": In(cfg.sr_bits), "r_take": Out(1)}
+        if cfg.optimizer is Optimizer.ADAM:
+            #: Cycles from ``i.valid`` to ``v_o.valid``.
+            self.v_latency = V_LATENCY
+            sig["v_o"] = Out(stream.Signature(unsigned(cfg.v_exp_bits + cfg.v_mant_bits), always_ready=True))
+        super().__init__(sig)
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -165,8 +174,6 @@ class UpdateDatapath(wiring.Component):
         i = self.i.p
         live = {"valid": self.i.valid, "mat": i.mat, "mom_sat": (0, 1),
                 "wb": (i.w + self.bump[i.mat], signed(wb + 1))}  # w + bump: one add less at the end
-        if _stochastic(cfg):
-            live["r"] = i.r
         p = _Pipe(m, live)
         su_var = None  # Adam's variable part of s_u (floor(p/2)), None otherwise
 
@@ -207,6 +214,9 @@ class UpdateDatapath(wiring.Component):
             m.d.comb += rsq_rp.addr.eq(Cat(idx, lead[0]))  # row p mod 2, column a
             p.stage(drop=("x", "lead"), v=Cat((x >> e)[:vm], e[: cfg.v_exp_bits]), zero=x == 0,
                     ph=(lead >> 1, range(vb // 2 + 1)))  # (5), ph = s_u − rsqrt_bits
+            # v̂' is complete: out now (to its own memory) rather than carried to the end.
+            m.d.comb += [self.v_o.valid.eq(p["valid"]), self.v_o.p.eq(p["v"])]
+            del p.v["v"]
             # (6) u = m̂ · RSQ[p mod 2][a], 0 when V = 0; (7) x = u · lr_mant[mat].
             p.stage(drop=("zero",), u=(Mux(p["zero"], 0, p["m"] * rsq_rp.data), signed(gb + rb + 1)))
             p.stage(drop=("u",), x=(p["u"] * self.lr_mant[p["mat"]], signed(gb + rb + cfg.lr_bits + 2)))
@@ -254,11 +264,14 @@ class UpdateDatapath(wiring.Component):
                     m.d.comb += y.eq(sh if su_var is None else sh >> su_var)
         p.stage(drop=("x", "ph", "pos", "neg"), y=y)
         # (F2) Δ = (y + t) >> b, clamped: |w + bump| < 2^w_bits, so ±2^(w_bits+2) saturates alike.
-        t = p["r"] if _stochastic(cfg) else (1 if b else 0)
+        # The LFSR draw is taken here, in synapse order: no r travels down the pipeline.
+        if _stochastic(cfg):
+            m.d.comb += self.r_take.eq(p["valid"])
+        t = self.r if _stochastic(cfg) else (1 if b else 0)
         dl = Signal(signed(len(y) + 1), name="delta")
         m.d.comb += dl.eq((p["y"] + t) >> b)
         dc, _ = sat(dl, wb + 3)
-        p.stage(drop=("y", "r"), delta=(dc, signed(wb + 3)))
+        p.stage(drop=("y",), delta=(dc, signed(wb + 3)))
         # (F3) the weight write.
         w_new, w_sat = sat(p["wb"] - p["delta"], wb)
         o = self.o.p
@@ -270,8 +283,6 @@ class UpdateDatapath(wiring.Component):
         ]
         if cfg.has_momentum:
             m.d.sync += o.m.eq(p["m"])
-        if cfg.optimizer is Optimizer.ADAM:
-            m.d.sync += o.v.eq(p["v"])
         return m
 
 
@@ -391,7 +402,9 @@ class UpdateUnit(wiring.Component):
         adam = cfg.optimizer is Optimizer.ADAM
         m.submodules.dp = dp = UpdateDatapath(cfg)
         m.submodules.lfsr = lfsr = Lfsr(cfg)
-        out_layout = update_out_layout(cfg)
+        # The FIFO keeps what the port writes (the flags leave at once, as pulses).
+        out_layout = data.StructLayout({k: v for k, v in update_out_layout(cfg).members.items()
+                                        if k in ("w", "m")})
         # The result FIFO, in registers (a few words: not worth a block RAM). An entry written
         # in cycle c can be read from c + 1, as `schedule` assumes; it never overflows there.
         depth = self.fifo_depth
@@ -463,14 +476,14 @@ class UpdateUnit(wiring.Component):
         if cfg.has_momentum:
             m.d.comb += i.m.eq(self.syn_rdata.m)
         if _stochastic(cfg):
-            m.d.comb += [i.r.eq(lfsr.draw), lfsr.advance.eq(s0_valid)]
+            m.d.comb += [dp.r.eq(lfsr.draw), lfsr.advance.eq(dp.r_take)]
 
         # Results into the FIFO (never full: `fifo_depth` from `schedule`), flags out.
         with m.If(dp.o.valid):
             with m.Switch(f_wp):
                 for k in range(depth):
                     with m.Case(k):
-                        m.d.sync += slots[k].eq(dp.o.p)
+                        m.d.sync += slots[k].eq(Cat(*(dp.o.p[f] for f in out_layout.members)))
             m.d.sync += f_wp.eq(Mux(f_wp == depth - 1, 0, f_wp + 1))
         with m.If(do_write):
             m.d.sync += f_rp.eq(Mux(f_rp == depth - 1, 0, f_rp + 1))
@@ -485,7 +498,7 @@ class UpdateUnit(wiring.Component):
             nv = Signal(range(n + 1))
             with m.If(~busy):
                 m.d.sync += nv.eq(0)
-            with m.Elif(dp.o.valid):
+            with m.Elif(dp.v_o.valid):
                 m.d.sync += nv.eq(nv + 1)
             m.submodules.adam_v = vmem = self.adam_v
             v_rp = vmem.read_port()
@@ -496,7 +509,7 @@ class UpdateUnit(wiring.Component):
                 self.v_rdata.eq(v_rp.data),
                 i.v.eq(v_rp.data),
                 v_wp.addr.eq(Mux(busy, nv, self.v_addr)),
-                v_wp.data.eq(Mux(busy, dp.o.p.v, self.v_wdata)),
-                v_wp.en.eq(Mux(busy, dp.o.valid, self.v_we)),
+                v_wp.data.eq(Mux(busy, dp.v_o.p, self.v_wdata)),
+                v_wp.en.eq(Mux(busy, dp.v_o.valid, self.v_we)),
             ]
         return m

@@ -1,9 +1,10 @@
 # amaranth: UnusedElaboratable=no
 """`evcore.hdl.update` in the Amaranth simulator against `evcore.golden.update.update_weights`.
 
-The datapath alone: many random synapses (and the rails: w, g, m at their limits, v̂ = 0 and
-large, g = 0, lr_mant 0 and maximal), each compared with golden applied to that one synapse
-(golden's own kernel on a one-synapse network), flags per synapse, LFSR draw for draw.
+The datapath alone (with the LFSR, as the unit wires it): many random synapses with idle gaps
+(and the rails: w, g, m at their limits, v̂ = 0 and large, g = 0, lr_mant 0 and maximal), each
+compared with golden applied to that one synapse (golden's own kernel on a one-synapse network),
+flags per synapse, and the LFSR state at the end.
 The unit: a harness with a real single-port synapse memory, several consecutive updates with
 fresh gradients, every word, v̂, the LFSR state, the flags and the exact cycle count compared
 with golden `FixedCore`'s update and `update_cycles`, for every optimizer x update rounding.
@@ -17,10 +18,10 @@ from amaranth.sim import Simulator
 
 from evcore.golden.config import CoreConfig, Flag, Optimizer, RoundingMode
 from evcore.golden.core import FixedCore
-from evcore.golden.lfsr import lfsr_draw
 from evcore.golden.ops import pack_params
 from evcore.golden.update import update_weights, v_encode
 from evcore.hdl.core import synapse_layout
+from evcore.hdl.lfsr import Lfsr
 from evcore.hdl.update import UpdateDatapath, UpdateUnit, datapath_latency, schedule, update_cycles
 
 OPTIMIZERS = [
@@ -89,6 +90,22 @@ def packed_v(cfg):
 
 # -- the datapath alone ------------------------------------------------------------------------
 
+
+class DatapathHarness(Elaboratable):
+    """UpdateDatapath with the LFSR wired as in UpdateUnit (draws taken in (F2), in order)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.dp = UpdateDatapath(cfg)
+        self.lfsr = Lfsr(cfg)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dp, m.submodules.lfsr = self.dp, self.lfsr
+        if self.cfg.update_rounding is RoundingMode.STOCHASTIC:
+            m.d.comb += [self.dp.r.eq(self.lfsr.draw), self.lfsr.advance.eq(self.dp.r_take)]
+        return m
+
 DP_CONFIGS = [
     pytest.param(small_cfg(**opt, update_rounding=rd), id=f"{opt_p.id}-{rd}")
     for opt_p in OPTIMIZERS for opt in [opt_p.values[0]] for rd in ROUNDINGS
@@ -117,44 +134,46 @@ def test_datapath(cfg):
     stoch = cfg.update_rounding is RoundingMode.STOCHASTIC
     P = pack_params(cfg)
     state = cfg.lfsr_seed
-    want, draws = [], []
+    want = []
     for mat, syn in zip(mats, syns):
-        _, r = lfsr_draw(np.int64(state), np.int64(cfg.lfsr_taps), cfg.sr_bits)
-        draws.append(int(r))
         res, state, fl = golden_synapse(cfg, P, mat, syn, lr_mant, bump, state)
         want.append(res | {"mom_sat": int(bool(fl & Flag.MOM_SAT)), "w_sat": int(bool(fl & Flag.W_SAT))})
 
-    dut = UpdateDatapath(cfg)
-    got = []
+    dut = DatapathHarness(cfg)
+    dp = dut.dp
+    got, got_v = [], []
     fields = ["w", "mom_sat", "w_sat"] + (["m"] if cfg.has_momentum else [])
-    fields += ["v"] if packed_v(cfg) else []
+    gaps = rng.random(n) < 0.2  # idle cycles between synapses: no draw, no result
 
     async def drive(ctx):
-        ctx.set(dut.lr_mant, lr_mant)
-        ctx.set(dut.bump, bump)
+        ctx.set(dp.lr_mant, lr_mant)
+        ctx.set(dp.bump, bump)
         for a, (mat, syn) in enumerate(zip(mats, syns)):
-            p = dict(syn) | {"mat": mat}
-            if stoch:
-                p["r"] = draws[a]
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.p, p)
+            if gaps[a]:
+                ctx.set(dp.i.valid, 0)
+                await ctx.tick()
+            ctx.set(dp.i.valid, 1)
+            ctx.set(dp.i.p, dict(syn) | {"mat": mat})
             await ctx.tick()
-        ctx.set(dut.i.valid, 0)
+        ctx.set(dp.i.valid, 0)
 
     async def collect(ctx):
-        await ctx.tick().repeat(dut.latency)
-        for _ in range(n):
-            assert ctx.get(dut.o.valid)
-            o = ctx.get(dut.o.p)
-            got.append({k: int(getattr(o, k)) for k in fields})
+        for _ in range(3 * n + 50):
+            if ctx.get(dp.o.valid):
+                o = ctx.get(dp.o.p)
+                got.append({k: int(getattr(o, k)) for k in fields})
+            if packed_v(cfg) and ctx.get(dp.v_o.valid):
+                got_v.append(int(ctx.get(dp.v_o.p)))
             await ctx.tick()
-        assert not ctx.get(dut.o.valid)
+        assert ctx.get(dut.lfsr.state) == (state if stoch else cfg.lfsr_seed)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(drive)
     sim.add_testbench(collect)
     sim.run()
+    if packed_v(cfg):
+        assert got_v == [w["v"] for w in want]
     for k, (syn, w, g) in enumerate(zip(syns, want, got, strict=True)):
         assert g == {f: w[f] for f in fields}, f"synapse {k} {syn} matrix {mats[k]}: golden {w} rtl {g}"
     assert any(w["w_sat"] for w in want), "coverage: W_SAT"
