@@ -6,11 +6,13 @@ is the XOR of a fixed subset of the current state's bits. `draw_masks` computes 
 once from the config; the hardware is one XOR tree per bit (no chain of ``sr_bits`` steps).
 """
 
-from amaranth.hdl import Cat, Module
+import numpy as np
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig
+from evcore.golden.lfsr import lfsr_draw
 
 __all__ = ["Lfsr", "draw_masks", "draw_expr"]
 
@@ -40,9 +42,9 @@ def draw_expr(state, cfg: CoreConfig):
 
 
 class Lfsr(wiring.Component):
-    """§6.4 LFSR register: ``draw`` is the next ``sr_bits`` output bits of ``state``; ``advance``
-    steps the state by ``sr_bits`` (the draw is consumed); ``we`` loads ``wdata`` (host, idle;
-    has priority). Reset value ``lfsr_seed``.
+    """§6.4 LFSR register: ``draw`` is the next ``sr_bits`` output bits of ``state`` (held in a
+    register of its own); ``advance`` steps the state by ``sr_bits`` (the draw is consumed);
+    ``we`` loads ``wdata`` (host, idle; has priority). Reset value ``lfsr_seed``.
 
     Members
     -------
@@ -63,12 +65,17 @@ class Lfsr(wiring.Component):
         )
 
     def elaborate(self, platform):
+        cfg = self._cfg
         m = Module()
-        nxt, drw = draw_expr(self.state, self._cfg)
-        m.d.comb += self.draw.eq(drw)
+        # The draw is a register (its XOR trees sit before it, not in front of the consumer's
+        # adder): loaded with the draw of whatever the state becomes.
+        _, r0 = lfsr_draw(np.int64(cfg.lfsr_seed), np.int64(cfg.lfsr_taps), cfg.sr_bits)
+        draw = Signal(cfg.sr_bits, init=int(r0))
+        nxt, _ = draw_expr(self.state, cfg)
+        m.d.comb += self.draw.eq(draw)
         with m.If(self.we):
-            m.d.sync += self.state.eq(self.wdata)
+            m.d.sync += [self.state.eq(self.wdata), draw.eq(draw_expr(self.wdata, cfg)[1])]
         with m.Elif(self.advance):
-            m.d.sync += self.state.eq(nxt)
+            m.d.sync += [self.state.eq(nxt), draw.eq(draw_expr(nxt, cfg)[1])]
         return m
 

@@ -128,8 +128,8 @@ class UpdateDatapath(wiring.Component):
     """§6.1-§6.4 for one synapse per cycle, no back-pressure; latency `datapath_latency(cfg)`.
 
     Stages (each ends in a register; (F1)-(F3) are common):
-    Adam: (0) g − m̂ + rounding constant, the three partial products of g·g, dec(v̂), w + bump;
-    (1) m̂ ← sat(...), g·g; (2) g·g − V + c; (3) V ← V + (…) >> a_2; (4) leading one p;
+    Adam: (0) g − m̂ + rounding constant, the three partial products of g·g, w + bump;
+    (1) m̂ ← sat(...), g·g, dec(v̂); (2) g·g − V + c; (3) V ← V + (…) >> a_2; (4) leading one p;
     (5) enc(V), ROM address (synchronous `rsqrt_rom`); (6) u = m̂·RSQ; (7) x = u·lr_mant.
     Lion: (0) g − m̂ + c twice, w + bump; (1) ĉ's sign, m̂; then x = ±lr_mant in (F1).
     SGD: with momentum (0) m̂ + c, m̂ + g; (1) m̂ ← sat(...); (2) x = m̂·lr_mant; without, (0) x = g·lr_mant.
@@ -187,12 +187,13 @@ class UpdateDatapath(wiring.Component):
                 m=i.m,
                 dm=(_pre(i.g - i.m, a1, mode), signed(gb + 2)),
                 pp_hh=g_hi * g_hi, pp_hl=g_hi * g_lo, pp_ll=g_lo * g_lo,
-                vdec=(i.v[:vm] << i.v[vm:], unsigned(vb)),
+                vraw=i.v,
             )  # (0)
             mm, msat = sat(p["m"] + _post(p["dm"], a1), gb)
             gg = (p["pp_hh"] << (2 * h)) + (p["pp_hl"] << (h + 1)) + p["pp_ll"]
-            p.stage(drop=("dm", "pp_hh", "pp_hl", "pp_ll"), m=(mm, signed(gb)), mom_sat=msat,
-                    gg=(gg, unsigned(vb)))  # (1)
+            vdec = p["vraw"][:vm] << p["vraw"][vm:]  # dec(v̂) a stage after the memory read
+            p.stage(drop=("dm", "pp_hh", "pp_hl", "pp_ll", "vraw"), m=(mm, signed(gb)), mom_sat=msat,
+                    gg=(gg, unsigned(vb)), vdec=(vdec, unsigned(vb)))  # (1)
             p.stage(drop=("gg",), t=(_pre(p["gg"] - p["vdec"], a2, mode), signed(vb + 1)))  # (2)
             p.stage(drop=("t", "vdec"), x=(p["vdec"] + _post(p["t"], a2), unsigned(vb)))  # (3)
             # (4) leading-one detector: p = bitlength(V) − 1 (0 for V = 0, then unused).
