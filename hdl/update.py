@@ -56,10 +56,10 @@ def update_out_layout(cfg: CoreConfig) -> data.StructLayout:
 def datapath_latency(cfg: CoreConfig) -> int:
     """Cycles from ``i.valid`` to ``o.valid`` of `UpdateDatapath` (its number of stages)."""
     if cfg.optimizer is Optimizer.ADAM:
-        return 11
+        return 12
     if cfg.optimizer is Optimizer.LION:
-        return 5
-    return 6 if cfg.mom_shift > 0 else 4
+        return 6
+    return 7 if cfg.mom_shift > 0 else 5
 
 
 #: Adam: cycles from a synapse into `UpdateDatapath` to its v̂' on ``v_o`` (after stage 5).
@@ -133,8 +133,9 @@ class UpdateDatapath(wiring.Component):
     (5) enc(V), ROM address (synchronous `rsqrt_rom`); (6) u = m̂·RSQ; (7) x = u·lr_mant.
     Lion: (0) g − m̂ + c twice, w + bump; (1) ĉ's sign, m̂; then x = ±lr_mant in (F1).
     SGD: with momentum (0) m̂ + c, m̂ + g; (1) m̂ ← sat(...); (2) x = m̂·lr_mant; without, (0) x = g·lr_mant.
-    (F1) y = x shifted by s − b (constant per matrix, Adam + floor(p/2)); (F2) Δ = (y + t) >> b,
-    clamped to ±2^(w_bits+2) (same saturation verdict); (F3) w' = sat(w + bump − Δ), W_SAT.
+    (F1) y = x shifted by s − b (constant per matrix, Adam + floor(p/2)); (F1b) y clamped to
+    ±2^(w_bits+2+b) (same saturation verdict at the end); (F2) Δ = (y + t) >> b;
+    (F3) w' = sat(w + bump − Δ), W_SAT.
     The LFSR draw is taken in (F2) (``r_take``), so no draw travels down the pipeline.
 
     Members
@@ -264,15 +265,16 @@ class UpdateDatapath(wiring.Component):
                     sh = xs >> c if c >= 0 else xs << -c
                     m.d.comb += y.eq(sh if su_var is None else sh >> su_var)
         p.stage(drop=("x", "ph", "pos", "neg"), y=y)
-        # (F2) Δ = (y + t) >> b, clamped: |w + bump| < 2^w_bits, so ±2^(w_bits+2) saturates alike.
-        # The LFSR draw is taken here, in synapse order: no r travels down the pipeline.
+        # (F1b) clamp y to ±2^(w_bits+2+b): then Δ stays within ±2^(w_bits+2), and as |w + bump| <
+        # 2^w_bits a clamped Δ saturates the weight exactly as the true one (both beyond ±2^(w_bits+1)).
+        yc, _ = sat(p["y"], wb + 3 + b)
+        p.stage(y=(yc, signed(wb + 3 + b)))
+        # (F2) Δ = (y + t) >> b, with the LFSR draw taken here, in synapse order (no r travels
+        # down the pipeline).
         if _stochastic(cfg):
             m.d.comb += self.r_take.eq(p["valid"])
         t = self.r if _stochastic(cfg) else (1 if b else 0)
-        dl = Signal(signed(len(y) + 1), name="delta")
-        m.d.comb += dl.eq((p["y"] + t) >> b)
-        dc, _ = sat(dl, wb + 3)
-        p.stage(drop=("y",), delta=(dc, signed(wb + 3)))
+        p.stage(drop=("y",), delta=((p["y"] + t) >> b, signed(wb + 4)))
         # (F3) the weight write.
         w_new, w_sat = sat(p["wb"] - p["delta"], wb)
         o = self.o.p
