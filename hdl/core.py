@@ -31,8 +31,18 @@ from evcore.golden.config import CoreConfig, Flag
 
 from .adjoint import JumpUnit, err_bits
 from .input_buffer import InputBuffer, input_entry_layout
+from .layouts import (
+    first_layout,
+    lam_layout,
+    loss_layout,
+    record_layout,
+    state_layout,
+    synapse_layout,
+    vmax_layout,
+)
 from .lif import LifUnit, rnd, sat
 from .loss import LossUnit
+from .update import UpdateUnit
 
 __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "lam_layout", "record_layout",
            "first_layout", "vmax_layout", "loss_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
@@ -70,6 +80,8 @@ class Phase(enum.Enum, shape=4):
     IN_GRAD = 10
     #: §5.5 (c): the jump of an output's first spike with its loss term.
     OUT_JUMP = 11
+    #: §6: the weight update over every synapse (and dead <- not fired, §5.6).
+    UPDATE = 12
 
 
 class Region(enum.Enum, shape=4):
@@ -92,6 +104,8 @@ class Region(enum.Enum, shape=4):
     VMAX = 6
     #: Loss unit results of output k (probability, injected term), read (§4.2-§4.3).
     LOSS = 7
+    #: Adam's second moment v̂ of each synapse (§6.1), read/write; only with optimizer adam.
+    ADAM_V = 8
 
 
 class Reg(enum.Enum, shape=8):
@@ -127,57 +141,18 @@ class Reg(enum.Enum, shape=8):
     CYC_LOSS = 13
     #: Read: cycles of the backward pass (0 if it did not run).
     CYC_BACKWARD = 14
+    #: Read/write: the LFSR state of the stochastic rounding (§6.4).
+    LFSR = 15
     LAYER_COUNT = 16
+    #: Read/write: LR_MANT + m is the learning-rate mantissa of weight matrix m (§6.4).
+    LR_MANT = 24
+    #: Read: cycles of the last update.
+    CYC_UPDATE = 32
 
 
 def config_id(cfg: CoreConfig) -> int:
     """The 32-bit identification word: the first 4 bytes of the SHA-256 of the config JSON."""
     return int.from_bytes(hashlib.sha256(cfg.to_json().encode()).digest()[:4], "big")
-
-
-def synapse_layout(cfg: CoreConfig) -> data.StructLayout:
-    """§8 `synapses`: weight, gradient accumulator, first moment (the backward unit's fields)."""
-    fields = {"w": signed(cfg.w_bits), "g": signed(cfg.grad_bits)}
-    if cfg.has_momentum:
-        fields["m"] = signed(cfg.grad_bits)
-    return data.StructLayout(fields)
-
-
-def state_layout(cfg: CoreConfig) -> data.StructLayout:
-    """§8 `state` in the forward pass: (V, I)."""
-    return data.StructLayout({"v": signed(cfg.v_bits), "cur": signed(cfg.i_bits)})
-
-
-def lam_layout(cfg: CoreConfig) -> data.StructLayout:
-    """§8 `state` in the backward pass: (Λ_V, Λ_I)."""
-    return data.StructLayout({"lam_v": signed(cfg.lam_bits), "lam_i": signed(cfg.lam_bits)})
-
-
-def loss_layout(cfg: CoreConfig) -> data.StructLayout:
-    """`Region.LOSS` word of output k: p̂_k and L̂_k (§4.2-§4.3)."""
-    return data.StructLayout({"prob": unsigned(cfg.prob_frac), "lterm": signed(cfg.lam_bits)})
-
-
-def record_layout(cfg: CoreConfig) -> data.StructLayout:
-    """§8 `spike_record`: (step, global neuron address, I⁻)."""
-    return data.StructLayout(
-        {"step": unsigned(cfg.step_bits), "nrn": unsigned(cfg.neuron_bits), "cur": signed(cfg.i_bits)}
-    )
-
-
-def vmax_layout(cfg: CoreConfig) -> data.StructLayout:
-    """§8 `vmax`: running maximum of V' and its first step (§3.6); spiked in this sample, fired in a
-    training sample of this minibatch, dead (silent in the previous one) (§5.6)."""
-    return data.StructLayout(
-        {"vmax": signed(cfg.v_bits), "vstep": unsigned(cfg.step_bits), "spiked": 1, "fired": 1, "dead": 1}
-    )
-
-
-def first_layout(cfg: CoreConfig) -> data.StructLayout:
-    """An output's first-spike register (§3.4): (step, I⁻, V' before reset)."""
-    return data.StructLayout(
-        {"step": unsigned(cfg.step_bits), "cur": signed(cfg.i_bits), "v": signed(cfg.v_bits)}
-    )
 
 
 def check_buildable(cfg: CoreConfig) -> None:
@@ -191,6 +166,10 @@ def check_buildable(cfg: CoreConfig) -> None:
     need = JumpUnit.latency + 2
     if cfg.cyc_jump < need:
         raise ValueError(f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL jump needs >= {need} cycles")
+    if any(t < 1.0 for t in cfg.silent_threshold):
+        raise ValueError(
+            f"CoreConfig.silent_threshold = {cfg.silent_threshold}: loss shaping (§6.5) is not in the RTL"
+        )
     if cfg.cyc_synapse_rmw != 2:
         raise ValueError(
             f"CoreConfig.cyc_synapse_rmw = {cfg.cyc_synapse_rmw}: the RTL reads and writes a synapse "
@@ -208,6 +187,8 @@ class Core(wiring.Component):
     ``start_train`` runs a training sample with label `Reg.LABEL`: forward, loss unit and, unless
     masked without a revival (§4.1, §5.6), the backward pass, accumulating into the gradient words;
     afterwards `Region.STATE` holds (Λ_V, Λ_I) of step 0 (`lam_layout`) instead of (V, I).
+    ``start_update`` runs the update (§6) from the gradient words with the learning rates
+    `Reg.LR_MANT` + m, clears the gradients and sets dead <- not fired (§5.6).
     Per-sample state (record, first spikes, counters, n_end) is cleared by ``start``; the flags
     are sticky (host clears them, §1.4); the input buffer is emptied by the host (Reg.IN_COUNT).
 
@@ -215,7 +196,7 @@ class Core(wiring.Component):
     -------
     bus_region : ``In(Region)``; bus_addr : ``In(addr_bits)``; bus_wdata : ``In(data_bits)``;
     bus_we, bus_re : ``In(1)``; bus_rdata : ``Out(data_bits)``;
-    start, start_train : ``In(1)``; busy : ``Out(1)``; in_full : ``Out(1)`` (input buffer full);
+    start, start_train, start_update : ``In(1)``; busy : ``Out(1)``; in_full : ``Out(1)`` (input buffer full);
     phase : ``Out(Phase)``.
     """
 
@@ -244,6 +225,8 @@ class Core(wiring.Component):
             loss_layout(cfg).size,
             input_entry_layout(cfg).size,
             32,
+            cfg.lfsr_bits,
+            cfg.v_exp_bits + cfg.v_mant_bits,
             self.counter_bits,
             len(Flag),
         ]
@@ -251,7 +234,7 @@ class Core(wiring.Component):
         #: Width of a `state` word: (V, I) forward, (Λ_V, Λ_I) backward (§8).
         self.state_bits = max(state_layout(cfg).size, lam_layout(cfg).size)
         depths = [cfg.n_synapses, self.n_neurons, cfg.record_capacity, cfg.input_capacity, s[-1],
-                  Reg.LAYER_COUNT.value + cfg.n_layers]
+                  Reg.CYC_UPDATE.value + 1]
         self.addr_bits = max(1, (max(depths) - 1).bit_length())
         #: The identification word (Reg.ID).
         self.config_word = config_id(cfg)
@@ -265,6 +248,7 @@ class Core(wiring.Component):
                 "bus_rdata": Out(self.data_bits),
                 "start": In(1),
                 "start_train": In(1),
+                "start_update": In(1),
                 "busy": Out(1),
                 "in_full": Out(1),
                 "phase": Out(Phase),
@@ -329,6 +313,8 @@ class Core(wiring.Component):
         m.submodules.lif = lif = LifUnit(cfg)
         m.submodules.loss = loss = LossUnit(cfg)
         m.submodules.jump = jmp = JumpUnit(cfg)
+        m.submodules.update = upd = UpdateUnit(cfg)
+        adam = upd.adam_v is not None
 
         syn_wp = syn.write_port()
         syn_rp = syn.read_port()  # same address as the write port: one single-port SPRAM (§8)
@@ -379,6 +365,9 @@ class Core(wiring.Component):
         n_jumps = Signal(range(cfg.n_steps * n_out + 1))
         n_revived = Signal(range(cfg.n_hidden + 1))
         cyc_loss, cyc_bwd = Signal(cb, name="cyc_loss"), Signal(cb, name="cyc_bwd")
+        cyc_upd = Signal(range(upd.cycles + 1))
+        lr_mant = Signal(data.ArrayLayout(unsigned(cfg.lr_bits), n_layers), init=list(cfg.lr_mant))
+        walk = Signal(range(max(2, cfg.n_hidden) + 1))  # UPDATE: the vmax word being read
 
         busy = phase != Phase.IDLE
         m.d.comb += [self.busy.eq(busy), self.phase.eq(phase), bwd.eq(bwd_reg & busy)]
@@ -493,11 +482,18 @@ class Core(wiring.Component):
             with m.If(vmax_fwd_we & train):
                 was = (step != 0) & candidate(prev)
                 m.d.sync += n_revived.eq(n_revived + candidate(nv) - was)
+            # UPDATE (§5.6): dead <- not fired, fired <- 0; word h is read at walk = h, written next cycle.
+            walk_we = Signal()
+            walk_word = Signal(vmax_layout(cfg))
+            m.d.comb += [walk_word.eq(prev), walk_word.fired.eq(0), walk_word.dead.eq(~prev.fired)]
+            m.d.sync += walk_we.eq((phase == Phase.UPDATE) & (walk < cfg.n_hidden))
+            updating = phase == Phase.UPDATE
             m.d.comb += [
-                vmax_rp.addr.eq(Mux(busy, Mux(bwd, g, s2_g), self.bus_addr)),
-                vmax_wp.addr.eq(Mux(busy, s3_g, self.bus_addr)),
-                vmax_wp.data.eq(Mux(busy, nv, self.bus_wdata[: vmax_layout(cfg).size])),
-                vmax_wp.en.eq(vmax_fwd_we | host_vmax_we),
+                vmax_rp.addr.eq(Mux(busy, Mux(updating, walk, Mux(bwd, g, s2_g)), self.bus_addr)),
+                vmax_wp.addr.eq(Mux(busy, Mux(updating, walk - 1, s3_g), self.bus_addr)),
+                vmax_wp.data.eq(Mux(busy, Mux(updating, walk_word, nv),
+                                    self.bus_wdata[: vmax_layout(cfg).size])),
+                vmax_wp.en.eq(vmax_fwd_we | host_vmax_we | (updating & walk_we)),
                 # The backward sweep reads the word at s1, beside the neuron's adjoint (§5.6 (e)).
                 revival_hit.eq(bwd & (s1_l != n_layers - 1) & candidate(prev) & (prev.vstep == step)),
             ]
@@ -595,13 +591,22 @@ class Core(wiring.Component):
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr
         host_we = self.bus_we & ~busy
+        updating = phase == Phase.UPDATE
         m.d.comb += [
-            syn_rp.addr.eq(Mux(busy, Mux(bwd, bwd_syn_addr, kb + fan_src), addr)),
+            upd.syn_rdata.eq(syn_rp.data),
+            upd.lr_mant.eq(lr_mant),
+            upd.bump.eq(0),  # §6.5 loss shaping is not in the RTL (rejected by check_buildable)
+            upd.start.eq(~busy & self.start_update),
+            upd.lfsr_wdata.eq(self.bus_wdata),
+            upd.lfsr_we.eq(host_we & (region == Region.REG) & (addr == Reg.LFSR)),
+            syn_rp.addr.eq(Mux(busy, Mux(updating, upd.syn_addr, Mux(bwd, bwd_syn_addr, kb + fan_src)),
+                               addr)),
             syn_wp.addr.eq(syn_rp.addr),
             syn_rp.en.eq(~syn_wp.en),  # SPRAM read-during-write is "no change": say so
             # Backward: the same word with its gradient field replaced (§5.4).
-            syn_wp.data.eq(Mux(bwd, Cat(syn_rp.data.w, g_new, syn_upper), self.bus_wdata)),
-            syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write),
+            syn_wp.data.eq(Mux(updating, upd.syn_wdata,
+                               Mux(bwd, Cat(syn_rp.data.w, g_new, syn_upper), self.bus_wdata))),
+            syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write | (updating & upd.syn_we)),
             state_rp.addr.eq(Mux(busy, Mux(bwd & (phase != Phase.SWEEP), bwd_state_addr, g), addr)),
             acc_rp.addr.eq(Mux(phase == Phase.SWEEP, g, tgt)),
             rec_rp.addr.eq(Mux(busy, rec_addr_nxt, addr)),
@@ -613,6 +618,16 @@ class Core(wiring.Component):
         ]
         with m.If(host_we & (region == Region.REG) & (addr == Reg.LABEL)):
             m.d.sync += label.eq(self.bus_wdata)
+        for mat in range(n_layers):
+            with m.If(host_we & (region == Region.REG) & (addr == Reg.LR_MANT.value + mat)):
+                m.d.sync += lr_mant[mat].eq(self.bus_wdata)
+        if adam:
+            m.d.comb += [
+                upd.v_addr.eq(addr),
+                upd.v_re.eq(self.bus_re & ~busy & (region == Region.ADAM_V)),
+                upd.v_wdata.eq(self.bus_wdata),
+                upd.v_we.eq(host_we & (region == Region.ADAM_V)),
+            ]
         rd_region = Signal(Region)
         rd_addr = Signal.like(addr)
         m.d.sync += [rd_region.eq(region), rd_addr.eq(addr)]
@@ -632,6 +647,8 @@ class Core(wiring.Component):
             Reg.N_REVIVED: n_revived,
             Reg.CYC_LOSS: cyc_loss,
             Reg.CYC_BACKWARD: cyc_bwd,
+            Reg.LFSR: upd.lfsr,
+            Reg.CYC_UPDATE: cyc_upd,
         }
         with m.Switch(rd_region):
             with m.Case(Region.SYNAPSE):
@@ -662,9 +679,14 @@ class Core(wiring.Component):
                     for l in range(n_layers):
                         with m.Case(Reg.LAYER_COUNT.value + l):
                             m.d.comb += self.bus_rdata.eq(layer_count[l])
+                        with m.Case(Reg.LR_MANT.value + l):
+                            m.d.comb += self.bus_rdata.eq(lr_mant[l])
+            if adam:
+                with m.Case(Region.ADAM_V):
+                    m.d.comb += self.bus_rdata.eq(upd.v_rdata)
         # While idle, `cur` shows entry 0 (ptr is 0) for the start decision and the look-ahead port
         # serves host reads; in the start cycle it must already point at entry 1.
-        with m.If(~busy & ~self.start & ~self.start_train):
+        with m.If(~busy & ~self.start & ~self.start_train & ~self.start_update):
             m.d.comb += inb.nxt_addr.eq(addr)
 
         # -- flags and counters --------------------------------------------------------------
@@ -679,6 +701,8 @@ class Core(wiring.Component):
                   | (rmw_check & (phase == Phase.REPLAY) & d_sat), int(Flag.LAM_SAT), 0)
             | Mux(rmw_check & g_sat, int(Flag.GRAD_SAT), 0)
             | Mux(jump_write & jmp.o.p.recip_clamp, int(Flag.RECIP_CLAMP), 0)
+            | Mux(upd.mom_sat, int(Flag.MOM_SAT), 0)
+            | Mux(upd.w_sat, int(Flag.W_SAT), 0)
         )
         clear = Mux(host_we & (region == Region.REG) & (addr == Reg.FLAGS), self.bus_wdata[: len(flags)], 0)
         m.d.sync += flags.eq((flags & ~clear) | raised)
@@ -691,6 +715,8 @@ class Core(wiring.Component):
             m.d.sync += cyc_fan.eq(cyc_fan + 1)
         with m.If(phase == Phase.LOSS):
             m.d.sync += cyc_loss.eq(cyc_loss + 1)
+        with m.If(updating):
+            m.d.sync += [cyc_upd.eq(cyc_upd + 1), walk.eq(Mux(walk == cfg.n_hidden, walk, walk + 1))]
         with m.If(bwd & (phase != Phase.LOSS)):
             m.d.sync += cyc_bwd.eq(cyc_bwd + 1)
         with m.If(s3_spike):
@@ -774,6 +800,9 @@ class Core(wiring.Component):
                         goto_in_fan()
                     with m.Else():
                         goto_sweep(0)
+                with m.Elif(self.start_update):
+                    # The update unit's cycle 0 is this one; it is busy from the next.
+                    m.d.sync += [phase.eq(Phase.UPDATE), cyc_upd.eq(0), walk.eq(0)]
             with m.Case(Phase.IN_FAN):
                 m.d.comb += [fan_issue.eq(1), fan_mat.eq(0), fan_src.eq(inb.cur.id)]
                 with m.If(k == s[1] - 1):
@@ -891,6 +920,9 @@ class Core(wiring.Component):
                             goto_outputs(step, hits_at(step))
                     with m.Else():
                         m.d.sync += [k.eq(k + 1), kb.eq(kb + s[0])]
+            with m.Case(Phase.UPDATE):
+                with m.If(upd.done):
+                    m.d.sync += phase.eq(Phase.IDLE)
             with m.Case(Phase.OUT_JUMP):
                 m.d.comb += bwd_state_addr.eq(out_base + oj_k)
                 m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(out_base + oj_k)]

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, Optimizer, RoundingMode
 
-from .core import synapse_layout
+from .layouts import synapse_layout
 from .lfsr import Lfsr
 
 __all__ = ["UpdateDatapath", "UpdateUnit", "update_in_layout", "update_out_layout", "schedule",

@@ -44,9 +44,9 @@ class CocotbBus:
         await FallingEdge(dut.clk)
         dut.bus_we.value = 0
 
-    async def start_and_wait(self, train=False):
+    async def start_and_wait(self, train=False, update=False):
         dut = self.dut
-        sig = dut.start_train if train else dut.start
+        sig = dut.start_update if update else dut.start_train if train else dut.start
         sig.value = 1
         await FallingEdge(dut.clk)
         sig.value = 0
@@ -78,7 +78,8 @@ async def run_job(dut):
     check_ports(dut)
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
-    for name in ("bus_we", "bus_re", "start", "start_train", "bus_region", "bus_addr", "bus_wdata"):
+    for name in ("bus_we", "bus_re", "start", "start_train", "start_update", "bus_region", "bus_addr",
+                 "bus_wdata"):
         getattr(dut, name).value = 0
     await FallingEdge(dut.clk)
     await FallingEdge(dut.clk)

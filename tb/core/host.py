@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evcore.golden.config import CoreConfig, Flag
+from evcore.golden.config import CoreConfig, Flag, Optimizer
 from evcore.golden.core import FixedCore
 from evcore.hdl.core import (
     Reg,
@@ -33,7 +33,8 @@ from evcore.hdl.core import (
 )
 from evcore.hdl.input_buffer import input_entry_layout
 
-__all__ = ["REG_FIELDS", "TRAIN_REG_FIELDS", "encode_uncut", "run_sample", "read_synapses", "first_mismatch",
+__all__ = ["REG_FIELDS", "TRAIN_REG_FIELDS", "encode_uncut", "run_sample", "run_update", "read_synapses",
+           "first_mismatch",
            "first_train_mismatch", "first_synapse_mismatch", "backward_ran"]
 
 #: Registers read after every sample, as (result key, register).
@@ -120,6 +121,24 @@ async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | 
         lam = [lam_layout(cfg).from_bits(v & ((1 << lam_layout(cfg).size) - 1)) for v in state_raw]
         out["final_lam_v"] = np.array([e.lam_v for e in lam], dtype=np.int64)
         out["final_lam_i"] = np.array([e.lam_i for e in lam], dtype=np.int64)
+    return out
+
+
+async def run_update(bus, cfg: CoreConfig, lr_mant=None) -> dict:
+    """The update (§6) at the end of a minibatch, with learning-rate mantissas `lr_mant` (default:
+    leave the registers as they are); returns its cycles, the flags it raised, the LFSR state and
+    every synapse word (w, g, m) and, for Adam, v̂ afterwards."""
+    await bus.write(Region.REG, Reg.FLAGS.value, (1 << len(Flag)) - 1)
+    if lr_mant is not None:
+        for mat, mant in enumerate(lr_mant):
+            await bus.write(Region.REG, Reg.LR_MANT.value + mat, int(mant))
+    await bus.start_and_wait(update=True)
+    regs = (Reg.CYC_UPDATE, Reg.FLAGS, Reg.LFSR)
+    cyc, flags, lfsr = await bus.read_many([(Region.REG, r.value) for r in regs])
+    out = {"cyc_update": int(cyc), "flags": int(flags), "lfsr": int(lfsr)} | await read_synapses(bus, cfg)
+    if cfg.optimizer is Optimizer.ADAM:
+        out["v"] = np.array(await bus.read_many([(Region.ADAM_V, a) for a in range(cfg.n_synapses)]),
+                            dtype=np.int64)
     return out
 
 

@@ -41,9 +41,9 @@ class AmaranthBus:
         await ctx.tick()
         ctx.set(dut.bus_we, 0)
 
-    async def start_and_wait(self, train=False):
+    async def start_and_wait(self, train=False, update=False):
         ctx, dut = self.ctx, self.dut
-        sig = dut.start_train if train else dut.start
+        sig = dut.start_update if update else dut.start_train if train else dut.start
         ctx.set(sig, 1)
         await ctx.tick()
         ctx.set(sig, 0)
@@ -255,3 +255,87 @@ def test_core_training_saturation(w_scale, seed, flags):
     raised = Flag(int(np.bitwise_or.reduce(res.flags)))
     for name in flags.split("|"):
         assert Flag[name] in raised, f"{name} not exercised: {raised}"
+
+
+def rtl_minibatches(cfg, weights_raw, batches, dead=None):
+    """Train on each (steps, ids, counts, labels) minibatch, then update; returns per minibatch the
+    training samples' `run_sample` dicts and `run_update`'s values."""
+    from evcore.hdl.core import Region, synapse_layout, vmax_layout
+    from evcore.tb.core.host import run_update
+
+    dut = Core(cfg)
+    out = []
+    word = synapse_layout(cfg)
+
+    async def bench(ctx):
+        bus = AmaranthBus(ctx, dut)
+        flat = np.concatenate([np.asarray(w).ravel() for w in weights_raw])
+        for a, w in enumerate(flat):
+            fields = {"w": int(w), "g": 0} | ({"m": 0} if cfg.has_momentum else {})
+            await bus.write(Region.SYNAPSE, a, word.const(fields).as_bits())
+        if dead is not None:
+            for h, d in enumerate(dead):
+                await bus.write(Region.VMAX, h, vmax_layout(cfg).const({"dead": int(d)}).as_bits())
+        for steps, ids, counts, labels in batches:
+            samples = [await run_sample(bus, cfg, steps[b], ids[b], int(counts[b]), int(labels[b]))
+                       for b in range(len(counts))]
+            out.append((samples, await run_update(bus, cfg)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def check_minibatches_against_golden(cfg, weights_raw, batches, dead=None):
+    """Every sample of every minibatch as in `check_training_against_golden`, and after every
+    update: every weight, gradient (cleared), first and second moment, the LFSR state, the update's
+    flags and cycle count, and the dead bits of §5.6."""
+    from evcore.golden.config import Flag
+
+    gold = FixedCore(cfg, weights_raw)
+    if dead is not None:
+        gold.dead = np.asarray(dead, dtype=bool)
+    encoded = []
+    for inputs, labels in batches:
+        steps, ids, counts = encode_uncut(cfg, inputs)
+        encoded.append((steps, ids, counts, labels))
+    rtl = rtl_minibatches(cfg, weights_raw, encoded, dead)
+    for k, ((inputs, labels), (samples, upd)) in enumerate(zip(batches, rtl, strict=True)):
+        _, _, res = gold.gradient(inputs, labels)
+        for b, r in enumerate(samples):
+            bad = first_mismatch(cfg, res, b, r, check_state=False)
+            bad = bad or first_train_mismatch(cfg, res, b, r, last=b == len(samples) - 1)
+            assert bad is None, f"minibatch {k}, training sample {b}: {bad}; config {cfg.to_json()}"
+        gold.clear_flags()
+        flags = gold.update()
+        want = {"w": np.concatenate([w.ravel() for w in gold.weights_raw]), "g": np.zeros(cfg.n_synapses)}
+        if cfg.has_momentum:
+            want["m"] = np.concatenate([m.ravel() for m in gold.momentum_raw])
+        if "v" in upd:
+            want["v"] = np.concatenate([v.ravel() for v in gold.second_moment_raw])
+        bad = first_synapse_mismatch(cfg, want, upd)
+        assert bad is None, f"after update {k}: {bad}; config {cfg.to_json()}"
+        assert upd["lfsr"] == gold.lfsr_state, f"after update {k}: LFSR golden {gold.lfsr_state:#x} rtl {upd['lfsr']:#x}"
+        assert Flag(upd["flags"]) == flags, f"after update {k}: flags golden {flags!r} rtl {Flag(upd['flags'])!r}"
+        assert upd["cyc_update"] == gold.update_cycles(), "update cycles differ from the model"
+    return gold
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lion", "sgd"])
+def test_core_minibatches_and_updates(optimizer):
+    """3-4-2, three minibatches of 4 training samples with an update after each, for every
+    optimizer (stochastic rounding, §6.4), with the revival: the dead bits set by the first update
+    change the next minibatch's backward passes (§5.6)."""
+    lr = {"adam": (30000, 30000), "lion": (3, 3), "sgd": (20000, 20000)}[optimizer]
+    cfg = CoreConfig(**{**SMALL, "lr_mant": lr, "lr_shift": (12, 12)}, optimizer=optimizer, revive_hidden=1.0)
+    rng = np.random.default_rng(21)
+    weights, _ = random_case(cfg, rng, n_samples=1, w_scale=20000, max_spikes=7)
+    batches = []
+    for _ in range(3):
+        _, inputs = random_case(cfg, rng, n_samples=4, w_scale=1, max_spikes=7)
+        batches.append((inputs, rng.integers(0, cfg.sizes[-1], size=4)))
+    gold = check_minibatches_against_golden(cfg, weights, batches)
+    moved = np.concatenate([w.ravel() for w in gold.weights_raw]) != np.concatenate([w.ravel() for w in weights])
+    assert moved.any(), "the updates must change weights"
