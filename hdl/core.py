@@ -605,7 +605,8 @@ class Core(wiring.Component):
             syn_rp.en.eq(~syn_wp.en),  # SPRAM read-during-write is "no change": say so
             # Backward: the same word with its gradient field replaced (§5.4).
             syn_wp.data.eq(Mux(updating, upd.syn_wdata,
-                               Mux(bwd, Cat(syn_rp.data.w, g_new, syn_upper), self.bus_wdata))),
+                               Mux(bwd, Cat(syn_rp.data.w, g_new[: cfg.grad_bits], syn_upper),
+                                   self.bus_wdata))),
             syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write | (updating & upd.syn_we)),
             state_rp.addr.eq(Mux(busy, Mux(bwd & (phase != Phase.SWEEP), bwd_state_addr, g), addr)),
             acc_rp.addr.eq(Mux(phase == Phase.SWEEP, g, tgt)),
@@ -802,7 +803,7 @@ class Core(wiring.Component):
                         goto_sweep(0)
                 with m.Elif(self.start_update):
                     # The update unit's cycle 0 is this one; it is busy from the next.
-                    m.d.sync += [phase.eq(Phase.UPDATE), cyc_upd.eq(0), walk.eq(0)]
+                    m.d.sync += [phase.eq(Phase.UPDATE), cyc_upd.eq(0), walk.eq(0), bwd_reg.eq(0)]
             with m.Case(Phase.IN_FAN):
                 m.d.comb += [fan_issue.eq(1), fan_mat.eq(0), fan_src.eq(inb.cur.id)]
                 with m.If(k == s[1] - 1):

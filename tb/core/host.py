@@ -136,6 +136,12 @@ async def run_update(bus, cfg: CoreConfig, lr_mant=None) -> dict:
     regs = (Reg.CYC_UPDATE, Reg.FLAGS, Reg.LFSR)
     cyc, flags, lfsr = await bus.read_many([(Region.REG, r.value) for r in regs])
     out = {"cyc_update": int(cyc), "flags": int(flags), "lfsr": int(lfsr)} | await read_synapses(bus, cfg)
+    if cfg.revive_hidden > 0:
+        vl = vmax_layout(cfg)
+        raw = await bus.read_many([(Region.VMAX, h) for h in range(cfg.n_hidden)])
+        words = [vl.from_bits(v) for v in raw]
+        out["dead"] = np.array([w.dead for w in words], dtype=bool)
+        out["fired"] = np.array([w.fired for w in words], dtype=bool)
     if cfg.optimizer is Optimizer.ADAM:
         out["v"] = np.array(await bus.read_many([(Region.ADAM_V, a) for a in range(cfg.n_synapses)]),
                             dtype=np.int64)
