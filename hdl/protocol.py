@@ -9,6 +9,8 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from evcore.golden.config import Optimizer
+
 from .core import Core, Reg, Region
 
 __all__ = ["HostLink", "Op", "Status", "Frame", "command", "parse_response"]
@@ -32,6 +34,8 @@ class Op(enum.Enum, shape=8):
     #: start one training sample with the label in `Reg.LABEL` (idle only): forward, loss unit,
     #: backward pass into the gradient words; poll with STATUS.
     TRAIN = 0x07
+    #: apply the update (§6) from the gradient words (idle only); poll with STATUS.
+    UPDATE = 0x08
 
 
 class Status(enum.Enum, shape=8):
@@ -65,6 +69,7 @@ class Frame:
             Op.START: 0,
             Op.STATUS: 0,
             Op.TRAIN: 0,
+            Op.UPDATE: 0,
         }
         self.max_payload = max(self.payload.values())
         self.max_reply = max(4, self.data_bytes, 1)
@@ -126,9 +131,13 @@ class HostLink(wiring.Component):
         if cfg.revive_hidden > 0:
             depth[Region.VMAX] = cfg.n_hidden
         depth[Region.LOSS] = cfg.sizes[-1]
-        writable_regions = (Region.SYNAPSE, Region.VMAX)
-        readable_regs = [r.value for r in Reg if r is not Reg.LAYER_COUNT]
-        readable_regs += [Reg.LAYER_COUNT.value + l for l in range(cfg.n_layers)]
+        if cfg.optimizer is Optimizer.ADAM:
+            depth[Region.ADAM_V] = cfg.n_synapses
+        writable_regions = (Region.SYNAPSE, Region.VMAX, Region.ADAM_V)
+        readable_regs = [r.value for r in Reg]
+        per_layer = (Reg.LAYER_COUNT, Reg.LR_MANT)
+        readable_regs = [a for a in readable_regs if a not in {r.value for r in per_layer}]
+        readable_regs += [r.value + l for r in per_layer for l in range(cfg.n_layers)]
         with m.Switch(region):
             for reg, d in depth.items():
                 with m.Case(reg.value):
@@ -138,8 +147,10 @@ class HostLink(wiring.Component):
                         m.d.comb += ok.eq((addr < d) & ~write)
             with m.Case(Region.REG.value):
                 writable = 0
-                for r in (Reg.FLAGS, Reg.IN_COUNT, Reg.LABEL):
+                for r in (Reg.FLAGS, Reg.IN_COUNT, Reg.LABEL, Reg.LFSR):
                     writable = writable | (addr == r.value)
+                for l in range(cfg.n_layers):
+                    writable = writable | (addr == Reg.LR_MANT.value + l)
                 readable = 0
                 for a in readable_regs:
                     readable = readable | (addr == a)
@@ -239,6 +250,9 @@ class HostLink(wiring.Component):
                             m.next = "RSP"
                         with m.Case(Op.TRAIN.value):
                             m.d.comb += core.start_train.eq(1)
+                            m.next = "RSP"
+                        with m.Case(Op.UPDATE.value):
+                            m.d.comb += core.start_update.eq(1)
                             m.next = "RSP"
                         with m.Case(Op.STATUS.value):
                             m.d.sync += [reply.eq(core.busy), reply_len.eq(1)]

@@ -14,7 +14,14 @@ from evcore.golden.core import FixedCore
 from evcore.hdl.core import Core, Reg, Region, synapse_layout
 from evcore.hdl.input_buffer import input_entry_layout
 from evcore.hdl.protocol import HostLink, Op, Status, command, parse_response
-from evcore.tb.core.host import encode_uncut, first_mismatch, first_train_mismatch, read_synapses, run_sample
+from evcore.tb.core.host import (
+    encode_uncut,
+    first_mismatch,
+    first_train_mismatch,
+    read_synapses,
+    run_sample,
+    run_update,
+)
 
 SMALL = dict(sizes=(3, 4, 2), n_steps=16, dt_s=1e-3, record_capacity=8, input_capacity=5,
              lr_mant=(1, 1), lr_shift=(1, 1), silent_threshold=(1.0, 1.0))
@@ -65,8 +72,9 @@ class ByteLink:
             out.append(value)
         return out
 
-    async def start_and_wait(self, train=False):
-        status, _ = await self.transact(command(self.frame, Op.TRAIN if train else Op.START))
+    async def start_and_wait(self, train=False, update=False):
+        op = Op.UPDATE if update else Op.TRAIN if train else Op.START
+        status, _ = await self.transact(command(self.frame, op))
         assert status is Status.OK
         while (await self.transact(command(self.frame, Op.STATUS)))[1] & 1:
             pass
@@ -116,6 +124,11 @@ def test_protocol_errors_leave_state_unchanged():
             (command(fr, Op.READ, region=Region.LOSS, addr=cfg.sizes[-1]), Status.BAD_ADDRESS),
             (command(fr, Op.WRITE, region=Region.REG, addr=Reg.ACTIVE.value, data=1), Status.BAD_ADDRESS),
             (bytes([Op.TRAIN.value, 1, 0]), Status.BAD_LENGTH),
+            (bytes([Op.UPDATE.value, 1, 0]), Status.BAD_LENGTH),
+            (command(fr, Op.WRITE, region=Region.REG, addr=Reg.LR_MANT.value + cfg.n_layers, data=1),
+             Status.BAD_ADDRESS),
+            (command(fr, Op.WRITE, region=Region.REG, addr=Reg.CYC_UPDATE.value, data=1), Status.BAD_ADDRESS),
+            (command(fr, Op.READ, region=Region.ADAM_V, addr=cfg.n_synapses), Status.BAD_ADDRESS),
         ]
         for raw, want in cases:
             got = await T(raw)
@@ -134,6 +147,7 @@ def test_protocol_errors_leave_state_unchanged():
         got = await T(command(fr, Op.WRITE, region=Region.SYNAPSE, addr=3, data=0))
         assert got[0] is Status.BUSY
         assert (await T(command(fr, Op.TRAIN)))[0] is Status.BUSY
+        assert (await T(command(fr, Op.UPDATE)))[0] is Status.BUSY
         assert (await T(command(fr, Op.READ, region=Region.SYNAPSE, addr=3)))[0] is Status.BUSY
         while (await T(command(fr, Op.STATUS)))[1]:
             pass
@@ -163,6 +177,7 @@ def test_protocol_sample_equals_golden():
         # A training sample over the same link (TRAIN, LABEL), then its gradient words.
         results.append(await run_sample(link, cfg, steps[0], ids[0], int(counts[0]), label=label))
         results.append(await read_synapses(link, cfg))
+        results.append(await run_update(link, cfg, lr_mant=(40000, 40000)))
 
     simulate(cfg, bench)
     for b, r in enumerate(results[:2]):
@@ -178,3 +193,12 @@ def test_protocol_sample_equals_golden():
     assert tr.active[0] == 1, "the training sample must run its backward pass"
     g = np.concatenate([x.ravel() for x in tr.grads_raw])
     assert (results[3]["g"] == g).all() and np.abs(g).sum() > 0
+    trainer.lr_mant[:] = (40000, 40000)
+    trainer.update()
+    upd = results[4]
+    w = np.concatenate([x.ravel() for x in trainer.weights_raw])
+    assert (upd["w"] == w).all() and (upd["g"] == 0).all() and upd["lfsr"] == trainer.lfsr_state
+    assert (upd["m"] == np.concatenate([x.ravel() for x in trainer.momentum_raw])).all()
+    assert (upd["v"] == np.concatenate([x.ravel() for x in trainer.second_moment_raw])).all()
+    assert upd["cyc_update"] == trainer.update_cycles()
+    assert (w != np.concatenate([x.ravel() for x in weights])).any(), "the update must move a weight"
