@@ -17,14 +17,15 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from evcore.golden.config import CoreConfig
-from evcore.hdl.core import Region, vmax_layout
-from evcore.tb.core.host import read_synapses, run_sample
+from evcore.golden.config import CoreConfig, Optimizer
+from evcore.hdl.core import Reg, Region, vmax_layout
+from evcore.tb.core.host import read_synapses, run_sample, run_update
 from evcore.tb.harness import check_ports, tb_config
 
 CLOCK_PERIOD_NS = 10
-#: Job operations (`RtlCore`): (OP_INFER, b) runs sample b, (OP_TRAIN, b) trains on it.
-OP_INFER, OP_TRAIN = 0, 1
+#: Job operations (`RtlCore`): (OP_INFER, b) runs sample b, (OP_TRAIN, b) trains on it,
+#: (OP_UPDATE, 0) applies the update and records the state after it.
+OP_INFER, OP_TRAIN, OP_UPDATE = 0, 1, 2
 
 
 class CocotbBus:
@@ -99,9 +100,20 @@ async def run_job(dut):
     if "dead" in job:  # §5.6 state of the hidden neurons
         for h, (d, f) in enumerate(zip(job["dead"].tolist(), job["fired"].tolist())):
             await bus.write(Region.VMAX, h, vl.const({"dead": int(d), "fired": int(f)}).as_bits())
-    results = []
+    adam = cfg.optimizer is Optimizer.ADAM
+    if adam:
+        for a, v in enumerate(job["v"].tolist()):
+            await bus.write(Region.ADAM_V, a, int(v))
+    await bus.write(Region.REG, Reg.LFSR.value, int(job["lfsr"]))
+    for mat, mant in enumerate(job["lr_mant"].tolist()):
+        await bus.write(Region.REG, Reg.LR_MANT.value + mat, int(mant))
+    results, updates = [], []
     t_all = time.perf_counter()
     for op, b in job["ops"].tolist():
+        if op == OP_UPDATE:
+            g_before = (await read_synapses(bus, cfg))["g"]
+            updates.append(await run_update(bus, cfg) | {"g_before": g_before})
+            continue
         label = int(job["labels"][b]) if op == OP_TRAIN else None
         r = await run_sample(bus, cfg, job["steps"][b], job["ids"][b], int(job["counts"][b]), label)
         results.append(r)
@@ -125,9 +137,15 @@ async def run_job(dut):
             out[key] = arr
         else:
             out[key] = np.stack(vals).astype(np.int64)
+    for key in updates[0] if updates else ():  # the state after each update
+        out[f"upd_{key}"] = np.stack([np.asarray(u[key]) for u in updates]).astype(np.int64)
     # The chip's state after the job, for the next one.
     for field, values in (await read_synapses(bus, cfg)).items():
         out[f"end_{field}"] = values
+    if adam:
+        out["end_v"] = np.array(await bus.read_many([(Region.ADAM_V, a) for a in range(cfg.n_synapses)]),
+                                dtype=np.int64)
+    out["end_lfsr"] = np.array((await bus.read_many([(Region.REG, Reg.LFSR.value)]))[0], dtype=np.int64)
     if "dead" in job:
         words = await bus.read_many([(Region.VMAX, h) for h in range(cfg.n_hidden)])
         out["end_dead"] = np.array([vl.from_bits(v).dead for v in words], dtype=np.int64)

@@ -266,3 +266,83 @@ def test_random_configs_training(seed):
     labels = rng.integers(0, cfg.sizes[-1], size=len(counts))
     dead = rng.random(cfg.n_hidden) < 0.5 if cfg.revive_hidden > 0 else None
     compare_training(cfg, weights, (times, ids, counts), labels, f"seed {seed} training", dead)
+
+
+def train_run_equals_golden(cfg, dataset, n_batches: int, batch: int, seed: int, what: str):
+    """`n_batches` minibatches of Yin-Yang training samples from the paper's initialisation (as
+    train_fixed), each followed by the update, on golden and on the RTL in one simulator run:
+    every sample's values and cycles, and after every update every weight, gradient (before and
+    after), moment, v̂, the LFSR, flags, update cycles and dead bits must be equal."""
+    from evcore.golden.core import _init_weights
+
+    rng = np.random.default_rng(seed)
+    init = ((1.5, 0.78), (0.93, 0.1))  # the paper's, as train_fixed's default
+    weights = FixedCore.from_float(cfg, _init_weights(cfg, init, rng)).weights_raw
+    order = rng.permutation(len(dataset.x_train))[: n_batches * batch]
+    gold_core, rtl_core = FixedCore(cfg, weights), RtlCore(cfg, weights)
+    batches = []
+    for k in range(n_batches):
+        idx = order[k * batch : (k + 1) * batch]
+        labels = np.asarray(dataset.y_train)[idx].astype(np.int64)
+        batches.append((dataset.encode(dataset.x_train[idx]), labels))
+    _, rtl = rtl_core.train_minibatches(batches)
+    upd = rtl_core.last_updates
+    b0 = 0
+    for k, (inputs, labels) in enumerate(batches):
+        _, _, gold = gold_core.gradient(inputs, labels)
+        sweep, fan = phase_cycles(cfg, gold)
+        for b in range(len(labels)):
+            raw = raw_sample(rtl, b0 + b)
+            bad = first_mismatch(cfg, gold, b, raw, phase_cycles=(sweep[b], fan[b]), check_state=False)
+            bad = bad or first_train_mismatch(cfg, gold, b, raw, last=False)
+            assert bad is None, f"{what}, minibatch {k}, training sample {b}: {bad}"
+        b0 += len(labels)
+        want = {"g_before": np.concatenate([g.ravel() for g in gold.grads_raw])}
+        flags = gold_core.update()
+        want["w"] = np.concatenate([w.ravel() for w in gold_core.weights_raw])
+        want["g"] = np.zeros(cfg.n_synapses)
+        if cfg.has_momentum:
+            want["m"] = np.concatenate([m.ravel() for m in gold_core.momentum_raw])
+        if cfg.optimizer.value == "adam":
+            want["v"] = np.concatenate([v.ravel() for v in gold_core.second_moment_raw])
+        bad = first_synapse_mismatch(cfg, want, {f: upd[f][k] for f in want})
+        assert bad is None, f"{what}, after update {k}: {bad}"
+        assert int(upd["lfsr"][k]) == gold_core.lfsr_state, f"{what}, after update {k}: LFSR"
+        assert Flag(int(upd["flags"][k])) == flags, f"{what}, after update {k}: flags"
+        assert int(upd["cyc_update"][k]) == gold_core.update_cycles(), f"{what}: update cycles"
+        if cfg.revive_hidden > 0:
+            assert (upd["dead"][k] == gold_core.dead).all(), f"{what}, after update {k}: dead bits"
+    return gold_core, rtl_core
+
+
+def test_up5k_yinyang_training_run(yinyang, record_property):
+    """256 Yin-Yang training samples (8 minibatches of 32) trained on the up5k RTL with Adam and
+    stochastic rounding from the paper's initialisation: every weight equals golden after every
+    update (and everything else train_run_equals_golden lists)."""
+    cfg = CoreConfig.up5k()
+    gold, rtl = train_run_equals_golden(cfg, yinyang, 8, 32, seed=0, what="up5k 256 samples")
+    assert gold.dead.any(), "coverage: neurons declared dead by an update (§5.6)"
+    run = rtl.last_run
+    record_property("sim_cycles_per_s", run["cycles"] / run["run_wall_s"])
+    print(f"up5k: 256 training samples + 8 updates on the RTL, {run['cycles']} cycles, "
+          f"{run['cycles'] / run['run_wall_s'] / 1e6:.2f} M simulated cycles/s")
+
+
+@pytest.mark.parametrize("optimizer", ["lion", "sgd"])
+def test_up5k_yinyang_training_other_optimizers(yinyang, optimizer):
+    """Two minibatches of 32 with Lion and with SGD (momentum) in the up5k core."""
+    cfg = CoreConfig.up5k().replace(optimizer=optimizer)
+    train_run_equals_golden(cfg, yinyang, 2, 32, seed=1, what=f"up5k {optimizer}")
+
+
+@pytest.mark.slow
+def test_up5k_yinyang_training_epoch(yinyang):
+    """A whole epoch (5000 samples, 157 minibatches) on the RTL, every update equal to golden; then
+    the test accuracy of the RTL-trained core (equal to golden's by equality)."""
+    from evcore.golden.core import evaluate_fixed
+
+    cfg = CoreConfig.up5k()
+    n = len(yinyang.x_train) // cfg.batch_size
+    gold, rtl = train_run_equals_golden(cfg, yinyang, n, cfg.batch_size, seed=0, what="up5k epoch")
+    acc, *_ = evaluate_fixed(gold, yinyang.encode(yinyang.x_test), np.asarray(yinyang.y_test))
+    print(f"up5k: one epoch trained on the RTL (= golden, every update): test accuracy {100 * acc:.1f} %")
