@@ -155,8 +155,9 @@ class RtlCore:
         batches = [(inputs, self._check_labels(inputs, labels)) for inputs, labels in batches]
         if not batches:
             raise ValueError("train_minibatches needs at least one (inputs, labels) minibatch")
-        encoded = [self._golden.encode_inputs(x)[:3] for x, _ in batches]
-        width = max(e[0].shape[1] for e in encoded)
+        # Inputs as (times, ids, counts) arrays, whether given so or as a SpikeBatch.
+        batches = [((x.times_s, x.ids, x.counts) if hasattr(x, "times_s") else x, lab) for x, lab in batches]
+        width = max(np.asarray(x[0]).shape[1] for x, _ in batches)
         def padded(a, fill):
             a = np.asarray(a)
             return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill)
