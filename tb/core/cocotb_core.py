@@ -87,14 +87,15 @@ async def run_job(dut):
     dut.rst.value = 0
     bus = CocotbBus(dut)
     t_load = time.perf_counter()
-    for a, word in enumerate(job["synapse_words"].tolist()):
-        await bus.write(Region.SYNAPSE, a, int(word))
+    # One row of little-endian bytes per synapse word (a word may exceed 64 bits).
+    words = [int.from_bytes(bytes(row), "little") for row in job["synapse_words"].tolist()]
+    for a, word in enumerate(words):
+        await bus.write(Region.SYNAPSE, a, word)
     t_load = time.perf_counter() - t_load
     # Read back a few synapse words: the host port's read path, checked once per job.
-    words = job["synapse_words"]
     probe = sorted({0, len(words) // 2, len(words) - 1})
     got = await bus.read_many([(Region.SYNAPSE, a) for a in probe])
-    want = [int(words[a]) for a in probe]
+    want = [words[a] for a in probe]
     assert got == want, f"synapse read-back {got} != {want}"
     vl = vmax_layout(cfg)
     if "dead" in job:  # §5.6 state of the hidden neurons

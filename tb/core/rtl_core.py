@@ -101,7 +101,9 @@ class RtlCore:
             f = layout[name]
             mask = (1 << f.width) - 1
             words = words + ((values.astype(object) & mask) << f.offset)
-        return np.array([int(x) for x in words], dtype=np.uint64)
+        # As little-endian bytes, one row per word: a word can be wider than 64 bits (ecp5-85f: 74).
+        n_bytes = (layout.size + 7) // 8
+        return np.array([list(int(x).to_bytes(n_bytes, "little")) for x in words], dtype=np.uint8)
 
     def run(self, inputs) -> FixedResult:
         """Forward pass of a batch on the RTL (one sample after the other, as the core runs)."""

@@ -346,3 +346,10 @@ def test_up5k_yinyang_training_epoch(yinyang):
     gold, rtl = train_run_equals_golden(cfg, yinyang, n, cfg.batch_size, seed=0, what="up5k epoch")
     acc, *_ = evaluate_fixed(gold, yinyang.encode(yinyang.x_test), np.asarray(yinyang.y_test))
     print(f"up5k: one epoch trained on the RTL (= golden, every update): test accuracy {100 * acc:.1f} %")
+
+
+def test_ecp5_85f_yinyang_training(yinyang):
+    """The ecp5-85f preset (74-bit synapse word, dt 0.1 ms, 500 steps): one minibatch of 8 and
+    its update on the RTL equal golden."""
+    cfg = CoreConfig.ecp5_85f().replace(batch_size=8)
+    train_run_equals_golden(cfg, yinyang, 1, 8, seed=2, what="ecp5-85f")
