@@ -13,8 +13,9 @@ fixed-point model.
   `evcore synth --top core` achieved (``build/synth/core-<device>/result.json``, read as
   rtl_bench.py does). The training core does not fit the UP5K yet (16 of 8 DSPs): that row is
   at the forward core's fmax when the training core's synthesis has failed, and says so. The
-  ECP5 row takes the ecp5-85f preset (500 steps of 0.1 ms), whose cycles come from the cycle
-  model on the same network;
+  ECP5 row of `evcore synth` takes the ecp5-85f preset (500 steps of 0.1 ms), whose cycles come
+  from the cycle model on the same network; a third row is the up5k preset itself synthesised
+  for the ECP5-85F (bench/synth_preset.py): the RTL's measured cycles at that core's fmax;
 - beside them the only published on-chip backprop figure for a spiking network, Loihi's 1.5 ms
   per MNIST training sample (Renner et al. 2024), as published figure against ours (a far larger
   network: not a measured speed-up);
@@ -31,7 +32,6 @@ only, no update between minibatches, in both models). No timing is asserted: fig
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +40,15 @@ import numpy as np
 
 from ..golden.config import CoreConfig
 from ..golden.core import FixedCore
-from .rtl_bench import DEVICE_PRESETS, SYNTH_ROOT, _network, read_synth_fmax
+from .rtl_bench import (
+    DEVICE_PRESETS,
+    SYNTH_ROOT,
+    UP5K_FORWARD_CORE,
+    _network,
+    read_synth_fmax,
+    synth_failure,
+)
+from .synth_preset import preset_result_path
 
 __all__ = ["LOIHI_MS_PER_SAMPLE", "UP5K_FORWARD_CORE", "bench_train", "cycles_agreement",
            "format_loihi_line", "format_training_row", "main_figures", "synth_failure",
@@ -48,28 +56,6 @@ __all__ = ["LOIHI_MS_PER_SAMPLE", "UP5K_FORWARD_CORE", "bench_train", "cycles_ag
 
 #: Renner et al. 2024 (on-chip EventProp-style backprop on Loihi): 1.5 ms per MNIST training sample.
 LOIHI_MS_PER_SAMPLE = 1.5
-
-#: The forward core's UP5K synthesis (`evcore synth --top core --device up5k --freq 24` on the
-#: forward-only core of commit f41e2d1, docs/synth.md; repeated 2026-12-02 from a `git archive` of
-#: that commit: 30.82 MHz, seed 1). The training core does not fit the UP5K (16 of 8 DSPs), so
-#: this is the only UP5K fmax there is.
-UP5K_FORWARD_CORE = {"fmax_mhz": 30.82, "target_mhz": 24.0, "device": "up5k",
-                     "source": "forward core's fmax (commit f41e2d1, docs/synth.md)"}
-
-
-def synth_failure(report_path: str | Path, top: str, device: str) -> str | None:
-    """The error `evcore synth` recorded for (top, device) in its ``report.json``, if any (a failed
-    run writes no ``result.json``; the report keeps the last run's results)."""
-    path = Path(report_path)
-    try:
-        results = json.loads(path.read_text()).get("results", [])
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    for r in results:
-        if r.get("top") == top and r.get("device") == device and "error" in r:
-            return str(r["error"])
-    return None
-
 
 def training_cycles(forward, loss, backward) -> np.ndarray:
     """Cycles per training sample: forward + loss unit + backward, per sample (int64)."""
@@ -144,8 +130,10 @@ def bench_train(n_samples: int = 64, epochs: int = 3, seed: int = 0, repeats: in
     from ..tb.core.rtl_core import RtlCore
 
     t0 = time.perf_counter()
+    hits = _network.cache_info().hits
     net = _network(epochs, seed)
     t_train = time.perf_counter() - t0
+    net_shared = _network.cache_info().hits > hits
     ds = load_dataset("yinyang")
     spikes = encode(ds, ds.x_train[:n_samples])
     labels = np.asarray(ds.y_train[:n_samples], dtype=np.int64)
@@ -175,6 +163,7 @@ def bench_train(n_samples: int = 64, epochs: int = 3, seed: int = 0, repeats: in
     upd = update_cycles_per_sample(gold.update_cycles(), bs)
     figures = {
         "n_samples": n_samples, "batch_size": bs, "float_epochs": epochs, "train_wall_s": t_train,
+        "network_shared": net_shared,
         "cycles_measured": measured.tolist(), "cycles_predicted": predicted.tolist(), **agree,
         "grads_equal": bool(grads_equal),
         "mean_forward": float(fwd.mean()), "mean_loss": float(loss.mean()),
@@ -185,7 +174,11 @@ def bench_train(n_samples: int = 64, epochs: int = 3, seed: int = 0, repeats: in
         "golden_train_samples_per_s": _golden_rate(cfg, gold.weights_raw, batches, repeats),
         "devices": {},
     }
-    for device, preset in DEVICE_PRESETS.items():
+    rows = [(device, preset, Path(synth_root) / f"core-{device}" / "result.json")
+            for device, preset in DEVICE_PRESETS.items()]
+    # The up5k preset (the configuration measured on the RTL above) synthesised for the ECP5.
+    rows.append(("ecp5-85f", "up5k", preset_result_path("ecp5-85f", "up5k", synth_root)))
+    for device, preset, result_path in rows:
         dcfg = getattr(CoreConfig, preset)()
         if dcfg == cfg:
             mean, source = agree["mean_measured"], "RTL"
@@ -195,28 +188,32 @@ def bench_train(n_samples: int = 64, epochs: int = 3, seed: int = 0, repeats: in
                                          for r in (dcore.gradient(s, lab)[2] for s, lab in batches)]).mean())
             source = "cycle model"
         per_sample = mean + update_cycles_per_sample(FixedCore(dcfg).update_cycles(), dcfg.batch_size)
-        synth = read_synth_fmax(Path(synth_root) / f"core-{device}" / "result.json", dcfg)
+        synth = read_synth_fmax(result_path, dcfg)
         note = "training core (forward, loss, backward; no update unit yet)"
+        if result_path.parent.name != f"core-{device}" and isinstance(synth, str) and synth.startswith("no "):
+            synth = (f"no {result_path}: run `python -m evcore.bench.synth_preset --preset {preset} "
+                     f"--device {device}`")
         if device == "up5k" and isinstance(synth, str):
             why = synth_failure(Path(synth_root) / "report.json", "core", device) or synth
             note = (f"at the {UP5K_FORWARD_CORE['source']}: the training core does not fit the UP5K "
                     f"yet ({why})")
             synth = UP5K_FORWARD_CORE
-        entry = {"preset": preset, "mean_cycles_gradient": mean, "cycles_source": source,
+        entry = {"device": device, "preset": preset, "mean_cycles_gradient": mean, "cycles_source": source,
                  "cycles_per_sample_with_update": per_sample, "synth": synth, "note": note}
         if isinstance(synth, Mapping):
             rate, us = training_rate(synth["fmax_mhz"], per_sample)
             entry["train_samples_per_s"], entry["us_per_sample"] = rate, us
-        figures["devices"][device] = entry
+        figures["devices"][f"{device} ({preset} preset)"] = entry
     return figures
 
 
 def main_figures(n_samples: int = 64, epochs: int = 3) -> dict:
     f = bench_train(n_samples, epochs)
     n = f["n_samples"]
+    trained = " (the inference rows' network)" if f["network_shared"] else f" in {f['train_wall_s']:.0f} s"
     print(f"\nRTL training core (hdl/core.py: forward, loss, backward) under Verilator, up5k preset, "
           f"{n} Yin-Yang training samples in minibatches of {f['batch_size']} (float preset trained "
-          f"{f['float_epochs']} epochs in {f['train_wall_s']:.0f} s, quantised; weights fixed)")
+          f"{f['float_epochs']} epochs{trained}, quantised; weights fixed)")
     shown = min(n, 6)
     print(f"  cycles per training sample (forward + loss + backward), first {shown}: "
           f"RTL {f['cycles_measured'][:shown]}")
@@ -229,12 +226,12 @@ def main_figures(n_samples: int = 64, epochs: int = 3) -> dict:
           f"{f['update_cycles_per_sample_model']:.1f} per sample")
     print("  training samples/s at the achieved fmax of `evcore synth --top core` "
           "(gradient cycles + the model's update per sample):")
-    for device, d in f["devices"].items():
-        print(f"{format_training_row(device, d['synth'], d['cycles_per_sample_with_update'], d['note'])}"
+    for d in f["devices"].values():
+        print(f"{format_training_row(d['device'], d['synth'], d['cycles_per_sample_with_update'], d['note'])}"
               f"  [{d['preset']} preset, gradient cycles: {d['cycles_source']}]")
-    for device, d in f["devices"].items():
+    for d in f["devices"].values():
         if "us_per_sample" in d:
-            print(format_loihi_line(device, d["us_per_sample"]))
+            print(format_loihi_line(f"{d['device']} ({d['preset']})", d["us_per_sample"]))
     print("  (Yin-Yang 5-200-3 is a far smaller network than Loihi's MNIST network: published figure "
           "beside ours, not a measured speed-up)")
     print(f"  golden fixed-point model (FixedCore.train_step: gradient + update), this machine: "
