@@ -97,3 +97,12 @@ def test_synth_failure(tmp_path):
     assert synth_failure(report, "core", "ecp5-85f") is None
     report.write_text("{")
     assert synth_failure(report, "core", "up5k") is None
+
+
+def test_preset_result_path():
+    from pathlib import Path
+
+    from evcore.bench.synth_preset import preset_result_path
+
+    got = preset_result_path("ecp5-85f", "up5k", "build/synth")
+    assert got == Path("build/synth/core-ecp5-85f-up5k/result.json")
