@@ -6,9 +6,12 @@ hidden size; then the training rate of the evcore preset (revival terms, more hi
 network is first trained for a few epochs so spike counts are at their steady state (about 30
 hidden spikes per sample in the paper's setup). Then the fixed-point golden model (fixed_bench.py)
 and the RTL forward core under Verilator (rtl_bench.py: cycles per inference against the cycle
-model, inferences/s at the synthesised fmax, simulated cycles/s). Only evcore's own figures are
-printed, with the machine they were measured on: a comparison with another implementation means
-timing both on one machine, side by side (docs/results.md, "Throughput").
+model, inferences/s at the synthesised fmax, simulated cycles/s) and its training rows
+(train_bench.py: cycles per training sample on the RTL against the cycle model, training samples/s
+at the synthesised fmax beside Loihi's published figure, the golden model's training samples/s).
+Only evcore's own figures are measured, printed with the machine they were measured on: a
+comparison with another implementation means timing both on one machine, side by side
+(docs/results.md, "Throughput"); Loihi's figure is its published one, printed beside ours.
 """
 
 from __future__ import annotations
@@ -165,20 +168,31 @@ def main(argv=None):
                         help="only the spiking-MLP and smooth-QIF rows (docs/methods.md)")
     parser.add_argument("--rtl-only", action="store_true",
                         help="only the RTL rows: cycles per inference on the Verilated core, inferences/s "
-                             "at the synthesised fmax, simulated cycles/s (bench/rtl_bench.py)")
+                             "at the synthesised fmax, simulated cycles/s (bench/rtl_bench.py), then the "
+                             "training rows unless --train-samples 0")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only the RTL training rows: cycles per training sample on the Verilated core, "
+                             "training samples/s at the synthesised fmax (bench/train_bench.py)")
+    parser.add_argument("--train-samples", type=int, default=64,
+                        help="Yin-Yang training samples run on the RTL (default 64 = 2 minibatches; "
+                             "0 skips the training rows)")
     parser.add_argument("--rtl-samples", type=int, default=100,
                         help="Yin-Yang test samples run on the RTL (default 100; 0 skips the RTL rows)")
     args = parser.parse_args(argv)
 
     print(f"machine: {machine_description()}")
     print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads available")
-    if args.rtl_only:
-        from . import rtl_bench
+    if args.rtl_only or args.train_only:
+        from . import rtl_bench, train_bench
 
-        r = rtl_bench.main_figures(max(1, args.rtl_samples))
+        figures = {"machine": machine_description()}
+        if args.rtl_only:
+            figures["rtl"] = rtl_bench.main_figures(max(1, args.rtl_samples))
+        if args.train_only or args.train_samples > 0:
+            figures["rtl_train"] = train_bench.main_figures(max(1, args.train_samples))
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"machine": machine_description(), "rtl": r}, fh, indent=1)
+                json.dump(figures, fh, indent=1)
         return
     if args.methods_only:
         m = bench_methods(args.repeats)
@@ -219,6 +233,10 @@ def main(argv=None):
         from . import rtl_bench
 
         figures["rtl"] = rtl_bench.main_figures(args.rtl_samples)
+    if args.train_samples > 0:
+        from . import train_bench
+
+        figures["rtl_train"] = train_bench.main_figures(args.train_samples)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(figures, fh, indent=1)
