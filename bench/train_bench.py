@@ -7,8 +7,8 @@ fixed-point model.
   (`FixedCore.gradient` on the same minibatches: ``cycles_forward + cycles_loss +
   cycles_backward`` from `golden.core.cycle_model`): equal by contract; both means are printed
   and whether every sample agrees (and whether the gradient accumulators agree bit for bit);
-- the weight update per minibatch amortised per sample, ``FixedCore.update_cycles() /
-  batch_size``: the **model's** figure (the update unit is not in the RTL core yet);
+- the weight update per minibatch amortised per sample: measured on the RTL (`RtlCore.update`),
+  beside ``FixedCore.update_cycles() / batch_size``;
 - training samples/s and µs per training sample on the UP5K and the ECP5-85F at the fmax
   `evcore synth --top core` achieved (``build/synth/core-<device>/result.json``, read as
   rtl_bench.py does). The training core does not fit the UP5K yet (16 of 8 DSPs): that row is
@@ -161,6 +161,9 @@ def bench_train(n_samples: int = 64, epochs: int = 3, seed: int = 0, repeats: in
     agree = cycles_agreement(measured, predicted)
     fwd, loss, bwd = (np.concatenate([p[i] for p in phases]) for i in range(3))
     upd = update_cycles_per_sample(gold.update_cycles(), bs)
+    # The update on the RTL (from the last minibatch's gradients): its measured cycle count.
+    rtl_core.update()
+    upd_rtl = int(rtl_core.last_updates["cyc_update"][0])
     figures = {
         "n_samples": n_samples, "batch_size": bs, "float_epochs": epochs, "train_wall_s": t_train,
         "network_shared": net_shared,
@@ -169,6 +172,7 @@ def bench_train(n_samples: int = 64, epochs: int = 3, seed: int = 0, repeats: in
         "mean_forward": float(fwd.mean()), "mean_loss": float(loss.mean()),
         "mean_backward": float(bwd.mean()),
         "update_cycles_per_minibatch": gold.update_cycles(), "update_cycles_per_sample_model": upd,
+        "update_cycles_rtl": upd_rtl,
         "sim_cycles": sim_cycles, "sim_run_wall_s": sim_wall, "sim_cycles_per_s": sim_cycles / sim_wall,
         "rtl_call_wall_s": t_rtl,
         "golden_train_samples_per_s": _golden_rate(cfg, gold.weights_raw, batches, repeats),
@@ -222,8 +226,9 @@ def main_figures(n_samples: int = 64, epochs: int = 3) -> dict:
     print(f"  mean over {n}: RTL {f['mean_measured']:.1f}, cycle model {f['mean_predicted']:.1f} ({verdict}; "
           f"gradient accumulators {'equal' if f['grads_equal'] else 'DIFFERENT'}); RTL phases: forward "
           f"{f['mean_forward']:.1f}, loss {f['mean_loss']:.1f}, backward {f['mean_backward']:.1f}")
-    print(f"  update (model, no update RTL yet): {f['update_cycles_per_minibatch']} cycles per minibatch = "
-          f"{f['update_cycles_per_sample_model']:.1f} per sample")
+    same = "= model" if f["update_cycles_rtl"] == f["update_cycles_per_minibatch"] else "!= model"
+    print(f"  update: {f['update_cycles_rtl']} cycles per minibatch on the RTL ({same} "
+          f"{f['update_cycles_per_minibatch']}) = {f['update_cycles_per_sample_model']:.1f} per sample")
     print("  training samples/s at the achieved fmax of `evcore synth --top core` "
           "(gradient cycles + the model's update per sample):")
     for d in f["devices"].values():
