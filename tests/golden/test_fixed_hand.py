@@ -152,15 +152,18 @@ def test_early_stop_ends_after_last_first_output_spike():
 
 
 def test_cycle_model_by_hand():
-    """§7: (n_end + 1) sweeps of sum(n_l + latency) plus one cycle per synapse of each fan-out."""
+    """§7: (n_end + 1) sweeps of sum(n_l + latency) plus one cycle per synapse of each fan-out;
+    the loss and backward formulas of §7 with the up5k numbers."""
     cfg = CoreConfig.up5k()
     lat = cfg.cyc_sweep_latency
     fwd, loss, bwd = cycle_model(cfg, np.array([99]), np.array([5]), np.array([[20, 3]]),
                                  active=np.array([1]), n_jumps=np.array([3]))
     sweep = (200 + lat) + (3 + lat)
     assert fwd[0] == 100 * sweep + 5 * 200 + 20 * 3
-    assert loss[0] == 2 * 3 + cfg.cyc_jump
-    assert bwd[0] == 99 * sweep + cfg.cyc_synapse_rmw * (5 * 200 + 20 * 3) + (20 + 3) * cfg.cyc_jump
+    assert loss[0] == 2 * 3 + cfg.cyc_jump + 1  # the loss unit's cycles and the one that starts it
+    # Λ clear (one cycle per neuron), the record scans (one per entry), the sweeps, the replay.
+    replay = cfg.cyc_synapse_rmw * (5 * 200 + 20 * 3) + (20 + 3) * cfg.cyc_jump
+    assert bwd[0] == 203 + 20 + 99 * sweep + replay
     _, _, masked = cycle_model(cfg, np.array([99]), np.array([5]), np.array([[20, 3]]),
                                active=np.array([0]), n_jumps=np.array([0]))
     assert masked[0] == 0
