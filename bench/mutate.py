@@ -413,7 +413,7 @@ def run_mutants(mutants: list[Mutant], *, root: Path = ROOT, timeout_factor: flo
         for file, mus in by_file.items():
             path = tree / "hdl" / file
             original = path.read_text()
-            file_tests = (tests or {}).get(file) or tests_for(file, root)
+            file_tests = (tests or {}).get(file) or tests_for(file, tree)  # what the copy holds
             status, dt, info = _run(_pytest_cmd(file_tests), tree, timeout=3600)
             if status != "passed":
                 raise RuntimeError(f"the unmutated tests of hdl/{file} do not pass: {info}")
@@ -442,40 +442,72 @@ def load_notes(path: Path) -> dict[str, str]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def merge(reports: list[dict]) -> dict:
+    """One report from several runs (a campaign, then re-runs of its survivors with new tests): a
+    later result of the same mutant replaces the earlier one and keeps its `first_status`."""
+    by_key: dict[str, dict] = {}
+    out = {"results": [], "baselines": {}, "sites": {}, "wall_seconds": 0.0, "runs": []}
+    for rep in reports:
+        for r in rep["results"]:
+            old = by_key.get(r["key"])
+            new = dict(r, first_status=old["first_status"] if old else r.get("first_status", r["status"]))
+            if old:
+                out["results"][out["results"].index(old)] = new
+            else:
+                out["results"].append(new)
+            by_key[r["key"]] = new
+        for f, v in rep.get("sites", {}).items():
+            out["sites"].setdefault(f, v)
+        out["baselines"].update(rep.get("baselines", {}))
+        out["wall_seconds"] += rep.get("wall_seconds", 0.0)
+        out["runs"].append({"args": rep.get("args"), "mutants": len(rep["results"]),
+                            "wall_seconds": rep.get("wall_seconds")})
+    return out
+
+
 def markdown(report: dict, notes: dict[str, str]) -> str:
-    """The summary: per file and operator (sites, run, killed, timeout, survived), then every survivor."""
+    """The summary: per file and operator, then every survivor of the campaign with its fate: killed by
+    a test added since (a later run in the report) or its equivalence argument (`notes`)."""
     res = report["results"]
     sites = report["sites"]
-    lines = ["| file | " + " | ".join(OPERATORS) + " | sites | run | killed | timeout | survived | time |",
-             "|---" * (len(OPERATORS) + 7) + "|"]
+    first = lambda r: r.get("first_status", r["status"])  # noqa: E731
+    cols = ["sites", "run", "killed", "timeout", "survived", "killed by new tests", "equivalent", "time"]
+    lines = ["| file | " + " | ".join(OPERATORS) + " | " + " | ".join(cols) + " |",
+             "|---" * (len(OPERATORS) + len(cols) + 1) + "|"]
     tot = Counter()
     for file in sorted(sites):
         rs = [r for r in res if r["file"] == file]
-        st = Counter(r["status"] for r in rs)
+        st = Counter(first(r) for r in rs)
+        surv = [r for r in rs if first(r) == "survived"]
+        later = sum(r["status"] != "survived" for r in surv)
+        equiv = sum(r["status"] == "survived" and r["key"] in notes for r in surv)
         per_op = []
         for op in OPERATORS:
             ops = [r for r in rs if r["op"] == op]
             n_sites = sites[file].get(op, 0)
-            k = sum(r["status"] != "survived" for r in ops)
+            k = sum(first(r) != "survived" for r in ops)
             cell = f"{k}/{len(ops)}" + (f" ({n_sites})" if n_sites != len(ops) else "")
             per_op.append(cell if n_sites else "")
         secs = sum(r["seconds"] for r in rs)
         n_sites = sum(sites[file].values())
-        lines.append(f"| hdl/{file} | " + " | ".join(per_op) + f" | {n_sites} | {len(rs)} | {st['killed']} | "
-                     f"{st['timeout']} | {st['survived']} | {secs / 60:.1f} min |")
-        tot.update({"sites": n_sites, "run": len(rs), **st, "secs": secs})
-    lines.append("| **all** | " + " | ".join("" for _ in OPERATORS) + f" | {tot['sites']} | {tot['run']} | "
-                 f"{tot['killed']} | {tot['timeout']} | {tot['survived']} | {tot['secs'] / 60:.1f} min |")
-    lines.append("")
-    lines.append("Operator cells: killed (incl. timeouts)/run, and (sites) where only a sample ran.")
-    lines.append("")
-    surv = [r for r in res if r["status"] == "survived"]
-    lines.append(f"Survivors ({len(surv)}):")
-    lines.append("")
+        row = [n_sites, len(rs), st["killed"], st["timeout"], st["survived"], later, equiv,
+               f"{secs / 60:.1f} min"]
+        lines.append(f"| hdl/{file} | " + " | ".join(per_op + [str(c) for c in row]) + " |")
+        tot.update({"sites": n_sites, "run": len(rs), **st, "later": later, "equiv": equiv, "secs": secs})
+    row = [tot[c] for c in ("sites", "run", "killed", "timeout", "survived", "later", "equiv")]
+    row.append(f"{tot['secs'] / 60:.1f} min")
+    lines.append("| **all** | " + " | ".join(["" for _ in OPERATORS] + [str(c) for c in row]) + " |")
+    lines += ["", "Operator cells: killed (timeouts included) / run, with the number of sites in parentheses "
+              "where only a sample ran. Time: the mutants' test time (one core).", ""]
+    surv = [r for r in res if first(r) == "survived"]
+    lines += [f"Survivors ({len(surv)}):", ""]
     for r in sorted(surv, key=lambda r: (r["file"], r["line"], r["col"])):
-        note = notes.get(r["key"], "**not yet explained**")
+        if r["status"] != "survived":
+            fate = f"killed now by `{r['killed_by']}`" if r["status"] == "killed" else r["status"]
+        else:
+            fate = notes.get(r["key"], "**not yet explained**")
         lines.append(f"- `hdl/{r['file']}:{r['line']}` ({r['func']}, {r['op']}) `{r['original']}` → "
-                     f"`{r['mutated']}`: {note}")
+                     f"`{r['mutated']}`: {fate}")
     return "\n".join(lines) + "\n"
 
 
@@ -491,7 +523,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=str(ROOT / "build" / "mutation.json"))
     ap.add_argument("--md", default=str(ROOT / "build" / "mutation.md"))
     ap.add_argument("--notes", default=str(ROOT / "bench" / "mutation_notes.json"))
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="run nothing: merge these reports (later runs win) into --json and --md")
     args = ap.parse_args(argv)
+    if args.merge:
+        report = merge([json.loads(Path(p).read_text()) for p in args.merge])
+        Path(args.json).write_text(json.dumps(report, indent=1))
+        md = markdown(report, load_notes(Path(args.notes)))
+        Path(args.md).write_text(md)
+        print(md)
+        return 0
 
     files = args.files or hdl_files()
     all_mutants, chosen = {}, []
