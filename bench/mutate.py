@@ -519,6 +519,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample (--limit)")
     ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     ap.add_argument("--only", nargs="*", help="only the mutants with these keys (re-check survivors)")
+    ap.add_argument("--survivors-of", metavar="JSON", help="only the mutants that survived in this report")
+    ap.add_argument("--skip-done", nargs="+", metavar="JSON", help="leave out the mutants these reports ran")
+    ap.add_argument("--tests", nargs="+", help="run these test files instead of the file's own (TEST_MAP)")
     ap.add_argument("--timeout-factor", type=float, default=3.0, help="timeout = factor x unmutated time")
     ap.add_argument("--json", default=str(ROOT / "build" / "mutation.json"))
     ap.add_argument("--md", default=str(ROOT / "build" / "mutation.md"))
@@ -534,6 +537,13 @@ def main(argv=None) -> int:
         print(md)
         return 0
 
+    only = set(args.only or [])
+    if args.survivors_of:
+        prev = json.loads(Path(args.survivors_of).read_text())["results"]
+        only |= {r["key"] for r in prev if r["status"] == "survived"}
+    done = set()
+    for rep in args.skip_done or []:
+        done |= {r["key"] for r in json.loads(Path(rep).read_text())["results"]}
     files = args.files or hdl_files()
     all_mutants, chosen = {}, []
     for f in files:
@@ -542,20 +552,22 @@ def main(argv=None) -> int:
         if args.ops:
             ms = [mu for mu in ms if mu.op in args.ops]
         all_mutants[f] = ms
-        pick = ms
-        if args.only:
-            pick = [mu for mu in ms if mu.key in set(args.only)]
-        elif args.limit is not None and len(ms) > args.limit:
-            pick = sorted(random.Random(f"{args.seed}:{f}").sample(ms, args.limit), key=ms.index)
+        pick = [mu for mu in ms if mu.key not in done]
+        if only:
+            pick = [mu for mu in ms if mu.key in only]
+        elif args.limit is not None and len(pick) > args.limit:
+            pick = sorted(random.Random(f"{args.seed}:{f}").sample(pick, args.limit), key=ms.index)
         chosen += pick
     if args.list:
         for mu in chosen:
             print(f"{mu.where:22s} {mu.func:22s} {mu.op:8s} {mu.original}  ->  {mu.mutated}")
         print(f"{len(chosen)} mutants", file=sys.stderr)
         return 0
-    report = run_mutants(chosen, timeout_factor=args.timeout_factor)
+    tests = {f: args.tests for f in all_mutants} if args.tests else None
+    report = run_mutants(chosen, timeout_factor=args.timeout_factor, tests=tests)
     report["sites"] = {f: dict(Counter(mu.op for mu in ms)) for f, ms in all_mutants.items()}
-    report["args"] = {"files": files, "ops": args.ops, "limit": args.limit, "seed": args.seed}
+    report["args"] = {"files": files, "ops": args.ops, "limit": args.limit, "seed": args.seed,
+                      "tests": args.tests, "survivors_of": args.survivors_of}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     md = markdown(report, load_notes(Path(args.notes)))
