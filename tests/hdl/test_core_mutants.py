@@ -6,6 +6,8 @@ below the output block (addresses out_base - k) carry a non-zero adjoint, so an 
 read the wrong neuron's Λ would differ from golden (the 3-4-2 tests have Λ = 0 there). And a weight
 format finer than I's with half-up rounding (the presets have f_w < f_I, where the fan-in's
 rounding is a left shift; the f_w > f_I test uses floor), so the fan-in's rounding term counts.
+And a running maximum of V' (§3.6) reached at step 1, from an input at step 0, then pulled down by
+an inhibitory input at step 1 (random inputs hardly ever land at step 0).
 """
 
 import numpy as np
@@ -35,3 +37,16 @@ def test_core_fine_weights_half_up():
     weights[0] |= 3
     res = check_against_golden(cfg, weights, inputs)
     assert (res.layer_counts > 0).all(), "every layer must spike in every sample"
+
+
+def test_core_vmax_at_step_one():
+    cfg = CoreConfig(**SMALL, revive_hidden=1.0)
+    hi = (1 << (cfg.w_bits - 1)) - 1
+    w0 = np.zeros((cfg.sizes[1], cfg.sizes[0]), dtype=np.int64)
+    w0[:, 0] = hi // 8  # input 0: excitatory, below threshold
+    w0[:, 1] = -hi - 1  # input 1: inhibitory
+    w1 = np.zeros((cfg.sizes[2], cfg.sizes[1]), dtype=np.int64)
+    times = np.array([[0.0, cfg.dt_s], [0.0, np.inf]])
+    ids = np.array([[0, 1], [0, 1]])
+    res = check_against_golden(cfg, [w0, w1], (times, ids, np.array([2, 1])))
+    assert (res.vmax_step[0] == 1).all() and (res.vmax[0] > 0).all(), "coverage: the maximum at step 1"
