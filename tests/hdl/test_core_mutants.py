@@ -7,14 +7,20 @@ read the wrong neuron's Λ would differ from golden (the 3-4-2 tests have Λ = 0
 format finer than I's with half-up rounding (the presets have f_w < f_I, where the fan-in's
 rounding is a left shift; the f_w > f_I test uses floor), so the fan-in's rounding term counts.
 And a running maximum of V' (§3.6) reached at step 1, from an input at step 0, then pulled down by
-an inhibitory input at step 1 (random inputs hardly ever land at step 0).
+an inhibitory input at step 1 (random inputs hardly ever land at step 0). And the host port's
+register writes: only a write to IN_COUNT empties the input buffer (the host sequence of the other
+tests writes FLAGS and LABEL before it pushes, where a wrong clear goes unseen), and only a write
+to LABEL sets the label (not a write elsewhere at the same address).
 """
 
 import numpy as np
+from amaranth.sim import Simulator
 
 from evcore.golden.config import CoreConfig
+from evcore.hdl.core import Core, Reg, Region
+from evcore.hdl.input_buffer import input_entry_layout
 
-from .test_core import SMALL, check_against_golden, check_training_against_golden, random_case
+from .test_core import SMALL, AmaranthBus, check_against_golden, check_training_against_golden, random_case
 
 
 def test_core_training_three_outputs_late_hidden_spikes():
@@ -50,3 +56,34 @@ def test_core_vmax_at_step_one():
     ids = np.array([[0, 1], [0, 1]])
     res = check_against_golden(cfg, [w0, w1], (times, ids, np.array([2, 1])))
     assert (res.vmax_step[0] == 1).all() and (res.vmax[0] > 0).all(), "coverage: the maximum at step 1"
+
+
+def test_register_writes_hit_only_their_register():
+    cfg = CoreConfig(**SMALL)
+    dut = Core(cfg)
+    entry = input_entry_layout(cfg)
+    seen = []
+
+    async def bench(ctx):
+        bus = AmaranthBus(ctx, dut)
+
+        async def count():
+            return (await bus.read_many([(Region.REG, Reg.IN_COUNT.value)]))[0]
+
+        for n in range(2):
+            await bus.write(Region.INPUT, 0, entry.const({"step": n, "id": 1}).as_bits())
+        seen.append(await count())
+        await bus.write(Region.REG, Reg.LABEL.value, 1)
+        await bus.write(Region.REG, Reg.FLAGS.value, 0)
+        seen.append(await count())
+        await bus.write(Region.REG, Reg.IN_COUNT.value, 0)
+        seen.append(await count())
+        # The label, then a synapse word and a register read at the label's address.
+        await bus.write(Region.SYNAPSE, Reg.LABEL.value, 0)
+        seen.append((await bus.read_many([(Region.REG, Reg.LABEL.value)]))[0])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [2, 2, 0, 1]
