@@ -471,7 +471,9 @@ def markdown(report: dict, notes: dict[str, str]) -> str:
     res = report["results"]
     sites = report["sites"]
     first = lambda r: r.get("first_status", r["status"])  # noqa: E731
-    cols = ["sites", "run", "killed", "timeout", "survived", "killed by new tests", "equivalent", "time"]
+    cols = ["sites", "run", "killed", "timeout", "survived", "killed by new tests", "equivalent", "open",
+            "time"]
+    is_equiv = lambda r: r["status"] == "survived" and not notes.get(r["key"], "open").startswith("open")  # noqa: E731
     lines = ["| file | " + " | ".join(OPERATORS) + " | " + " | ".join(cols) + " |",
              "|---" * (len(OPERATORS) + len(cols) + 1) + "|"]
     tot = Counter()
@@ -480,7 +482,8 @@ def markdown(report: dict, notes: dict[str, str]) -> str:
         st = Counter(first(r) for r in rs)
         surv = [r for r in rs if first(r) == "survived"]
         later = sum(r["status"] != "survived" for r in surv)
-        equiv = sum(r["status"] == "survived" and r["key"] in notes for r in surv)
+        equiv = sum(is_equiv(r) for r in surv)
+        still = sum(r["status"] == "survived" for r in surv) - equiv
         per_op = []
         for op in OPERATORS:
             ops = [r for r in rs if r["op"] == op]
@@ -490,11 +493,12 @@ def markdown(report: dict, notes: dict[str, str]) -> str:
             per_op.append(cell if n_sites else "")
         secs = sum(r["seconds"] for r in rs)
         n_sites = sum(sites[file].values())
-        row = [n_sites, len(rs), st["killed"], st["timeout"], st["survived"], later, equiv,
+        row = [n_sites, len(rs), st["killed"], st["timeout"], st["survived"], later, equiv, still,
                f"{secs / 60:.1f} min"]
         lines.append(f"| hdl/{file} | " + " | ".join(per_op + [str(c) for c in row]) + " |")
-        tot.update({"sites": n_sites, "run": len(rs), **st, "later": later, "equiv": equiv, "secs": secs})
-    row = [tot[c] for c in ("sites", "run", "killed", "timeout", "survived", "later", "equiv")]
+        tot.update({"sites": n_sites, "run": len(rs), **st, "later": later, "equiv": equiv, "open": still,
+                    "secs": secs})
+    row = [tot[c] for c in ("sites", "run", "killed", "timeout", "survived", "later", "equiv", "open")]
     row.append(f"{tot['secs'] / 60:.1f} min")
     lines.append("| **all** | " + " | ".join(["" for _ in OPERATORS] + [str(c) for c in row]) + " |")
     lines += ["", "Operator cells: killed (timeouts included) / run, with the number of sites in parentheses "
