@@ -505,13 +505,17 @@ def markdown(report: dict, notes: dict[str, str]) -> str:
               "where only a sample ran. Time: the mutants' test time (one core).", ""]
     surv = [r for r in res if first(r) == "survived"]
     lines += [f"Survivors ({len(surv)}):", ""]
+    groups: dict[tuple, list[dict]] = {}  # one line per (place, fate): a note shared by a line's mutants
     for r in sorted(surv, key=lambda r: (r["file"], r["line"], r["col"])):
         if r["status"] != "survived":
             fate = f"killed now by `{r['killed_by']}`" if r["status"] == "killed" else r["status"]
         else:
             fate = notes.get(r["key"], "**not yet explained**")
-        lines.append(f"- `hdl/{r['file']}:{r['line']}` ({r['func']}, {r['op']}) `{r['original']}` → "
-                     f"`{r['mutated']}`: {fate}")
+        groups.setdefault((r["file"], r["line"], r["func"], fate), []).append(r)
+    for (file, line, func, fate), rs in groups.items():
+        what = "; ".join(f"{r['op']} `{r['original']}` → `{r['mutated']}`" for r in rs)
+        count = f", {len(rs)} mutants" if len(rs) > 1 else ""
+        lines.append(f"- `hdl/{file}:{line}` ({func}{count}) {what}: {fate}")
     return "\n".join(lines) + "\n"
 
 
