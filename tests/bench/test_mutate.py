@@ -132,3 +132,24 @@ def test_a_broken_rounding_is_killed_and_the_original_survives():
     assert status == ["killed", "survived"]
     assert report["results"][0]["killed_by"].startswith("tests/hdl/test_lif.py::")
     assert (ROOT / "hdl" / "lif.py").read_text() == source
+
+
+def test_merge_and_markdown():
+    """A re-run that kills a survivor replaces its result; notes make survivors equivalent or open."""
+    def res(key, status, line):
+        return {"key": key, "file": "x.py", "func": "f", "line": line, "col": 0, "op": "binop",
+                "original": "a + b", "mutated": "((a) - (b))", "status": status, "seconds": 1.0,
+                "killed_by": "t.py::k" if status == "killed" else ""}
+
+    campaign = {"results": [res("k1", "killed", 1), res("s1", "survived", 2), res("s2", "survived", 3),
+                            res("s3", "survived", 4)], "sites": {"x.py": {"binop": 4}}, "wall_seconds": 4.0}
+    rerun = {"results": [res("s1", "killed", 2), res("s2", "survived", 3)], "sites": {"x.py": {"binop": 4}},
+             "wall_seconds": 2.0, "args": {"survivors_of": "c.json"}}
+    rep = mutate.merge([campaign, rerun])
+    assert [r["status"] for r in rep["results"]] == ["killed", "killed", "survived", "survived"]
+    assert [r["first_status"] for r in rep["results"]] == ["killed", "survived", "survived", "survived"]
+    md = mutate.markdown(rep, {"s2": "equivalent: because", "s3": "open: not yet"})
+    row = next(line for line in md.splitlines() if line.startswith("| hdl/x.py"))
+    # sites, run, killed, timeout, survived, killed by new tests, equivalent, open
+    assert row.split(" | ")[9:17] == ["4", "4", "1", "0", "3", "1", "1", "1"]
+    assert "killed now by `t.py::k`" in md and "equivalent: because" in md and "open: not yet" in md
