@@ -450,7 +450,8 @@ def merge(reports: list[dict]) -> dict:
     for rep in reports:
         for r in rep["results"]:
             old = by_key.get(r["key"])
-            new = dict(r, first_status=old["first_status"] if old else r.get("first_status", r["status"]))
+            new = dict(r, first_status=old["first_status"] if old else r.get("first_status", r["status"]),
+                       first_seconds=old["first_seconds"] if old else r.get("first_seconds", r["seconds"]))
             if old:
                 out["results"][out["results"].index(old)] = new
             else:
@@ -491,7 +492,7 @@ def markdown(report: dict, notes: dict[str, str]) -> str:
             k = sum(first(r) != "survived" for r in ops)
             cell = f"{k}/{len(ops)}" + (f" ({n_sites})" if n_sites != len(ops) else "")
             per_op.append(cell if n_sites else "")
-        secs = sum(r["seconds"] for r in rs)
+        secs = sum(r.get("first_seconds", r["seconds"]) for r in rs)
         n_sites = sum(sites[file].values())
         row = [n_sites, len(rs), st["killed"], st["timeout"], st["survived"], later, equiv, still,
                f"{secs / 60:.1f} min"]
@@ -502,7 +503,7 @@ def markdown(report: dict, notes: dict[str, str]) -> str:
     row.append(f"{tot['secs'] / 60:.1f} min")
     lines.append("| **all** | " + " | ".join(["" for _ in OPERATORS] + [str(c) for c in row]) + " |")
     lines += ["", "Operator cells: killed (timeouts included) / run, with the number of sites in parentheses "
-              "where only a sample ran. Time: the mutants' test time (one core).", ""]
+              "where only a sample ran. Time: the mutants' test time in the first run (one core).", ""]
     surv = [r for r in res if first(r) == "survived"]
     lines += [f"Survivors ({len(surv)}):", ""]
     groups: dict[tuple, list[dict]] = {}  # one line per (place, fate): a note shared by a line's mutants
