@@ -9,7 +9,7 @@ JOBS   ?= 2
 DATASET ?= yinyang
 ARGS    ?=
 
-.PHONY: install demo test sim train synth bench lint clean fresh-check
+.PHONY: install demo test sim train synth bench mutate lint clean fresh-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ synth: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m evcore.bench.run $(ARGS)
+
+# Mutation testing of hdl/ against the fast tests (docs/mutation.md); not part of `make test`.
+mutate: $(STAMP)
+	$(PY) -m evcore.bench.mutate $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check evcore golden hdl tb sw synth bench tests

@@ -1,0 +1,89 @@
+# amaranth: UnusedElaboratable=no
+"""`evcore.hdl.core.Core`: training cases the mutation run found untested (docs/mutation.md).
+
+Three outputs, no early stop, strong weights: outputs k >= 1 jump while the hidden neurons just
+below the output block (addresses out_base - k) carry a non-zero adjoint, so an output jump that
+read the wrong neuron's Λ would differ from golden (the 3-4-2 tests have Λ = 0 there). And a weight
+format finer than I's with half-up rounding (the presets have f_w < f_I, where the fan-in's
+rounding is a left shift; the f_w > f_I test uses floor), so the fan-in's rounding term counts.
+And a running maximum of V' (§3.6) reached at step 1, from an input at step 0, then pulled down by
+an inhibitory input at step 1 (random inputs hardly ever land at step 0). And the host port's
+register writes: only a write to IN_COUNT empties the input buffer (the host sequence of the other
+tests writes FLAGS and LABEL before it pushes, where a wrong clear goes unseen), and only a write
+to LABEL sets the label (not a write elsewhere at the same address).
+"""
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from evcore.golden.config import CoreConfig
+from evcore.hdl.core import Core, Reg, Region
+from evcore.hdl.input_buffer import input_entry_layout
+
+from .test_core import SMALL, AmaranthBus, check_against_golden, check_training_against_golden, random_case
+
+
+def test_core_training_three_outputs_late_hidden_spikes():
+    cfg = CoreConfig(**{**SMALL, "sizes": (3, 4, 3), "early_stop": False})
+    rng = np.random.default_rng(31)
+    weights, inputs = random_case(cfg, rng, n_samples=4, w_scale=32767, max_spikes=7)
+    labels = rng.integers(0, cfg.sizes[-1], size=4)
+    res = check_training_against_golden(cfg, weights, inputs, labels)
+    assert (res.first_step[:, 1:] < cfg.n_steps).any(), "coverage: an output k >= 1 spikes"
+
+
+def test_core_fine_weights_half_up():
+    cfg = CoreConfig(**{**SMALL, "sizes": (2, 3, 1, 2), "w_frac": (16, 10, 12), "w_bits": 20,
+                        "i_frac": 14, "input_capacity": 12,
+                        "lr_mant": (1, 1, 1), "lr_shift": (1, 1, 1), "silent_threshold": (1.0,) * 3,
+                        "state_rounding": "half_up", "early_stop": False, "n_steps": 16})
+    rng = np.random.default_rng(7)
+    weights, inputs = random_case(cfg, rng, n_samples=3, w_scale=1 << 19, max_spikes=12)
+    # Odd weights: rounding f_w = 16 to f_I = 14 drops two bits, half of which round up.
+    weights[0] |= 3
+    res = check_against_golden(cfg, weights, inputs)
+    assert (res.layer_counts > 0).all(), "every layer must spike in every sample"
+
+
+def test_core_vmax_at_step_one():
+    cfg = CoreConfig(**SMALL, revive_hidden=1.0)
+    hi = (1 << (cfg.w_bits - 1)) - 1
+    w0 = np.zeros((cfg.sizes[1], cfg.sizes[0]), dtype=np.int64)
+    w0[:, 0] = hi // 8  # input 0: excitatory, below threshold
+    w0[:, 1] = -hi - 1  # input 1: inhibitory
+    w1 = np.zeros((cfg.sizes[2], cfg.sizes[1]), dtype=np.int64)
+    times = np.array([[0.0, cfg.dt_s], [0.0, np.inf]])
+    ids = np.array([[0, 1], [0, 1]])
+    res = check_against_golden(cfg, [w0, w1], (times, ids, np.array([2, 1])))
+    assert (res.vmax_step[0] == 1).all() and (res.vmax[0] > 0).all(), "coverage: the maximum at step 1"
+
+
+def test_register_writes_hit_only_their_register():
+    cfg = CoreConfig(**SMALL)
+    dut = Core(cfg)
+    entry = input_entry_layout(cfg)
+    seen = []
+
+    async def bench(ctx):
+        bus = AmaranthBus(ctx, dut)
+
+        async def count():
+            return (await bus.read_many([(Region.REG, Reg.IN_COUNT.value)]))[0]
+
+        for n in range(2):
+            await bus.write(Region.INPUT, 0, entry.const({"step": n, "id": 1}).as_bits())
+        seen.append(await count())
+        await bus.write(Region.REG, Reg.LABEL.value, 1)
+        await bus.write(Region.REG, Reg.FLAGS.value, 0)
+        seen.append(await count())
+        await bus.write(Region.REG, Reg.IN_COUNT.value, 0)
+        seen.append(await count())
+        # The label, then a synapse word and a register read at the label's address.
+        await bus.write(Region.SYNAPSE, Reg.LABEL.value, 0)
+        seen.append((await bus.read_many([(Region.REG, Reg.LABEL.value)]))[0])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [2, 2, 0, 1]
