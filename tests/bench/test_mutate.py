@@ -83,6 +83,9 @@ def test_sites_only_in_the_datapath():
 def test_mutants_parse_and_differ(file):
     source = (ROOT / "hdl" / file).read_text()
     ms = mutants_of(file, source)
+    if "def elaborate" not in source:  # e.g. hdl/layouts.py: word layouts, no datapath
+        assert not ms
+        return
     assert ms, f"hdl/{file} has no mutation site"
     keys = set()
     for mu in ms:
