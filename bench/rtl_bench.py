@@ -41,7 +41,7 @@ DEVICE_PRESETS = {"up5k": "up5k", "ecp5-85f": "ecp5_85f"}
 
 #: The forward core's UP5K synthesis (`evcore synth --top core --device up5k --freq 24` on the
 #: forward-only core of commit f41e2d1, docs/synth.md; repeated 2026-12-02 from a `git archive` of
-#: that commit: 30.82 MHz, seed 1). The training core does not fit the UP5K (16 of 8 DSPs), so
+#: that commit: 30.82 MHz, seed 1). The training core does not fit the UP5K (24 of 8 DSPs with Adam), so
 #: this is the only UP5K fmax there is.
 UP5K_FORWARD_CORE = {"fmax_mhz": 30.82, "target_mhz": 24.0, "device": "up5k",
                      "source": "forward core's fmax (commit f41e2d1, docs/synth.md)"}

@@ -11,7 +11,7 @@ fixed-point model.
   beside ``FixedCore.update_cycles() / batch_size``;
 - training samples/s and µs per training sample on the UP5K and the ECP5-85F at the fmax
   `evcore synth --top core` achieved (``build/synth/core-<device>/result.json``, read as
-  rtl_bench.py does). The training core does not fit the UP5K yet (16 of 8 DSPs): that row is
+  rtl_bench.py does). The training core does not fit the UP5K yet (24 of 8 DSPs with Adam): that row is
   at the forward core's fmax when the training core's synthesis has failed, and says so. The
   ECP5 row of `evcore synth` takes the ecp5-85f preset (500 steps of 0.1 ms), whose cycles come
   from the cycle model on the same network; a third row is the up5k preset itself synthesised
