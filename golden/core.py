@@ -536,6 +536,13 @@ class FixedCore:
         labels = np.asarray(labels)
         return self.loss_fn().loss_and_time_grad(result.first_spike_times_s, labels, self.cfg.t_max_s)[0]
 
+    def check_labels(self, labels, n_b: int):
+        """One-line errors for labels that are not `n_b` integers naming output neurons."""
+        if labels.shape != (n_b,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be {n_b} integers, got {labels.shape} {labels.dtype}")
+        if n_b and (labels.min() < 0 or labels.max() >= self.cfg.sizes[-1]):
+            raise ValueError(f"labels must lie in [0, {self.cfg.sizes[-1]})")
+
     def gradient(self, inputs, labels, loss_fn=None):
         """Forward, loss unit and backward of one minibatch from cleared accumulators (§3-§5).
 
@@ -547,10 +554,7 @@ class FixedCore:
         labels = np.asarray(labels)
         res = self.run(inputs)
         n_b = res.batch_size
-        if labels.shape != (n_b,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be {n_b} integers, got {labels.shape} {labels.dtype}")
-        if n_b and (labels.min() < 0 or labels.max() >= cfg.sizes[-1]):
-            raise ValueError(f"labels must lie in [0, {cfg.sizes[-1]})")
+        self.check_labels(labels, n_b)
         self._G[:] = 0
         n_out = cfg.sizes[-1]
         n_neur = int(self._nrn_off[-1])

@@ -86,11 +86,8 @@ class RtlCore:
         return self._views(self._V)
 
     def _views(self, flat) -> list:
-        s, out, a = self.cfg.sizes, [], 0
-        for n_in, n_out in zip(s, s[1:]):
-            out.append(flat[a : a + n_in * n_out].reshape(n_out, n_in).copy())
-            a += n_in * n_out
-        return out
+        """Per-matrix copies (callers keep them across runs, which rewrite the flat state)."""
+        return [v.copy() for v in self._golden._views(flat)]
 
     def _synapse_words(self) -> np.ndarray:
         layout = synapse_layout(self.cfg)
@@ -115,12 +112,8 @@ class RtlCore:
         cleared accumulators. Returns (losses, dL/dW of the batch-mean loss per matrix, FixedResult)."""
         self._golden._check_loss(loss_fn)
         cfg = self.cfg
-        labels = np.asarray(labels)
-        n_b = len(self._golden.encode_inputs(inputs)[2])
-        if labels.shape != (n_b,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be {n_b} integers, got {labels.shape} {labels.dtype}")
-        if n_b and (labels.min() < 0 or labels.max() >= cfg.sizes[-1]):
-            raise ValueError(f"labels must lie in [0, {cfg.sizes[-1]})")
+        labels = self._check_labels(inputs, labels)
+        n_b = len(labels)
         self._G[:] = 0
         res = self._execute(inputs, [(OP_TRAIN, b) for b in range(n_b)], labels)
         scale = cfg.grad_scale() / max(n_b, 1)
@@ -128,13 +121,8 @@ class RtlCore:
         return self._golden.loss(res, labels), grads, res
 
     def _check_labels(self, inputs, labels) -> np.ndarray:
-        cfg = self.cfg
         labels = np.asarray(labels)
-        n_b = len(self._golden.encode_inputs(inputs)[2])
-        if labels.shape != (n_b,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be {n_b} integers, got {labels.shape} {labels.dtype}")
-        if n_b and (labels.min() < 0 or labels.max() >= cfg.sizes[-1]):
-            raise ValueError(f"labels must lie in [0, {cfg.sizes[-1]})")
+        self._golden.check_labels(labels, len(self._golden.encode_inputs(inputs)[2]))
         return labels
 
     def update(self) -> Flag:
