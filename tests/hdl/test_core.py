@@ -66,26 +66,30 @@ class AmaranthBus:
         return out
 
 
+async def load_chip(bus, cfg, weights_raw, dead=None):
+    """Write the weights (gradient and moment 0) and, if given, the §5.6 dead bits."""
+    from evcore.hdl.core import Region, synapse_layout, vmax_layout
+
+    word = synapse_layout(cfg)
+    flat = np.concatenate([np.asarray(w).ravel() for w in weights_raw])
+    for a, w in enumerate(flat):
+        fields = {"w": int(w), "g": 0} | ({"m": 0} if cfg.has_momentum else {})
+        await bus.write(Region.SYNAPSE, a, word.const(fields).as_bits())
+    for h, d in enumerate(() if dead is None else dead):
+        await bus.write(Region.VMAX, h, vmax_layout(cfg).const({"dead": int(d)}).as_bits())
+
+
 def rtl_run(cfg, weights_raw, steps, ids, counts, labels=None, dead=None):
     """Write the weights (and the §5.6 dead bits), run each sample (a training sample if `labels`
     is given), return the list of `run_sample` dicts and the synapse words read at the end."""
-    from evcore.hdl.core import Region, synapse_layout, vmax_layout
 
     dut = Core(cfg)
     results = []
-    word = synapse_layout(cfg)
     synapses = {}
 
     async def bench(ctx):
         bus = AmaranthBus(ctx, dut)
-        flat = np.concatenate([np.asarray(w).ravel() for w in weights_raw])
-        for a, w in enumerate(flat):
-            fields = {"w": int(w), "g": 0} | ({"m": 0} if cfg.has_momentum else {})
-            await bus.write(Region.SYNAPSE, a, word.const(fields).as_bits())
-        if dead is not None:
-            vl = vmax_layout(cfg)
-            for h, d in enumerate(dead):
-                await bus.write(Region.VMAX, h, vl.const({"dead": int(d)}).as_bits())
+        await load_chip(bus, cfg, weights_raw, dead)
         for b in range(len(counts)):
             label = None if labels is None else int(labels[b])
             results.append(await run_sample(bus, cfg, steps[b], ids[b], int(counts[b]), label))
@@ -262,22 +266,14 @@ def test_core_training_saturation(w_scale, seed, flags):
 def rtl_minibatches(cfg, weights_raw, batches, dead=None):
     """Train on each (steps, ids, counts, labels) minibatch, then update; returns per minibatch the
     training samples' `run_sample` dicts and `run_update`'s values."""
-    from evcore.hdl.core import Region, synapse_layout, vmax_layout
     from evcore.tb.core.host import run_update
 
     dut = Core(cfg)
     out = []
-    word = synapse_layout(cfg)
 
     async def bench(ctx):
         bus = AmaranthBus(ctx, dut)
-        flat = np.concatenate([np.asarray(w).ravel() for w in weights_raw])
-        for a, w in enumerate(flat):
-            fields = {"w": int(w), "g": 0} | ({"m": 0} if cfg.has_momentum else {})
-            await bus.write(Region.SYNAPSE, a, word.const(fields).as_bits())
-        if dead is not None:
-            for h, d in enumerate(dead):
-                await bus.write(Region.VMAX, h, vmax_layout(cfg).const({"dead": int(d)}).as_bits())
+        await load_chip(bus, cfg, weights_raw, dead)
         for steps, ids, counts, labels in batches:
             samples = [await run_sample(bus, cfg, steps[b], ids[b], int(counts[b]), int(labels[b]))
                        for b in range(len(counts))]
