@@ -382,6 +382,10 @@ class CoreConfig:
     #: Cycles of one lambda_V jump once its error sum is complete (numerator, reciprocal unit,
     #: product, write back).
     cyc_jump: int = 8
+    #: Registers the RTL puts between a block-RAM read and the logic that uses it (0 or 1; §8):
+    #: 1 where a RAM's clock-to-out cannot share a cycle with a multiplier or an adder (ECP5 at
+    #: 80 MHz). It costs one cycle of sweep fill (cyc_sweep_latency >= 5); the fan-out hides it.
+    ram_read_regs: int = 0
 
     # ------------------------------------------------------------------------------------------
 
@@ -522,6 +526,7 @@ class CoreConfig:
         check_int("cyc_sweep_latency", 0, 64)
         check_int("cyc_jump", 0, 64)
         check_int("cyc_synapse_rmw", 1, 4)
+        check_int("ram_read_regs", 0, 1)
 
         # Propagator coefficients must neither vanish nor round to one (§2.1).
         one = 1 << self.coef_frac
@@ -1065,7 +1070,8 @@ class CoreConfig:
 
     @classmethod
     def ecp5_85f(cls, **changes) -> CoreConfig:
-        """Yin-Yang 5-200-3 core with a finer time step (0.1 ms) and wider words for the ECP5-85F."""
+        """Yin-Yang 5-200-3 core with a finer time step (0.1 ms) and wider words for the ECP5-85F, its
+        block-RAM reads registered (§8)."""
         base = dict(
             dt_s=0.1e-3,
             n_steps=500,
@@ -1081,6 +1087,9 @@ class CoreConfig:
             w_frac=(13, 14),
             record_capacity=2048,
             revive_hidden=4.0,
+            # §8: the block-RAM reads registered for the ECP5's 80 MHz, one more cycle of sweep fill.
+            ram_read_regs=1,
+            cyc_sweep_latency=5,
         )
         return cls._preset(base, changes)
 

@@ -40,17 +40,24 @@ from .layouts import (
     synapse_layout,
     vmax_layout,
 )
-from .lif import LifUnit, rnd, sat
+from .lif import LifUnit, lif_latency, rnd, sat
 from .loss import LossUnit
 from .update import UpdateUnit
 
 __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "lam_layout", "record_layout",
-           "first_layout", "vmax_layout", "loss_layout", "config_id", "SWEEP_PIPELINE_CYCLES"]
+           "first_layout", "vmax_layout", "loss_layout", "config_id", "sweep_pipeline_cycles"]
 
-#: Cycles from a sweep's last issue to its last write-back, inclusive of the latter (memory read,
-#: LifUnit's 3 stages), in which the next phase is also chosen: the smallest
-#: `cyc_sweep_latency` this RTL can honour.
-SWEEP_PIPELINE_CYCLES = 4
+
+def sweep_pipeline_cycles(cfg: CoreConfig) -> int:
+    """Cycles from a sweep's last issue to its last write-back, inclusive of the latter (memory
+    read, LifUnit's stages: 3, plus its operand register with ``ram_read_regs``), in which the next
+    phase is also chosen: the smallest `cyc_sweep_latency` this RTL can honour."""
+    return 1 + lif_latency(cfg)
+
+
+#: With ``ram_read_regs`` a fan-out writes its accumulator 3 cycles after the issue, reading it at
+#: the issue (§8): the next read of the same target must come at least this many cycles later.
+FANOUT_RMW_DISTANCE = 3
 
 
 class Phase(enum.Enum, shape=4):
@@ -157,10 +164,17 @@ def config_id(cfg: CoreConfig) -> int:
 
 def check_buildable(cfg: CoreConfig) -> None:
     """Reject, naming the field, a config CoreConfig accepts but this RTL cannot build."""
-    if cfg.cyc_sweep_latency < SWEEP_PIPELINE_CYCLES:
+    need = sweep_pipeline_cycles(cfg)
+    if cfg.cyc_sweep_latency < need:
         raise ValueError(
             f"CoreConfig.cyc_sweep_latency = {cfg.cyc_sweep_latency}: the RTL sweep pipeline needs "
-            f">= {SWEEP_PIPELINE_CYCLES}"
+            f">= {need}" + (" with ram_read_regs = 1" if cfg.ram_read_regs else "")
+        )
+    if cfg.ram_read_regs and min(cfg.sizes[1:]) < FANOUT_RMW_DISTANCE:
+        raise ValueError(
+            f"CoreConfig.sizes = {cfg.sizes}: with ram_read_regs = 1 the RTL fan-out needs every layer "
+            f"after the input to have >= {FANOUT_RMW_DISTANCE} neurons (its accumulator read-modify-write "
+            "takes 3 cycles)"
         )
     # A jump: its Λ read (1 cycle), the jump unit, the write-back in the jump's last cycle.
     need = JumpUnit.latency + 2
@@ -200,9 +214,12 @@ class Core(wiring.Component):
     phase : ``Out(Phase)``.
     """
 
-    def __init__(self, cfg: CoreConfig, device: str | None = None):
+    def __init__(self, cfg: CoreConfig, device: str | None = None, *, training: bool = True):
         check_buildable(cfg)
         self._cfg = cfg
+        #: False: an inference-only build (no loss unit, backward pass or update; ``start_train`` and
+        #: ``start_update`` are ignored and the LOSS and ADAM_V regions read 0).
+        self.training = training
         # Memory placement for synthesis (§8, CoreConfig.memory_report): yosys's cost model would
         # put the synapse word into 28 EBRs rather than 4 SPRAMs; the attribute says where it goes.
         self._ram_style = {}
@@ -311,10 +328,14 @@ class Core(wiring.Component):
         )
         m.submodules.inbuf = inb = InputBuffer(cfg)
         m.submodules.lif = lif = LifUnit(cfg)
-        m.submodules.loss = loss = LossUnit(cfg)
-        m.submodules.jump = jmp = JumpUnit(cfg)
-        m.submodules.update = upd = UpdateUnit(cfg)
-        adam = upd.adam_v is not None
+        training = self.training
+        if training:
+            m.submodules.loss = loss = LossUnit(cfg)
+            m.submodules.jump = jmp = JumpUnit(cfg)
+            m.submodules.update = upd = UpdateUnit(cfg)
+            adam = upd.adam_v is not None
+        else:
+            adam = False
 
         syn_wp = syn.write_port()
         syn_rp = syn.read_port()  # same address as the write port: one single-port SPRAM (§8)
@@ -365,7 +386,7 @@ class Core(wiring.Component):
         n_jumps = Signal(range(cfg.n_steps * n_out + 1))
         n_revived = Signal(range(cfg.n_hidden + 1))
         cyc_loss, cyc_bwd = Signal(cb, name="cyc_loss"), Signal(cb, name="cyc_bwd")
-        cyc_upd = Signal(range(upd.cycles + 1))
+        cyc_upd = Signal(range((upd.cycles if training else 0) + 1))
         lr_mant = Signal(data.ArrayLayout(unsigned(cfg.lr_bits), n_layers), init=list(cfg.lr_mant))
         walk = Signal(range(max(2, cfg.n_hidden) + 1))  # UPDATE: the vmax word being read
 
@@ -390,13 +411,30 @@ class Core(wiring.Component):
         fan_issue = Signal()
         fan_mat = Signal(range(n_layers))
         fan_src = Signal(syn_bits + 1)
-        f1_valid = Signal()
-        f1_mat = Signal.like(fan_mat)
-        f1_tgt = Signal.like(tgt)
-        m.d.sync += [f1_valid.eq(fan_issue), f1_mat.eq(fan_mat), f1_tgt.eq(tgt)]
-        weight = syn_rp.data.w
+        # The accumulator is read at the issue (address `tgt`) and written `fan_stages` cycles later:
+        # 1, or with ram_read_regs (§8) 3: the synapse address registered, then the weight and the
+        # accumulator word registered before the add. The transparent read port covers a target
+        # written in the cycle it is read again (FANOUT_RMW_DISTANCE).
+        rr = cfg.ram_read_regs
+        fan_stages = 1 + 2 * rr
+        fan_pipe = [(fan_issue, fan_mat, tgt)]
+        for i in range(1, fan_stages + 1):
+            regs = (Signal(name=f"f{i}_valid"), Signal.like(fan_mat, name=f"f{i}_mat"),
+                    Signal.like(tgt, name=f"f{i}_tgt"))
+            m.d.sync += [r.eq(p) for r, p in zip(regs, fan_pipe[-1])]
+            fan_pipe.append(regs)
+        fw_valid, fw_mat, fw_tgt = fan_pipe[-1]
+        if rr:
+            fan_syn_addr = Signal(syn_bits + 1)
+            weight = Signal.like(syn_rp.data.w)
+            acc_f2, acc_old = Signal(signed(cfg.fanin_acc_bits)), Signal(signed(cfg.fanin_acc_bits))
+            m.d.sync += [fan_syn_addr.eq(kb + fan_src), weight.eq(syn_rp.data.w), acc_f2.eq(acc_rp.data),
+                         acc_old.eq(acc_f2)]
+        else:
+            fan_syn_addr = kb + fan_src
+            weight, acc_old = syn_rp.data.w, acc_rp.data
         aligned = Signal(signed(cfg.fanin_acc_bits))
-        with m.Switch(f1_mat):
+        with m.Switch(fw_mat):
             for mat in range(n_layers):
                 with m.Case(mat):
                     # §3.2: a weight is rounded to I's LSB as it is fanned in (exact if f_w <= f_I).
@@ -407,7 +445,7 @@ class Core(wiring.Component):
         # Neuron address, index and layer travel beside the data: stage i is i cycles after issue;
         # the last stage ("s3": the write-back) is the LifUnit's output.
         stages = [(g, j, lay)]
-        for i in range(1, 2 + LifUnit.latency):
+        for i in range(1, 2 + lif.latency):
             regs = (Signal(nrn_range, name=f"s{i}_g"), Signal.like(j, name=f"s{i}_j"),
                     Signal.like(lay, name=f"s{i}_l"))
             m.d.sync += [r.eq(p) for r, p in zip(regs, stages[-1])]
@@ -487,7 +525,7 @@ class Core(wiring.Component):
             walk_word = Signal(vmax_layout(cfg))
             m.d.comb += [walk_word.eq(prev), walk_word.fired.eq(0), walk_word.dead.eq(~prev.fired)]
             m.d.sync += walk_we.eq((phase == Phase.UPDATE) & (walk < cfg.n_hidden))
-            updating = phase == Phase.UPDATE
+            updating = (phase == Phase.UPDATE) if training else Const(0)
             m.d.comb += [
                 vmax_rp.addr.eq(Mux(busy, Mux(updating, walk, Mux(bwd, g, s2_g)), self.bus_addr)),
                 vmax_wp.addr.eq(Mux(busy, Mux(updating, walk - 1, s3_g), self.bus_addr)),
@@ -543,18 +581,19 @@ class Core(wiring.Component):
         for o in reversed(range(n_out)):
             with m.If(oj_mask[o]):
                 m.d.comb += oj_k.eq(o)
-        jump_write = jmp.o.valid
+        jump_write = jmp.o.valid if training else Const(0)
         jump_addr = Signal(nrn_range)
         own_lam_i = Signal(signed(cfg.lam_bits))
         lterm_k = Signal(signed(cfg.lam_bits))
-        m.d.comb += lterm_k.eq(loss.lterm[oj_k])
-        m.d.comb += [
-            jmp.i.p.lam_v.eq(st_lam.lam_v),
-            jmp.i.p.err.eq(Mux(phase == Phase.OUT_JUMP, lterm_k << cfg.w_frac[n_layers - 1], err)),
-            jmp.i.p.cur.eq(Mux(phase == Phase.OUT_JUMP, first_rp.data.cur, entry.cur)),
-            jmp.i.p.mat.eq(Mux(phase == Phase.OUT_JUMP, n_layers - 1, src_l + 1)),
-            jmp.i.valid.eq(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == 1)),
-        ]
+        if training:
+            m.d.comb += lterm_k.eq(loss.lterm[oj_k])
+            m.d.comb += [
+                jmp.i.p.lam_v.eq(st_lam.lam_v),
+                jmp.i.p.err.eq(Mux(phase == Phase.OUT_JUMP, lterm_k << cfg.w_frac[n_layers - 1], err)),
+                jmp.i.p.cur.eq(Mux(phase == Phase.OUT_JUMP, first_rp.data.cur, entry.cur)),
+                jmp.i.p.mat.eq(Mux(phase == Phase.OUT_JUMP, n_layers - 1, src_l + 1)),
+                jmp.i.valid.eq(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == 1)),
+            ]
         with m.If(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == 1)):
             m.d.sync += own_lam_i.eq(st_lam.lam_i)
 
@@ -563,7 +602,7 @@ class Core(wiring.Component):
         with m.If(jump_write):
             m.d.comb += [
                 state_wp.addr.eq(jump_addr),
-                state_wp.data.eq(Cat(jmp.o.p.lam_v, own_lam_i)),
+                state_wp.data.eq(Cat(jmp.o.p.lam_v, own_lam_i) if training else 0),
                 state_wp.en.eq(1),
             ]
         with m.Elif(phase == Phase.CLEAR):
@@ -574,40 +613,47 @@ class Core(wiring.Component):
                 state_wp.data.eq(Mux(bwd, Cat(out.lam_v, out.lam_i), Cat(out.v, out.cur))),
                 state_wp.en.eq(s3_valid),
             ]
-        # Fan-in clear at write-back (the accumulator's write port is the fan-out's when f1_valid;
+        # Fan-in clear at write-back (the accumulator's write port is the fan-out's when fw_valid;
         # the two never overlap: the drain separates a sweep from the next fan-out).
         m.d.comb += [
-            acc_wp.addr.eq(Mux(f1_valid, f1_tgt, s3_g)),
-            acc_wp.data.eq(Mux(f1_valid, acc_rp.data + aligned, 0)),
-            acc_wp.en.eq(f1_valid | s3_valid),
+            acc_wp.addr.eq(Mux(fw_valid, fw_tgt, s3_g)),
+            acc_wp.data.eq(Mux(fw_valid, acc_old + aligned, 0)),
+            acc_wp.en.eq(fw_valid | s3_valid),
         ]
 
         # -- loss unit (§4) ----------------------------------------------------------------
         loss_start = Signal()
-        m.d.comb += [loss.start.eq(loss_start), loss.label.eq(label)]
-        for o in range(n_out):
-            m.d.comb += loss.first_step[o].eq(Mux(fired[o], out_step[o], cfg.n_steps))
+        if training:
+            m.d.comb += [loss.start.eq(loss_start), loss.label.eq(label)]
+            for o in range(n_out):
+                m.d.comb += loss.first_step[o].eq(Mux(fired[o], out_step[o], cfg.n_steps))
 
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr
         host_we = self.bus_we & ~busy
-        updating = phase == Phase.UPDATE
+        updating = (phase == Phase.UPDATE) if training else Const(0)
+        if training:
+            m.d.comb += [
+                upd.syn_rdata.eq(syn_rp.data),
+                upd.lr_mant.eq(lr_mant),
+                upd.bump.eq(0),  # §6.5 loss shaping is not in the RTL (rejected by check_buildable)
+                upd.start.eq(~busy & self.start_update),
+                upd.lfsr_wdata.eq(self.bus_wdata),
+                upd.lfsr_we.eq(host_we & (region == Region.REG) & (addr == Reg.LFSR)),
+            ]
+            upd_syn = (upd.syn_addr, upd.syn_wdata, upd.syn_we)
+        else:
+            upd_syn = (0, 0, 0)
         m.d.comb += [
-            upd.syn_rdata.eq(syn_rp.data),
-            upd.lr_mant.eq(lr_mant),
-            upd.bump.eq(0),  # §6.5 loss shaping is not in the RTL (rejected by check_buildable)
-            upd.start.eq(~busy & self.start_update),
-            upd.lfsr_wdata.eq(self.bus_wdata),
-            upd.lfsr_we.eq(host_we & (region == Region.REG) & (addr == Reg.LFSR)),
-            syn_rp.addr.eq(Mux(busy, Mux(updating, upd.syn_addr, Mux(bwd, bwd_syn_addr, kb + fan_src)),
+            syn_rp.addr.eq(Mux(busy, Mux(updating, upd_syn[0], Mux(bwd, bwd_syn_addr, fan_syn_addr)),
                                addr)),
             syn_wp.addr.eq(syn_rp.addr),
             syn_rp.en.eq(~syn_wp.en),  # SPRAM read-during-write is "no change": say so
             # Backward: the same word with its gradient field replaced (§5.4).
-            syn_wp.data.eq(Mux(updating, upd.syn_wdata,
+            syn_wp.data.eq(Mux(updating, upd_syn[1],
                                Mux(bwd, Cat(syn_rp.data.w, g_new[: cfg.grad_bits], syn_upper),
                                    self.bus_wdata))),
-            syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write | (updating & upd.syn_we)),
+            syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write | (updating & upd_syn[2])),
             state_rp.addr.eq(Mux(busy, Mux(bwd & (phase != Phase.SWEEP), bwd_state_addr, g), addr)),
             acc_rp.addr.eq(Mux(phase == Phase.SWEEP, g, tgt)),
             rec_rp.addr.eq(Mux(busy, rec_addr_nxt, addr)),
@@ -648,7 +694,7 @@ class Core(wiring.Component):
             Reg.N_REVIVED: n_revived,
             Reg.CYC_LOSS: cyc_loss,
             Reg.CYC_BACKWARD: cyc_bwd,
-            Reg.LFSR: upd.lfsr,
+            **({Reg.LFSR: upd.lfsr} if training else {}),
             Reg.CYC_UPDATE: cyc_upd,
         }
         with m.Switch(rd_region):
@@ -667,11 +713,12 @@ class Core(wiring.Component):
             if vmax_rp is not None:
                 with m.Case(Region.VMAX):
                     m.d.comb += self.bus_rdata.eq(vmax_rp.data)
-            with m.Case(Region.LOSS):
-                with m.Switch(rd_addr):
-                    for o in range(n_out):
-                        with m.Case(o):
-                            m.d.comb += self.bus_rdata.eq(Cat(loss.prob[o], loss.lterm[o]))
+            if training:
+                with m.Case(Region.LOSS):
+                    with m.Switch(rd_addr):
+                        for o in range(n_out):
+                            with m.Case(o):
+                                m.d.comb += self.bus_rdata.eq(Cat(loss.prob[o], loss.lterm[o]))
             with m.Case(Region.REG):
                 with m.Switch(rd_addr):
                     for reg, value in regs.items():
@@ -691,20 +738,26 @@ class Core(wiring.Component):
             m.d.comb += inb.nxt_addr.eq(addr)
 
         # -- flags and counters --------------------------------------------------------------
-        raised = Signal.like(flags)
+        raised, raised_fwd = Signal.like(flags), Signal.like(flags)
         rmw_check = bwd & half & ((phase == Phase.REPLAY) | (phase == Phase.IN_GRAD))
-        m.d.comb += raised.eq(
+        m.d.comb += raised_fwd.eq(
             Mux(s3_valid & out.v_sat, int(Flag.V_SAT), 0)
             | Mux(s3_valid & out.i_sat, int(Flag.I_SAT), 0)
             | Mux(s3_spike & s3_hidden & rec_full, int(Flag.REC_OVF), 0)
             | Mux(inb.ovf, int(Flag.IN_OVF), 0)
-            | Mux((s3_valid & out.lam_sat) | (jump_write & jmp.o.p.lam_sat) | (loss.done & loss.lam_sat)
-                  | (rmw_check & (phase == Phase.REPLAY) & d_sat), int(Flag.LAM_SAT), 0)
-            | Mux(rmw_check & g_sat, int(Flag.GRAD_SAT), 0)
-            | Mux(jump_write & jmp.o.p.recip_clamp, int(Flag.RECIP_CLAMP), 0)
-            | Mux(upd.mom_sat, int(Flag.MOM_SAT), 0)
-            | Mux(upd.w_sat, int(Flag.W_SAT), 0)
         )
+        if training:
+            m.d.comb += raised.eq(
+                Mux((s3_valid & out.lam_sat) | (jump_write & jmp.o.p.lam_sat) | (loss.done & loss.lam_sat)
+                    | (rmw_check & (phase == Phase.REPLAY) & d_sat), int(Flag.LAM_SAT), 0)
+                | Mux(rmw_check & g_sat, int(Flag.GRAD_SAT), 0)
+                | Mux(jump_write & jmp.o.p.recip_clamp, int(Flag.RECIP_CLAMP), 0)
+                | Mux(upd.mom_sat, int(Flag.MOM_SAT), 0)
+                | Mux(upd.w_sat, int(Flag.W_SAT), 0)
+                | raised_fwd
+            )
+        else:
+            m.d.comb += raised.eq(raised_fwd)
         clear = Mux(host_we & (region == Region.REG) & (addr == Reg.FLAGS), self.bus_wdata[: len(flags)], 0)
         m.d.sync += flags.eq((flags & ~clear) | raised)
         fwd_phase = busy & ~bwd
@@ -789,19 +842,20 @@ class Core(wiring.Component):
         with m.Switch(phase):
             with m.Case(Phase.IDLE):
                 m.d.comb += ptr_nxt.eq(0)
-                with m.If(self.start | self.start_train):
+                with m.If(self.start | (self.start_train if training else 0)):
                     m.d.sync += [
                         step.eq(0), g.eq(0), n_rec.eq(0), fired.eq(0), n_first.eq(0), n_end.eq(0),
                         cyc_total.eq(0), cyc_sweep.eq(0), cyc_fan.eq(0), n_inputs.eq(0),
                         *(c.eq(0) for c in layer_count),
-                        train.eq(self.start_train), bwd_reg.eq(0), active.eq(0), n_jumps.eq(0),
+                        train.eq(self.start_train if training else 0), bwd_reg.eq(0), active.eq(0),
+                        n_jumps.eq(0),
                         n_revived.eq(0), cyc_loss.eq(0), cyc_bwd.eq(0),
                     ]  # fmt: skip
                     with m.If((inb.count != 0) & (inb.cur.step == 0)):
                         goto_in_fan()
                     with m.Else():
                         goto_sweep(0)
-                with m.Elif(self.start_update):
+                with m.Elif(self.start_update if training else 0):
                     # The update unit's cycle 0 is this one; it is busy from the next.
                     m.d.sync += [phase.eq(Phase.UPDATE), cyc_upd.eq(0), walk.eq(0), bwd_reg.eq(0)]
             with m.Case(Phase.IN_FAN):
@@ -842,7 +896,7 @@ class Core(wiring.Component):
                             stop |= (n_first + new_first) == n_out
                         with m.If(stop):
                             m.d.sync += n_end.eq(step)
-                            with m.If(train):
+                            with m.If(train if training else 0):
                                 # The record is read from its last entry (§5.5).
                                 m.d.sync += [phase.eq(Phase.LOSS), bwd_reg.eq(1), rq.eq(n_rec), cnt.eq(0)]
                                 m.d.comb += rec_addr_nxt.eq(n_rec - 1)
@@ -865,76 +919,77 @@ class Core(wiring.Component):
                         goto_sweep(lay + 1)
                 with m.Else():
                     m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[lay + 1]), tgt.eq(tgt + 1)]
-            with m.Case(Phase.LOSS):
-                m.d.comb += loss_start.eq(cnt == 0)
-                m.d.sync += cnt.eq(1)
-                with m.If(loss.done):
-                    m.d.sync += active.eq(loss.active)
-                    # §4.1 / §5.6: no backward pass for a masked sample without an injection.
-                    with m.If(loss.active | (n_revived != 0)):
-                        m.d.sync += [phase.eq(Phase.CLEAR), g.eq(0)]
-                    with m.Else():
-                        m.d.sync += phase.eq(Phase.IDLE)
-            with m.Case(Phase.CLEAR):
-                m.d.sync += g.eq(g + 1)
-                with m.If(g == self.n_neurons - 1):
-                    goto_bstep(step, rec_match_now, input_now, hits_at(step))
-            with m.Case(Phase.SCAN):
-                # `entry` shows record entry lo - 1: extend the block downwards while it is step n's.
-                with m.If((lo != 0) & (entry.step == step)):
-                    m.d.sync += lo.eq(lo - 1)
-                    m.d.comb += rec_addr_nxt.eq(lo - 2)
-                with m.Else():
-                    m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
-                    m.d.comb += rec_addr_nxt.eq(lo)
-            with m.Case(Phase.REPLAY):
-                # Target k of the entry: read (half 0), then write its gradient and take its MAC
-                # term (half 1).
-                m.d.sync += half.eq(~half)
-                with m.If(half):
-                    m.d.comb += rmw_write.eq(1)
-                    m.d.sync += [mac_p.eq(syn_rp.data.w * d_k), mac_v.eq(1)]
-                    with m.If(k == sizes_a[src_l + 2] - 1):
-                        m.d.sync += [phase.eq(Phase.JUMP), cnt.eq(0)]
-                    with m.Else():
-                        m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[src_l + 1])]
-            with m.Case(Phase.JUMP):
-                m.d.comb += bwd_state_addr.eq(entry.nrn)
-                m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(entry.nrn)]
-                with m.If(cnt == cfg.cyc_jump - 1):
-                    with m.If(rec_addr == hi):
-                        # Block done: the entries below it are the earlier steps'.
-                        m.d.sync += rq.eq(lo)
-                        m.d.comb += rec_addr_nxt.eq(lo - 1)
-                        goto_inputs(step, input_now, hits_at(step))
-                    with m.Else():
-                        m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
-                        m.d.comb += rec_addr_nxt.eq(rec_addr + 1)
-            with m.Case(Phase.IN_GRAD):
-                m.d.sync += half.eq(~half)
-                with m.If(half):
-                    m.d.comb += rmw_write.eq(1)
-                    with m.If(k == s[1] - 1):
-                        m.d.comb += ptr_nxt.eq(ptr - 1)
-                        m.d.sync += [k.eq(0), kb.eq(0)]
-                        with m.If(~((ptr != 1) & (inb.nxt.step == step))):
-                            goto_outputs(step, hits_at(step))
-                    with m.Else():
-                        m.d.sync += [k.eq(k + 1), kb.eq(kb + s[0])]
-            with m.Case(Phase.UPDATE):
-                with m.If(upd.done):
-                    m.d.sync += phase.eq(Phase.IDLE)
-            with m.Case(Phase.OUT_JUMP):
-                m.d.comb += bwd_state_addr.eq(out_base + oj_k)
-                m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(out_base + oj_k)]
-                with m.If(cnt == cfg.cyc_jump - 1):
-                    m.d.sync += [n_jumps.eq(n_jumps + 1), cnt.eq(0)]
-                    rest = oj_mask & ~(1 << oj_k)
-                    m.d.sync += oj_mask.eq(rest)
-                    with m.If(rest == 0):
-                        with m.If(step != 0):
-                            m.d.sync += g.eq(0)
-                            goto_sweep(0)
+            if training:  # the loss unit, the backward pass and the update
+                with m.Case(Phase.LOSS):
+                    m.d.comb += loss_start.eq(cnt == 0)
+                    m.d.sync += cnt.eq(1)
+                    with m.If(loss.done):
+                        m.d.sync += active.eq(loss.active)
+                        # §4.1 / §5.6: no backward pass for a masked sample without an injection.
+                        with m.If(loss.active | (n_revived != 0)):
+                            m.d.sync += [phase.eq(Phase.CLEAR), g.eq(0)]
                         with m.Else():
                             m.d.sync += phase.eq(Phase.IDLE)
+                with m.Case(Phase.CLEAR):
+                    m.d.sync += g.eq(g + 1)
+                    with m.If(g == self.n_neurons - 1):
+                        goto_bstep(step, rec_match_now, input_now, hits_at(step))
+                with m.Case(Phase.SCAN):
+                    # `entry` shows record entry lo - 1: extend the block downwards while it is step n's.
+                    with m.If((lo != 0) & (entry.step == step)):
+                        m.d.sync += lo.eq(lo - 1)
+                        m.d.comb += rec_addr_nxt.eq(lo - 2)
+                    with m.Else():
+                        m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                        m.d.comb += rec_addr_nxt.eq(lo)
+                with m.Case(Phase.REPLAY):
+                    # Target k of the entry: read (half 0), then write its gradient and take its MAC
+                    # term (half 1).
+                    m.d.sync += half.eq(~half)
+                    with m.If(half):
+                        m.d.comb += rmw_write.eq(1)
+                        m.d.sync += [mac_p.eq(syn_rp.data.w * d_k), mac_v.eq(1)]
+                        with m.If(k == sizes_a[src_l + 2] - 1):
+                            m.d.sync += [phase.eq(Phase.JUMP), cnt.eq(0)]
+                        with m.Else():
+                            m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[src_l + 1])]
+                with m.Case(Phase.JUMP):
+                    m.d.comb += bwd_state_addr.eq(entry.nrn)
+                    m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(entry.nrn)]
+                    with m.If(cnt == cfg.cyc_jump - 1):
+                        with m.If(rec_addr == hi):
+                            # Block done: the entries below it are the earlier steps'.
+                            m.d.sync += rq.eq(lo)
+                            m.d.comb += rec_addr_nxt.eq(lo - 1)
+                            goto_inputs(step, input_now, hits_at(step))
+                        with m.Else():
+                            m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                            m.d.comb += rec_addr_nxt.eq(rec_addr + 1)
+                with m.Case(Phase.IN_GRAD):
+                    m.d.sync += half.eq(~half)
+                    with m.If(half):
+                        m.d.comb += rmw_write.eq(1)
+                        with m.If(k == s[1] - 1):
+                            m.d.comb += ptr_nxt.eq(ptr - 1)
+                            m.d.sync += [k.eq(0), kb.eq(0)]
+                            with m.If(~((ptr != 1) & (inb.nxt.step == step))):
+                                goto_outputs(step, hits_at(step))
+                        with m.Else():
+                            m.d.sync += [k.eq(k + 1), kb.eq(kb + s[0])]
+                with m.Case(Phase.UPDATE):
+                    with m.If(upd.done):
+                        m.d.sync += phase.eq(Phase.IDLE)
+                with m.Case(Phase.OUT_JUMP):
+                    m.d.comb += bwd_state_addr.eq(out_base + oj_k)
+                    m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(out_base + oj_k)]
+                    with m.If(cnt == cfg.cyc_jump - 1):
+                        m.d.sync += [n_jumps.eq(n_jumps + 1), cnt.eq(0)]
+                        rest = oj_mask & ~(1 << oj_k)
+                        m.d.sync += oj_mask.eq(rest)
+                        with m.If(rest == 0):
+                            with m.If(step != 0):
+                                m.d.sync += g.eq(0)
+                                goto_sweep(0)
+                            with m.Else():
+                                m.d.sync += phase.eq(Phase.IDLE)
         return m

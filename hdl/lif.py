@@ -6,13 +6,13 @@ Both directions share the three multipliers (the forward and the backward sweep 
 forward (βV, γI, αI), backward (βΛ_V, κγΛ_V, αΛ_I).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, RoundingMode
 
-__all__ = ["LifUnit", "lif_in_layout", "lif_out_layout", "rnd"]
+__all__ = ["LifUnit", "lif_latency", "lif_in_layout", "lif_out_layout", "rnd"]
 
 
 def rnd(x, s: int, mode: RoundingMode):
@@ -59,13 +59,20 @@ def lif_out_layout(cfg: CoreConfig) -> data.StructLayout:
     )
 
 
+def lif_latency(cfg: CoreConfig) -> int:
+    """LifUnit's latency: 3 stages, plus the operand register of §8 when ``cfg.ram_read_regs`` (its
+    inputs come straight from block RAM)."""
+    return 3 + cfg.ram_read_regs
+
+
 class LifUnit(wiring.Component):
     """§3.2 for one neuron per cycle: exact propagator, threshold, reset to 0, fan-in add, V_SAT/I_SAT;
     with ``bwd`` §5.2 instead: the transposed propagator of (Λ_V, Λ_I), LAM_SAT, after the §5.6
     revival injection when ``inject``.
 
-    Stages: products; alignment and rounding; saturation, threshold and fan-in add (the split
-    keeps the UP5K above 24 MHz). Latency `latency` = 3 cycles from ``i.valid`` to ``o.valid``;
+    Stages: (with ``cfg.ram_read_regs``) the registered operands; products; alignment and
+    rounding; saturation, threshold and fan-in add (the split keeps the UP5K above 24 MHz).
+    Latency `latency` = 3 (+ ``ram_read_regs``) cycles from ``i.valid`` to ``o.valid``;
     throughput one neuron per cycle; no back-pressure (both streams are always ready: the sweep never stalls).
 
     Members
@@ -74,10 +81,10 @@ class LifUnit(wiring.Component):
     o : ``Out(stream.Signature(lif_out_layout(cfg), always_ready=True))``
     """
 
-    latency = 3
-
     def __init__(self, cfg: CoreConfig):
         self._cfg = cfg
+        #: Cycles from ``i.valid`` to ``o.valid`` (`lif_latency`).
+        self.latency = lif_latency(cfg)
         super().__init__(
             {
                 "i": In(stream.Signature(lif_in_layout(cfg), always_ready=True)),
@@ -95,21 +102,40 @@ class LifUnit(wiring.Component):
         # Stage 1: the three products, exact (registered so they map onto DSP output registers).
         # Backward, the operands are (Λ_V, Λ_V, Λ_I) and the middle coefficient is κγ.
         p = self.i.p
-        bwd = p.bwd
+        xb = max(cfg.v_bits, cfg.i_bits, cfg.lam_bits)
         v_in = Mux(p.zero, 0, p.v)
         i_in = Mux(p.zero, 0, p.cur)
-        xb = max(cfg.v_bits, cfg.i_bits, cfg.lam_bits)
+        operands = {
+            "x_beta": (signed(xb), Mux(p.bwd, p.lam_v, v_in)),
+            "x_gamma": (signed(xb), Mux(p.bwd, p.lam_v, i_in)),
+            "c_gamma": (unsigned(cf + 2), Mux(p.bwd, Const(cfg.kgamma_raw, cf + 2), cfg.gamma_raw)),
+            "x_alpha": (signed(xb), Mux(p.bwd, p.lam_i, i_in)),
+            "acc": (signed(cfg.fanin_acc_bits), p.acc),
+            "bwd": (unsigned(1), p.bwd),
+            "inject": (unsigned(1), p.inject),
+            "valid": (unsigned(1), self.i.valid),
+        }
+        op = {}
+        for name, (shape, value) in operands.items():
+            op[name] = Signal(shape, name=f"op_{name}")
+            if cfg.ram_read_regs:
+                # §8: the operands registered after the muxes, so that no block-RAM read is in
+                # series with a multiplier (yosys can place these in the DSP input registers).
+                m.d.sync += op[name].eq(value)
+            else:
+                m.d.comb += op[name].eq(value)
+        bwd = op["bwd"]
         p_beta = Signal(signed(xb + cf + 1))
         p_gamma = Signal(signed(xb + cf + 2))
         p_alpha = Signal(signed(xb + cf + 1))
         acc1 = Signal(signed(cfg.fanin_acc_bits))
         valid1, bwd1 = Signal(), Signal()
         m.d.sync += [
-            p_beta.eq(Mux(bwd, p.lam_v, v_in) * Const(cfg.beta_raw, cf + 1)),
-            p_gamma.eq(Mux(bwd, p.lam_v, i_in) * Mux(bwd, Const(cfg.kgamma_raw, cf + 2), cfg.gamma_raw)),
-            p_alpha.eq(Mux(bwd, p.lam_i, i_in) * Const(cfg.alpha_raw, cf + 1)),
-            acc1.eq(p.acc),
-            valid1.eq(self.i.valid),
+            p_beta.eq(op["x_beta"] * Const(cfg.beta_raw, cf + 1)),
+            p_gamma.eq(op["x_gamma"] * op["c_gamma"]),
+            p_alpha.eq(op["x_alpha"] * Const(cfg.alpha_raw, cf + 1)),
+            acc1.eq(op["acc"]),
+            valid1.eq(op["valid"]),
             bwd1.eq(bwd),
         ]
         # §5.6: β·sat(Λ_V − R̂) = β·Λ_V − β·R̂, or β·Λ_min where the difference saturates (the same
@@ -118,7 +144,7 @@ class LifUnit(wiring.Component):
         inject1, inj_sat1 = Signal(), Signal()
         if cfg.revive_hidden > 0:
             r_raw = cfg.revive_raw
-            m.d.sync += [inject1.eq(bwd & p.inject), inj_sat1.eq(p.lam_v < lam_lo + r_raw)]
+            m.d.sync += [inject1.eq(bwd & op["inject"]), inj_sat1.eq(op["x_beta"] < lam_lo + r_raw)]
 
         # Stage 2: align to F = max(f_V, f_I), one rounding per state variable (before saturation).
         x = (p_beta << (fx - cfg.v_frac)) + (p_gamma << (fx - cfg.i_frac))

@@ -68,9 +68,9 @@ class Frame:
             Op.PUSH: self.entry_bytes,
             Op.START: 0,
             Op.STATUS: 0,
-            Op.TRAIN: 0,
-            Op.UPDATE: 0,
         }
+        if core.training:  # an inference-only core answers TRAIN and UPDATE with BAD_OPCODE
+            self.payload |= {Op.TRAIN: 0, Op.UPDATE: 0}
         self.max_payload = max(self.payload.values())
         self.max_reply = max(4, self.data_bytes, 1)
 

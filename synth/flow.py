@@ -146,8 +146,10 @@ DEVICES: dict[str, Device] = {
 #: parameters (the MAC) or with the core preset of that device (`CORE_PRESETS`).
 TOPS: dict[str, Callable[[str], wiring.Component]] = {
     "mac": lambda device: Mac(),
-    # The forward core of the device's preset with its memories placed for that device (§8).
+    # The training core of the device's preset with its memories placed for that device (§8).
     "core": lambda device: _forward_core(device),
+    # The same core built for inference only (Core(training=False)): no loss unit, backward or update.
+    "core-infer": lambda device: _forward_core(device, training=False),
 }
 
 #: The CoreConfig preset `--top core` builds on each device. The ECP5-25F takes the ECP5-85F
@@ -155,13 +157,12 @@ TOPS: dict[str, Callable[[str], wiring.Component]] = {
 CORE_PRESETS = {"up5k": "up5k", "ecp5-25f": "ecp5_85f", "ecp5-85f": "ecp5_85f"}
 
 
-def _forward_core(device: str) -> wiring.Component:
+def _forward_core(device: str, training: bool = True) -> wiring.Component:
     from ..golden.config import CoreConfig
     from ..hdl.core import Core
 
     cfg = getattr(CoreConfig, CORE_PRESETS[device])()
-    core = Core(cfg, device)
-    return core
+    return Core(cfg, device, training=training)
 
 # Yosys cell type -> category. iCE40 flip-flops come in many SB_DFF* variants (enable, set/reset,
 # negative clock), matched by prefix. A CCU2C is two LUT4s with their carry logic (one ECP5 slice);
@@ -660,7 +661,7 @@ def synthesize_tops(
     for index, (top, device) in enumerate(pairs, 1):
         say(f"[{index}/{len(pairs)}] {top} on {device} -> {build_root / f'{top}-{device}'}")
         try:
-            results.append(synthesize(TOPS[top](device), name=top, device=device,
+            results.append(synthesize(TOPS[top](device), name=top.replace("-", "_"), device=device,
                                       build_dir=build_root / f"{top}-{device}",
                                       freq_mhz=freq_mhz, seed=seed, progress=say))
         except SynthError as err:

@@ -146,13 +146,17 @@ def test_up5k_random_networks(yinyang, seed):
 def random_config(rng) -> CoreConfig:
     """A configuration CoreConfig accepts: 1 or 2 hidden layers, random widths, dt, capacities."""
     while True:
+        # §8: registered block-RAM reads (ECP5) need layers of >= 3 neurons and 5 cycles of fill.
+        ram_read_regs = int(rng.random() < 0.4)
+        low = 3 if ram_read_regs else 1
         n_hidden_layers = int(rng.integers(1, 3))
-        sizes = (int(rng.integers(2, 6)), *(int(rng.integers(1, 9)) for _ in range(n_hidden_layers)),
-                 int(rng.integers(1, 4)))
+        sizes = (int(rng.integers(2, 6)), *(int(rng.integers(low, 9)) for _ in range(n_hidden_layers)),
+                 int(rng.integers(low, 4)))
         n_w = len(sizes) - 1
         v_bits, i_bits = int(rng.integers(16, 29)), int(rng.integers(16, 29))
         w_bits = int(rng.integers(8, 19))
         n_hidden = sum(sizes[1:-1])
+        latency = int(rng.integers(4 + ram_read_regs, 7))
         try:
             return CoreConfig(
                 sizes=sizes,
@@ -167,7 +171,8 @@ def random_config(rng) -> CoreConfig:
                 input_capacity=int(rng.integers(sizes[0], 3 * sizes[0] + 1)),
                 early_stop=bool(rng.random() < 0.5),
                 state_rounding=str(rng.choice(["half_up", "floor"])),
-                cyc_sweep_latency=int(rng.integers(4, 7)),
+                cyc_sweep_latency=latency,
+                ram_read_regs=ram_read_regs,
                 revive_hidden=float(rng.choice([0.0, 1.0])),
             )  # fmt: skip
         except ConfigError:

@@ -79,11 +79,11 @@ async def load_chip(bus, cfg, weights_raw, dead=None):
         await bus.write(Region.VMAX, h, vmax_layout(cfg).const({"dead": int(d)}).as_bits())
 
 
-def rtl_run(cfg, weights_raw, steps, ids, counts, labels=None, dead=None):
+def rtl_run(cfg, weights_raw, steps, ids, counts, labels=None, dead=None, training=True):
     """Write the weights (and the §5.6 dead bits), run each sample (a training sample if `labels`
     is given), return the list of `run_sample` dicts and the synapse words read at the end."""
 
-    dut = Core(cfg)
+    dut = Core(cfg, training=training)
     results = []
     synapses = {}
 
@@ -102,11 +102,11 @@ def rtl_run(cfg, weights_raw, steps, ids, counts, labels=None, dead=None):
     return (results, synapses) if labels is not None else results
 
 
-def check_against_golden(cfg, weights_raw, inputs):
+def check_against_golden(cfg, weights_raw, inputs, training=True):
     gold = FixedCore(cfg, weights_raw)
     res = gold.run(inputs)
     steps, ids, counts = encode_uncut(cfg, inputs)
-    rtl = rtl_run(cfg, weights_raw, steps, ids, counts)
+    rtl = rtl_run(cfg, weights_raw, steps, ids, counts, training=training)
     n_inputs = [(res.in_step[b, : res.in_count[b]] <= res.n_end[b]).sum() for b in range(len(counts))]
     sweep, fan = forward_phase_cycles(cfg, res.n_end, n_inputs, res.layer_counts)
     for b, r in enumerate(rtl):
@@ -181,6 +181,45 @@ def test_core_two_hidden_floor():
 def test_core_rejects_short_sweep_latency():
     with pytest.raises(ValueError, match=r"^CoreConfig.cyc_sweep_latency = 3: "):
         Core(CoreConfig(**{**SMALL, "cyc_sweep_latency": 3}))
+
+
+# §8, ram_read_regs = 1: the LIF operands and the fan-out's synapse address, weight and accumulator
+# word registered. Layers of exactly FANOUT_RMW_DISTANCE = 3 neurons put a target's next read in the
+# cycle of its write (the transparent port), and the sweep's first read right behind the fan-out.
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=5)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_core_ram_read_regs(seed):
+    """3-3-3 with registered block-RAM reads: forward values and cycle counts equal golden (whose
+    cycle model only sees cyc_sweep_latency = 5); seed 1 with the vmax memory, as the
+    inference-only build (`training=False`, what `evcore synth --top core-infer` places)."""
+    cfg = CoreConfig(**REGISTERED, revive_hidden=1.0 if seed == 1 else 0.0)
+    rng = np.random.default_rng(30 + seed)
+    weights, inputs = random_case(cfg, rng, n_samples=4, w_scale=32767, max_spikes=7)
+    res = check_against_golden(cfg, weights, inputs, training=seed != 1)
+    # Back-to-back fan-outs into one layer: several spikes of one step (input or hidden).
+    assert (res.layer_counts[:, 0] > 2).any(), "stimulus too weak for back-to-back fan-outs"
+
+
+def test_core_ram_read_regs_training():
+    """The training sample and its backward pass on the registered-read pipeline (the backward
+    sweep shares the LIF unit's extra stage)."""
+    cfg = CoreConfig(**REGISTERED, revive_hidden=1.0)
+    rng = np.random.default_rng(40)
+    weights, inputs = random_case(cfg, rng, n_samples=6, w_scale=32767, max_spikes=7)
+    labels = rng.integers(0, cfg.sizes[-1], size=6)
+    res = check_training_against_golden(cfg, weights, inputs, labels, rng.random(cfg.n_hidden) < 0.5)
+    assert any(backward_ran(res, b) for b in range(6)), "no sample ran its backward pass"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (dict(cyc_sweep_latency=4), r"^CoreConfig.cyc_sweep_latency = 4: .* >= 5 with ram_read_regs = 1$"),
+    (dict(sizes=(3, 4, 2)), r"^CoreConfig.sizes = \(3, 4, 2\): with ram_read_regs = 1 .* >= 3 neurons"),
+])
+def test_core_rejects_unbuildable_ram_read_regs(changes, message):
+    with pytest.raises(ValueError, match=message):
+        Core(CoreConfig(**{**REGISTERED, **changes}))
 
 
 def check_training_against_golden(cfg, weights_raw, inputs, labels, dead=None):

@@ -80,8 +80,8 @@ class ByteLink:
             pass
 
 
-def simulate(cfg, bench):
-    dut = HostLink(Core(cfg))
+def simulate(cfg, bench, training=True):
+    dut = HostLink(Core(cfg, training=training))
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
@@ -202,3 +202,34 @@ def test_protocol_sample_equals_golden():
     assert (upd["v"] == np.concatenate([x.ravel() for x in trainer.second_moment_raw])).all()
     assert upd["cyc_update"] == trainer.update_cycles()
     assert (w != np.concatenate([x.ravel() for x in weights])).any(), "the update must move a weight"
+
+
+def test_protocol_inference_only_core():
+    """An inference-only build (`Core(cfg, training=False)`): TRAIN and UPDATE are unknown opcodes
+    that change nothing, and a sample through the link equals golden."""
+    cfg = CoreConfig(**SMALL)
+    rng = np.random.default_rng(6)
+    hi = (1 << (cfg.w_bits - 1)) - 1
+    weights = [rng.integers(-hi // 3, hi + 1, size=(b, a)) for a, b in zip(cfg.sizes, cfg.sizes[1:])]
+    inputs = (rng.uniform(0, cfg.t_max_s, size=(1, 7)), rng.integers(0, 3, size=(1, 7)), np.array([7]))
+    gold = FixedCore(cfg, weights).run(inputs)
+    steps, ids, counts = encode_uncut(cfg, inputs)
+    results = []
+
+    async def bench(link, dut):
+        layout = synapse_layout(cfg)
+        flat = np.concatenate([w.ravel() for w in weights])
+        for a, w in enumerate(flat):
+            await link.write(Region.SYNAPSE, a, layout.const({"w": int(w), "g": 0, "m": 0}).as_bits())
+        results.append(await run_sample(link, cfg, steps[0], ids[0], int(counts[0])))
+        before = await read_synapses(link, cfg)
+        for op in (Op.TRAIN, Op.UPDATE):
+            assert (await link.transact(command(link.frame, op)))[0] is Status.BAD_OPCODE
+            assert (await link.transact(command(link.frame, Op.STATUS))) == (Status.OK, 0)
+        after = await read_synapses(link, cfg)
+        assert all((before[k] == after[k]).all() for k in before), "a rejected TRAIN/UPDATE changed the core"
+
+    simulate(cfg, bench, training=False)
+    bad = first_mismatch(cfg, gold, 0, results[0])
+    assert bad is None, f"inference-only core: {bad}"
+    assert gold.layer_counts.sum() > 0
