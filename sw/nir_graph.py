@@ -220,7 +220,8 @@ def _chain(graph) -> list:
     for a, b in edges:
         for end in (a, b):
             if end not in nodes:
-                raise NirError(f"edge {a} -> {b}: no node named {end!r} (ports of subgraphs are not supported)")
+                raise NirError(f"edge {a} -> {b}: no node named {end!r} "
+                               "(ports of subgraphs are not supported)")
     kinds = {name: _node_kind(name, node) for name, node in nodes.items()}
     succ = {name: [] for name in nodes}
     pred = {name: [] for name in nodes}
@@ -319,7 +320,8 @@ def _layers(graph) -> tuple[int, list]:
         spiking = neuron_kind == "lif"
         if neuron_kind == "li" and k + 2 < len(body):
             raise NirError(f"node {neuron_name!r}: a CubaLI (non-spiking) layer can only be the last layer")
-        vec = {p: _vector(neuron_name, p, getattr(node, p), n) for p in ("tau_syn", "tau_mem", "r", "v_leak", "w_in")}
+        vec = {p: _vector(neuron_name, p, getattr(node, p), n)
+               for p in ("tau_syn", "tau_mem", "r", "v_leak", "w_in")}
         if spiking:
             vec["v_threshold"] = _vector(neuron_name, "v_threshold", node.v_threshold, n)
             vec["v_reset"] = _vector(neuron_name, "v_reset", node.v_reset, n)
@@ -459,7 +461,8 @@ def core_config_for(net: Network, core="up5k", graph=None, neuron_node: str = ""
     else:
         raise NirError(f"unknown core {core!r}; valid: {', '.join(CORE_PRESETS)}, graph")
     n_layers = len(net.sizes) - 1
-    changes = {"sizes": tuple(net.sizes), "tau_mem_s": p.tau_mem_s, "tau_syn_s": p.tau_syn_s, "theta": p.theta}
+    changes = {"sizes": tuple(net.sizes), "tau_mem_s": p.tau_mem_s, "tau_syn_s": p.tau_syn_s,
+               "theta": p.theta}
     try:
         if base is None:
             preset = CORE_PRESETS[core]()
@@ -469,11 +472,13 @@ def core_config_for(net: Network, core="up5k", graph=None, neuron_node: str = ""
                 changes[name] = tuple(v[:n_layers]) + (v[-1],) * max(0, n_layers - len(v))
             return CORE_PRESETS[core](**changes, lr=(CoreConfig.PRESET_LR[0],) * n_layers)
         if tuple(base.sizes) != tuple(net.sizes):
-            raise NirError(f"graph metadata CoreConfig has sizes {base.sizes}, the graph's layers {net.sizes}")
+            raise NirError(f"graph metadata CoreConfig has sizes {base.sizes}, the graph's layers "
+                           f"{net.sizes}")
         return base.replace(**changes)
     except CoreConfigError as err:
-        raise NirError(f"{where}the core cannot build tau_mem = {p.tau_mem_s:g} s, tau_syn = {p.tau_syn_s:g} s, "
-                       f"theta = {p.theta:g}, sizes {net.sizes}: {err}") from None
+        raise NirError(f"{where}the core cannot build tau_mem = {p.tau_mem_s:g} s, "
+                       f"tau_syn = {p.tau_syn_s:g} s, theta = {p.theta:g}, sizes {net.sizes}: "
+                       f"{err}") from None
 
 
 def _core_from(imp: NirImport, core, graph) -> FixedCore:
@@ -492,8 +497,9 @@ def _core_from(imp: NirImport, core, graph) -> FixedCore:
         bad = (r < fmt.min_raw) | (r > fmt.max_raw)
         if bad.any():
             j, i = np.unravel_index(int(np.argmax(np.abs(np.where(bad, w, 0)))), w.shape)
-            raise NirError(f"node {imp.layer_nodes[l][0]!r}: weight[{j}, {i}] = {w[j, i]:g} (in evcore units, "
-                           f"docs/nir.md) is beyond the {cfg.w_bits}-bit weight word {fmt} of matrix {l} "
+            raise NirError(f"node {imp.layer_nodes[l][0]!r}: weight[{j}, {i}] = {w[j, i]:g} "
+                           f"(in evcore units, docs/nir.md) is beyond the {cfg.w_bits}-bit weight word "
+                           f"{fmt} of matrix {l} "
                            f"(range [{fmt.min:g}, {fmt.max:g}])")
         raw.append(r.astype(np.int64))
     return FixedCore(cfg, raw)
@@ -557,7 +563,7 @@ RUNS_DIR = Path("runs")
 
 def _describe(net: Network) -> str:
     p = net.params
-    kind = "CubaLIF layers, first-spike readout" if net.readout == "ttfs" else "CubaLIF layers, CubaLI readout"
+    kind = "CubaLIF layers, " + ("first-spike readout" if net.readout == "ttfs" else "CubaLI readout")
     return (f"{'-'.join(map(str, net.sizes))} ({kind}), tau_mem {p.tau_mem_s * 1e3:g} ms, "
             f"tau_syn {p.tau_syn_s * 1e3:g} ms, theta {p.theta:g}")
 
