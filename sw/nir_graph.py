@@ -127,6 +127,8 @@ def network_to_nir(net: Network, dataset: str | None = None, core_cfg: CoreConfi
         "evcore_format": METADATA_FORMAT,
         "evcore_readout": net.readout,
         "evcore_t_max_s": float(p.t_max_s),
+        # The threshold of a network without CubaLIF nodes (a single CubaLI layer) lives only here.
+        "evcore_theta": float(p.theta),
         "evcore_time_unit": "s",
         "evcore_encoding": json.dumps(encoding_metadata(dataset)),
     }
@@ -528,14 +530,15 @@ def import_nir(graph_or_path, core=None, t_max_s: float | None = None) -> NirImp
 # The RTL check of an imported core
 
 
-def random_inputs(n_inputs: int, n_samples: int, t_max_s: float, seed: int = 0):
-    """Every input spikes once per sample at a uniform time in [0, t_max / 2): (times_s, ids, counts)."""
+def random_inputs(n_inputs: int, n_samples: int, t_max_s: float, per_input: int = 1, seed: int = 0):
+    """Every input spikes ``per_input`` times per sample at uniform times in [0, t_max / 4):
+    (times_s, ids, counts), sorted by time."""
     rng = np.random.default_rng(seed)
-    times = rng.uniform(0.0, 0.5 * t_max_s, size=(n_samples, n_inputs))
-    ids = np.broadcast_to(np.arange(n_inputs, dtype=np.int64), times.shape).copy()
+    times = rng.uniform(0.0, 0.25 * t_max_s, size=(n_samples, n_inputs * per_input))
+    ids = np.broadcast_to(np.tile(np.arange(n_inputs, dtype=np.int64), per_input), times.shape).copy()
     order = np.argsort(times, axis=1, kind="stable")
     return (np.take_along_axis(times, order, axis=1), np.take_along_axis(ids, order, axis=1),
-            np.full(n_samples, n_inputs, dtype=np.int64))
+            np.full(n_samples, times.shape[1], dtype=np.int64))
 
 
 #: Every value the forward RTL exposes (FixedResult fields).
@@ -610,7 +613,9 @@ def import_cli(args) -> int:
     if args.rtl_samples:
         print(f"{args.rtl_samples} random samples on the RTL (Verilator; the first build takes about a "
               "minute) ...", flush=True)
-        inputs = random_inputs(cfg.sizes[0], args.rtl_samples, cfg.t_max_s)
+        # As many spikes per input as the input buffer holds, up to 3 (more would only be dropped).
+        per_input = max(1, min(3, cfg.input_capacity // cfg.sizes[0]))
+        inputs = random_inputs(cfg.sizes[0], args.rtl_samples, cfg.t_max_s, per_input)
         gold, _, bad = compare_on_rtl(core, inputs)
         if bad:
             raise RuntimeError(f"the RTL differs from the golden core in {', '.join(bad)} (run `make sim`)")

@@ -68,6 +68,13 @@ def test_float_round_trip_bit_for_bit(tmp_path, readout):
         assert np.array_equal(r0.v_max, r1.v_max)
 
 
+def test_single_li_layer_keeps_theta(tmp_path):
+    net = Network.create((4, 3), LifParameters(theta=0.7, t_max_s=30e-3), "vmax", rng=0)
+    nir.write(tmp_path / "li.nir", ng.network_to_nir(net))
+    back = ng.nir_to_network(tmp_path / "li.nir")
+    assert back.params == net.params and np.array_equal(back.weights[0], net.weights[0])
+
+
 def test_metadata_states_units_and_encoding(tmp_path):
     net = Network.create((5, 7, 3), PRESETS["yinyang"].params, rng=0)
     nir.write(tmp_path / "g.nir", ng.network_to_nir(net, "yinyang"))
@@ -307,7 +314,7 @@ def test_foreign_graph_onto_the_core(tmp_path, capsys):
 @pytest.mark.sim
 def test_foreign_graph_on_rtl(tmp_path, capsys):
     core = ng.nir_to_core(foreign_graph(seed=4), "up5k")
-    inputs = ng.random_inputs(4, 3, core.cfg.t_max_s, seed=1)
+    inputs = ng.random_inputs(4, 3, core.cfg.t_max_s, per_input=3, seed=1)
     gold, rtl, bad = ng.compare_on_rtl(core, inputs)
     assert bad == []
     assert gold.rec_count.sum() > 0 and np.array_equal(gold.predictions, rtl.predictions)
