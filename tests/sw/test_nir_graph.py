@@ -125,6 +125,11 @@ def test_cli_round_trips(tmp_path, monkeypatch, capsys):
     net_back, cfg_back = load_checkpoint("f_back.npz")
     assert cfg_back.dataset == "yinyang" and net_back.params == cfg.params
     assert all(np.array_equal(a, b) for a, b in zip(net.weights, net_back.weights))
+    # The trial length and data set of the written checkpoint can be set on the command line.
+    assert main(["import", "f.nir", "--t-max-s", "0.1", "--dataset", "mnist", "--out", "f_t.npz"]) == 0
+    net_t, cfg_t = load_checkpoint("f_t.npz")
+    assert net_t.params.t_max_s == 0.1 and cfg_t.dataset == "mnist"
+    assert "trial 100 ms (--t-max-s)" in capsys.readouterr().out
     core_back, ds = load_fixed_checkpoint("q_back.npz")
     assert ds == "yinyang" and core_back.cfg.to_dict() == core.cfg.to_dict()
     assert all(np.array_equal(a, b) for a, b in zip(core.weights_raw, core_back.weights_raw))
