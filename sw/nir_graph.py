@@ -161,7 +161,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path):
     out = Path(out)
     if out.parent and not out.parent.exists():
         raise FileNotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
-    _nir().write(out, graph)
+    try:
+        _nir().write(out, graph)
+    except OSError as err:
+        raise ValueError(f"cannot write {out} ({err.strerror or type(err).__name__})") from None
     return graph
 
 
@@ -173,7 +176,8 @@ def read_graph(path: str | Path):
     """nir.read with one-line errors for a missing, non-HDF5 or malformed file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"NIR file {path} does not exist")
+        what = "is not a file" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"NIR file {path} {what}")
     nir = _nir()
     try:
         return nir.read(path)

@@ -463,6 +463,8 @@ def test_nested_graph_and_input_shape():
 def test_malformed_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ng.read_graph(tmp_path / "missing.nir")
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        ng.read_graph(tmp_path)
     (tmp_path / "text.nir").write_text("not a graph")
     with pytest.raises(ng.NirError, match=r"text.nir is not a NIR file \(not HDF5\)"):
         ng.read_graph(tmp_path / "text.nir")
@@ -506,3 +508,6 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     np.savez("float.npz", config=json.dumps(PRESETS["yinyang"].to_json()), **net.state_dict())
     assert main(["export", "float.npz", "--nir", "no_dir/x.nir"]) == 2
     assert "directory no_dir does not exist" in capsys.readouterr().err
+    (tmp_path / "a_dir").mkdir()
+    assert main(["export", "float.npz", "--nir", "a_dir"]) == 2  # h5py cannot create a file there
+    assert "cannot write a_dir" in capsys.readouterr().err
