@@ -403,7 +403,8 @@ def _import_network(graph, t_max_s: float | None) -> NirImport:
     notes = []
     weights = []
     for layer in layers:
-        factor = layer.r * layer.w_in / tau_syn
+        # The layer's own tau_syn sets its jump (equal to the shared one within TAU_RTOL).
+        factor = layer.r * layer.w_in / layer.tau_syn
         if layer.spiking:
             factor = factor * (theta / layer.v_threshold)
             if np.any(layer.v_threshold != theta):
