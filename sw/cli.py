@@ -1,4 +1,4 @@
-"""The `evcore` command line: demo, train, eval, report, synth.
+"""The `evcore` command line: demo, train, eval, report, synth, export, import.
 
 User mistakes (a missing file, a malformed data set, a bad option) end in one line on stderr
 and exit status 2, never a traceback.
@@ -310,6 +310,18 @@ def _cmd_synth(args) -> int:
     return run(args)
 
 
+def _cmd_export(args) -> int:
+    from .nir_graph import export_cli
+
+    return export_cli(args)
+
+
+def _cmd_import(args) -> int:
+    from .nir_graph import import_cli
+
+    return import_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -362,6 +374,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test samples run on the RTL under Verilator and compared with golden (0: skip)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("export", help="write a float or fixed-point checkpoint as a NIR graph (docs/nir.md)")
+    p.add_argument("checkpoint", help="checkpoint.npz or its run directory")
+    p.add_argument("--nir", required=True, metavar="OUT", help="NIR file to write, e.g. out.nir")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import", help="read a NIR graph into a float network or the fixed-point core")
+    p.add_argument("graph", help="NIR file (Affine/Linear + CubaLIF layers, CubaLI readout optional)")
+    p.add_argument("--core", choices=["up5k", "ecp5-85f", "graph"],
+                   help="also put it on the fixed-point core: a preset, or the CoreConfig in the graph")
+    p.add_argument("--t-max-s", type=_positive_float, metavar="SECONDS",
+                   help="trial length of the float network (default: the graph's metadata, else 0.05)")
+    p.add_argument("--dataset", help="data set the network reads, for `evcore eval` (default: metadata)")
+    p.add_argument("--rtl-samples", type=_non_negative_int, default=0, metavar="N",
+                   help="with --core: run N random samples on the RTL under Verilator against golden")
+    p.add_argument("--out", help="checkpoint to write (default runs/nir-<name>[-<core>]/checkpoint.npz)")
+    p.set_defaults(func=_cmd_import)
 
     from ..synth.flow import add_arguments as add_synth_arguments
 
