@@ -386,7 +386,7 @@ class Core(wiring.Component):
         n_jumps = Signal(range(cfg.n_steps * n_out + 1))
         n_revived = Signal(range(cfg.n_hidden + 1))
         cyc_loss, cyc_bwd = Signal(cb, name="cyc_loss"), Signal(cb, name="cyc_bwd")
-        cyc_upd = Signal(range((upd.cycles if training else 0) + 1))
+        cyc_upd = Signal(range((upd.cycles if training else 1) + 1))  # (never 0 bits wide)
         lr_mant = Signal(data.ArrayLayout(unsigned(cfg.lr_bits), n_layers), init=list(cfg.lr_mant))
         walk = Signal(range(max(2, cfg.n_hidden) + 1))  # UPDATE: the vmax word being read
 

@@ -323,6 +323,32 @@ def test_hard_block_overflow_stops_before_nextpnr(tmp_path, monkeypatch):
                               f"[yosys stat: {tmp_path / 'build' / 'stat.json'}]")
 
 
+def test_kept_module_assert_falls_back_to_flat_synthesis(tmp_path, monkeypatch):
+    """Yosys 0.70's abc_ops_reintegrate assertion with the component kept as a module: the flow
+    synthesises flattened and counts the component as the design minus the harness alone."""
+    design = {"SB_LUT4": 40, "SB_DFF": 30, "SB_MAC16": 10}
+    harness = {"SB_LUT4": 5, "SB_DFF": 20, "SB_MAC16": 1}  # so that 9 proves the difference
+    body = (
+        "script = sys.argv[sys.argv.index('-s') + 1]\n"
+        "if script == 'synth.ys':\n"
+        "    print(\"ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in x.cc:1.\")\n"
+        "    sys.exit(1)\n"
+        f"cells = {design!r} if script == 'synth_flat.ys' else {harness!r}\n"
+        "out = 'stat.json' if script == 'synth_flat.ys' else 'harness_stat.json'\n"
+        "pathlib.Path(out).write_text(json.dumps({'design': {'num_cells_by_type': cells}}))\n"
+        "pathlib.Path('mac.json').write_text('{}')"
+    )
+    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", body))
+    monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", "sys.exit('must not run')"))
+    lines = []
+    with pytest.raises(SynthError) as err:  # the 9 DSPs stop it before placement
+        synthesize(Mac(), name="mac", device="up5k", build_dir=tmp_path / "build", progress=lines.append)
+    assert str(err.value).startswith("mac on up5k: needs 9 DSP blocks, the device has 8")
+    assert any("flattened instead" in line for line in lines)
+    assert "blackbox mac.evcore_dut" in (tmp_path / "build" / "harness.ys").read_text()
+    assert "keep_hierarchy" not in (tmp_path / "build" / "synth_flat.ys").read_text()
+
+
 def test_missing_tool(tmp_path, monkeypatch):
     monkeypatch.setenv("YOSYS", str(tmp_path / "no-such-yosys"))
     expected = r"no-such-yosys: not found \(install the project venv, or set \$YOSYS\)"
