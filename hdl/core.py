@@ -454,7 +454,6 @@ class Core(wiring.Component):
         m.d.sync += s1_valid.eq(sweep_issue)
         s3_g, s3_j, s3_l = stages[-1]
         s1_l = stages[1][2]
-        s2_g = stages[-2][0]  # one cycle before the write-back (the vmax read address)
         m.d.comb += [
             lif.i.valid.eq(s1_valid),
             lif.i.p.v.eq(st_fwd.v),
@@ -489,8 +488,8 @@ class Core(wiring.Component):
         new_first = s3_spike & ~s3_hidden & ~fired.bit_select(s3_j, 1)
         m.d.comb += first_wp.en.eq(new_first)
 
-        # §3.6 / §5.6: running maximum of V' per hidden neuron, read one cycle before the LifUnit's
-        # output (address s2_g) and written back with it, with this sample's spiked bit and, in a
+        # §3.6 / §5.6: running maximum of V' per hidden neuron, read one (ram_read_regs: two) cycles
+        # before the LifUnit's output and written back with it, with this sample's spiked bit and, in a
         # training sample, the minibatch's fired bit. A hidden neuron that is dead, silent so far
         # and has its maximum at a step >= 1 would receive an injection: `n_revived` counts them.
         vmax_rp = None
@@ -502,15 +501,25 @@ class Core(wiring.Component):
             )
             vmax_wp = vmax_mem.write_port()
             vmax_rp = vmax_mem.read_port()
+            # The forward update compares the word with V' at the write-back: with ram_read_regs
+            # (§8) it is read one cycle earlier and registered, so that the comparison does not
+            # follow the block RAM's clock-to-out; the backward sweep and the update walk read it
+            # directly (`prev`).
             prev = vmax_rp.data
-            higher = (step == 0) | (out.v_pre > prev.vmax)
+            if rr:
+                prev_fwd = Signal.like(prev)
+                m.d.sync += prev_fwd.eq(prev)
+            else:
+                prev_fwd = prev
+            vmax_rd_g = stages[-2 - rr][0]
+            higher = (step == 0) | (out.v_pre > prev_fwd.vmax)
             nv = Signal(vmax_layout(cfg))
             m.d.comb += [
-                nv.vmax.eq(Mux(higher, Mux(step == 0, 0, out.v_pre), prev.vmax)),
-                nv.vstep.eq(Mux(higher, step, prev.vstep)),
-                nv.spiked.eq(Mux(step == 0, 0, prev.spiked) | out.spike),
-                nv.fired.eq(prev.fired | (train & out.spike)),
-                nv.dead.eq(prev.dead),
+                nv.vmax.eq(Mux(higher, Mux(step == 0, 0, out.v_pre), prev_fwd.vmax)),
+                nv.vstep.eq(Mux(higher, step, prev_fwd.vstep)),
+                nv.spiked.eq(Mux(step == 0, 0, prev_fwd.spiked) | out.spike),
+                nv.fired.eq(prev_fwd.fired | (train & out.spike)),
+                nv.dead.eq(prev_fwd.dead),
             ]
 
             def candidate(w):
@@ -518,7 +527,7 @@ class Core(wiring.Component):
 
             vmax_fwd_we = s3_valid & s3_hidden & ~bwd
             with m.If(vmax_fwd_we & train):
-                was = (step != 0) & candidate(prev)
+                was = (step != 0) & candidate(prev_fwd)
                 m.d.sync += n_revived.eq(n_revived + candidate(nv) - was)
             # UPDATE (§5.6): dead <- not fired, fired <- 0; word h is read at walk = h, written next cycle.
             walk_we = Signal()
@@ -527,7 +536,7 @@ class Core(wiring.Component):
             m.d.sync += walk_we.eq((phase == Phase.UPDATE) & (walk < cfg.n_hidden))
             updating = (phase == Phase.UPDATE) if training else Const(0)
             m.d.comb += [
-                vmax_rp.addr.eq(Mux(busy, Mux(updating, walk, Mux(bwd, g, s2_g)), self.bus_addr)),
+                vmax_rp.addr.eq(Mux(busy, Mux(updating, walk, Mux(bwd, g, vmax_rd_g)), self.bus_addr)),
                 vmax_wp.addr.eq(Mux(busy, Mux(updating, walk - 1, s3_g), self.bus_addr)),
                 vmax_wp.data.eq(Mux(busy, Mux(updating, walk_word, nv),
                                     self.bus_wdata[: vmax_layout(cfg).size])),
