@@ -3,12 +3,11 @@
 - cycles per inference measured on the RTL over N test samples, beside the cycle model of
   docs/core.md §7 (`golden.core.cycle_model` on the golden model's event counts): they are equal
   by contract, both are printed, per sample and as the mean;
-- inferences/s on the UP5K and the ECP5-85F at the fmax `evcore synth --top core` achieved
-  (read from its ``result.json`` in ``build/synth/core-<device>/``; without one the row says to
-  run the synthesis; the UP5K row, whose training core does not fit yet, is at the forward
-  core's fmax, and says so). The ECP5 row takes the ecp5-85f preset (dt 0.1 ms, 500 steps), whose
-  cycles come from the cycle model on the same network: the RTL = cycle-model check runs on the
-  up5k preset;
+- inferences/s on the UP5K and the ECP5-85F at the fmax `evcore synth --top core-infer` achieved
+  (the inference-only build; read from its ``result.json`` in ``build/synth/core-infer-<device>/``;
+  without one the row says to run the synthesis). The ECP5 row takes the ecp5-85f preset (dt
+  0.1 ms, 500 steps), whose cycles come from the cycle model on the same network: the RTL =
+  cycle-model check runs on the up5k preset;
 - Verilator simulated cycles/s: simulated cycles over the wall time of the runs proper (start to
   busy low, summed over samples), without the model build, the weight load and the bus reads.
 
@@ -27,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden.config import CoreConfig
+from ..golden.config import DEVICES, CoreConfig
 from ..golden.core import FixedCore, FixedResult, cycle_model
 
-__all__ = ["UP5K_FORWARD_CORE", "bench_rtl", "format_rate_row", "inferences_per_s", "main_figures",
+__all__ = ["bench_rtl", "format_rate_row", "inferences_per_s", "main_figures",
            "predicted_forward_cycles", "read_synth_fmax", "synth_failure"]
 
 #: Where `evcore synth` writes one (top, device) result (synth/flow.py, BUILD_ROOT).
@@ -43,10 +42,6 @@ DEVICE_PRESETS = {"up5k": "up5k", "ecp5-85f": "ecp5_85f"}
 #: forward-only core of commit f41e2d1, docs/synth.md; repeated 2026-12-02 from a `git archive` of
 #: that commit: 30.82 MHz, seed 1). The training core does not fit the UP5K (24 of 8 DSPs with Adam), so
 #: this is the only UP5K fmax there is.
-UP5K_FORWARD_CORE = {"fmax_mhz": 30.82, "target_mhz": 24.0, "device": "up5k",
-                     "source": "forward core's fmax (commit f41e2d1, docs/synth.md)"}
-
-
 def synth_failure(report_path: str | Path, top: str, device: str) -> str | None:
     """The error `evcore synth` recorded for (top, device) in its ``report.json``, if any (a failed
     run writes no ``result.json``; the report keeps the last run's results)."""
@@ -82,8 +77,10 @@ def read_synth_fmax(result_path: str | Path, cfg: CoreConfig) -> dict | str:
     (a sentence) why there is no figure to use."""
     path = Path(result_path)
     if not path.is_file():
-        device = path.parent.name.split("-", 1)[-1]
-        return f"no {path}: run `make synth ARGS=\"--top core --device {device}\"`"
+        name = path.parent.name  # <top>-<device>
+        device = next((d for d in DEVICES if name.endswith(f"-{d}")), name)
+        top = name[: -len(device) - 1] or "core"
+        return f"no {path}: run `make synth ARGS=\"--top {top} --device {device}\"`"
     try:
         r = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -165,13 +162,8 @@ def bench_rtl(n_samples: int = 100, epochs: int = 3, seed: int = 0,
         else:
             mean = float(predicted_forward_cycles(FixedCore.from_float(dcfg, net).run(spikes)).mean())
             source = "cycle model"
-        synth = read_synth_fmax(Path(synth_root) / f"core-{device}" / "result.json", dcfg)
+        synth = read_synth_fmax(Path(synth_root) / f"core-infer-{device}" / "result.json", dcfg)
         entry = {"preset": preset, "mean_cycles": mean, "cycles_source": source, "synth": synth}
-        if device == "up5k" and isinstance(synth, str):
-            why = synth_failure(Path(synth_root) / "report.json", "core", device) or synth
-            entry["note"] = (f"at the {UP5K_FORWARD_CORE['source']}: the training core does not fit "
-                             f"the UP5K yet ({why})")
-            entry["synth"] = synth = UP5K_FORWARD_CORE
         if isinstance(synth, dict):
             entry["inferences_per_s"] = inferences_per_s(synth["fmax_mhz"], mean)
         figures["devices"][device] = entry

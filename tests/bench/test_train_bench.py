@@ -8,7 +8,6 @@ import pytest
 
 from evcore.bench.train_bench import (
     LOIHI_MS_PER_SAMPLE,
-    UP5K_FORWARD_CORE,
     cycles_agreement,
     format_loihi_line,
     format_training_row,
@@ -76,7 +75,7 @@ def test_format_training_row():
     assert "50.0 MHz" in row and "500 training samples/s" in row and "2,000 µs" in row
     assert row.endswith("; note here")
     assert "no fmax (run make synth)" in format_training_row("up5k", "run make synth", 1000)
-    up5k = format_training_row("up5k", UP5K_FORWARD_CORE, 30_820)
+    up5k = format_training_row("up5k", {"fmax_mhz": 30.82, "target_mhz": 24.0}, 30_820)
     assert "30.8 MHz" in up5k and "1,000 training samples/s" in up5k
 
 
