@@ -16,7 +16,7 @@ from evcore.golden.config import CoreConfig, RoundingMode
 from .lif import rnd, sat
 from .recip import Recip
 
-__all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits"]
+__all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits", "jump_latency"]
 
 
 def err_bits(cfg: CoreConfig) -> int:
@@ -46,11 +46,18 @@ def rnd_var(x, s, s_minus_1, mode: RoundingMode):
     return x >> s
 
 
+def jump_latency(cfg: CoreConfig) -> int:
+    """Cycles from ``i.valid`` to ``o.valid``: the input register with ``ram_read_regs`` (its inputs
+    come from the state and record memories, §8), the reciprocal, the product, the shift-add."""
+    return cfg.ram_read_regs + Recip.latency + 2
+
+
 class JumpUnit(wiring.Component):
     """§5.3 for one jump: numerator, clamped difference I⁻ − θ, reciprocal, product, saturation.
 
-    Stages: (0) numerator N̂ = sat(rnd(θ̂_w Λ̂_V + Ŝ, f_w)) and d̂ = max(I⁻ − θ̂_I, d̂_min) into the
-    reciprocal unit; (1 .. Recip.latency) the reciprocal, with N̂ and Λ̂_V carried beside it; the
+    Stages: (with ``cfg.ram_read_regs``) the registered inputs; (0) numerator
+    N̂ = sat(rnd(θ̂_w Λ̂_V + Ŝ, f_w)) and d̂ = max(I⁻ − θ̂_I, d̂_min) into the reciprocal unit;
+    (1 .. Recip.latency) the reciprocal, with N̂ and Λ̂_V carried beside it; the
     product N̂·y; the variable shift by R + e − f_I, the add and the saturation. Fixed latency
     `latency` from ``i.valid`` to ``o.valid``; one jump may enter per cycle.
 
@@ -60,11 +67,10 @@ class JumpUnit(wiring.Component):
     o : ``Out(stream.Signature(jump_out_layout(cfg), always_ready=True))``
     """
 
-    #: Cycles from ``i.valid`` to ``o.valid``: the reciprocal, the product, the shift-add.
-    latency = Recip.latency + 2
-
     def __init__(self, cfg: CoreConfig):
         self._cfg = cfg
+        #: Cycles from ``i.valid`` to ``o.valid`` (`jump_latency`).
+        self.latency = jump_latency(cfg)
         super().__init__({
             "i": In(stream.Signature(jump_in_layout(cfg), always_ready=True)),
             "o": Out(stream.Signature(jump_out_layout(cfg), always_ready=True)),
@@ -76,7 +82,12 @@ class JumpUnit(wiring.Component):
         # d̂ = I⁻ − θ̂_I lies in [d̂_min, I_max + |θ̂_I|]: one bit more than I.
         m.submodules.recip = recip = Recip(cfg, cfg.i_bits + 1)
         mode = cfg.state_rounding
-        p = self.i.p
+        p, valid = self.i.p, self.i.valid
+        if cfg.ram_read_regs:
+            # §8: Λ_V and I⁻ come straight from block RAM; register them before the arithmetic.
+            p_r, valid_r = Signal.like(p), Signal()
+            m.d.sync += [p_r.eq(p), valid_r.eq(valid)]
+            p, valid = p_r, valid_r
 
         # Stage 0: numerator (exact MAC sum with the θ term, one rounding, saturation) and d̂.
         theta_w = Array(Const(cfg.theta_w_raw(l), cfg.w_bits + 1) for l in range(cfg.n_layers))
@@ -92,7 +103,7 @@ class JumpUnit(wiring.Component):
         m.d.comb += d.eq(p.cur - cfg.theta_i_raw)
         clamp = d < cfg.recip_min_raw
         m.d.comb += [
-            recip.i.valid.eq(self.i.valid),
+            recip.i.valid.eq(valid),
             recip.i.p.eq(Mux(clamp, cfg.recip_min_raw, d[: cfg.i_bits + 1])),
         ]
         # N̂, Λ̂_V and the flags travel beside the reciprocal.

@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, Flag
 
-from .adjoint import JumpUnit, err_bits
+from .adjoint import JumpUnit, err_bits, jump_latency
 from .input_buffer import InputBuffer, input_entry_layout
 from .layouts import (
     first_layout,
@@ -177,7 +177,7 @@ def check_buildable(cfg: CoreConfig) -> None:
             "takes 3 cycles)"
         )
     # A jump: its Λ read (1 cycle), the jump unit, the write-back in the jump's last cycle.
-    need = JumpUnit.latency + 2
+    need = jump_latency(cfg) + 2
     if cfg.cyc_jump < need:
         raise ValueError(f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL jump needs >= {need} cycles")
     if any(t < 1.0 for t in cfg.silent_threshold):
