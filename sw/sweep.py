@@ -52,6 +52,8 @@ MODES = ("grid", "one-at-a-time", "random")
 TASK_VERSION = 1
 #: How often the progress bar asks the scheduler how many tasks are running.
 POLL_S = 0.25
+#: Times a task lost with its worker (finished, result not yet fetched) is submitted again.
+MAX_RESUBMIT = 3
 
 
 # -- the spec ---------------------------------------------------------------------------------
@@ -433,11 +435,12 @@ class SweepOutcome:
 @contextlib.contextmanager
 def local_cluster(n_workers: int | None = None, silence_logs: int = logging.ERROR):
     """A LocalCluster of single-threaded worker processes (default: one per core) and its client,
-    closed on exit. No dashboard: a second sweep on the machine would find port 8787 taken."""
+    closed on exit. The scheduler's HTTP server (metrics, and the dashboard if bokeh is installed)
+    takes a free local port: the default 8787 may be taken by another cluster on the machine."""
     from distributed import Client, LocalCluster
 
     n = n_workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                       silence_logs=silence_logs) as cluster, Client(cluster) as client:
         yield client
 
@@ -453,7 +456,8 @@ def _client(scheduler: str | None, workers: int | None):
     try:
         client = Client(scheduler, timeout="10s")
     except (OSError, TimeoutError) as err:
-        raise ConfigError(f"no Dask scheduler at {scheduler} ({err}); start one with `dask scheduler`") from None
+        raise ConfigError(f"no Dask scheduler at {scheduler} ({err}); start one with `dask scheduler`"
+                          ) from None
     with client:
         yield client
 
@@ -472,12 +476,14 @@ def _describe(task: dict) -> str:
 
 def run_sweep(tasks: list[dict], store: ResultStore, scheduler: str | None = None,
               workers: int | None = None, serial: bool = False, progress: bool = True,
-              client=None, on_result: Callable | None = None, log: Callable = print) -> SweepOutcome:
+              client=None, on_result: Callable | None = None, log: Callable = print,
+              timeout_s: float | None = None) -> SweepOutcome:
     """Compute the tasks that have no stored result; store each as it arrives.
 
     ``client``: an existing dask.distributed Client (tests, benchmarks); else ``scheduler`` (an
     address) or a local cluster of ``workers`` processes. ``serial``: in this process, no Dask.
-    ``on_result(key, entry)`` is called once per newly stored result.
+    ``on_result(key, entry)`` is called once per newly stored result. ``timeout_s``: raise
+    TimeoutError when the cluster has not finished by then (what has finished stays stored).
     """
     unique = {}
     for t in tasks:
@@ -515,13 +521,13 @@ def run_sweep(tasks: list[dict], store: ResultStore, scheduler: str | None = Non
         ctx = contextlib.nullcontext(client) if client is not None else _client(scheduler, workers)
         with ctx as cl:
             t0 = time.perf_counter()
-            _run_on(cl, todo, finished, failed, progress)
+            _run_on(cl, todo, finished, failed, progress, timeout_s)
             wall = time.perf_counter() - t0
     results = store.load_all(unique)
     return SweepOutcome(results, errors, computed, wall)
 
 
-def _run_on(client, todo: dict, finished, failed, progress: bool):
+def _run_on(client, todo: dict, finished, failed, progress: bool, timeout_s: float | None):
     from distributed import as_completed
 
     # Named futures: the key on the cluster is the result key, so a resubmitted task (another
@@ -530,9 +536,15 @@ def _run_on(client, todo: dict, finished, failed, progress: bool):
                for key, task in todo.items()}
     pending = as_completed(futures, with_results=False)
     names = {f.key: k for f, k in futures.items()}
+    resubmitted: dict = {}
+    deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
     with _bar(len(futures), progress) as bar:
         last_poll = 0.0
         while not pending.is_empty():
+            if time.monotonic() > deadline:
+                client.cancel(list(futures))
+                raise TimeoutError(f"sweep: {pending.count()} of {len(futures)} runs unfinished after "
+                                   f"{timeout_s:.0f} s")
             for fut in pending.next_batch(block=False):
                 key = futures[fut]
                 if fut.status == "finished":
@@ -541,8 +553,18 @@ def _run_on(client, todo: dict, finished, failed, progress: bool):
                     # The task raised, or killed `allowed-failures` workers (KilledWorker).
                     err, tb = fut.exception(), fut.traceback()
                     failed(key, err, "".join(traceback.format_tb(tb)) if tb is not None else "")
+                elif resubmitted.get(key, 0) < MAX_RESUBMIT:
+                    # "lost": it had finished on a worker that died before its result was fetched.
+                    # Submit it again under the same key; nothing of it was stored.
+                    resubmitted[key] = resubmitted.get(key, 0) + 1
+                    fut.release()
+                    again = client.submit(run_task, todo[key], key=fut.key, pure=False)
+                    futures[again] = key
+                    pending.add(again)
+                    continue
                 else:
-                    failed(key, RuntimeError(f"the task was {fut.status} on the cluster"), "")
+                    failed(key, RuntimeError(f"the task was {fut.status} on the cluster "
+                                             f"{MAX_RESUBMIT + 1} times"), "")
                 fut.release()
                 bar.update(1)
             if progress and time.monotonic() - last_poll > 1.0:
@@ -581,7 +603,8 @@ def report_rows(entries: dict) -> list[dict]:
         fresh = [r["fresh_accuracy"] for r in res if "fresh_accuracy" in r]
         rows.append({"dataset": dataset, "model": model, "epochs": epochs, "axes": json.loads(axes),
                      "seeds": sorted(e["task"]["seed"] for e in es), "test": test.tolist(),
-                     "test_mean": float(test.mean()), "test_sd": float(test.std(ddof=1)) if len(test) > 1 else math.nan,
+                     "test_mean": float(test.mean()),
+                     "test_sd": float(test.std(ddof=1)) if len(test) > 1 else math.nan,
                      "best_val_test_mean": float(best.mean()),
                      "fresh_mean": float(np.mean(fresh)) if len(fresh) == len(res) else math.nan,
                      "run_s": float(np.mean([e["run_s"] for e in es]))})
@@ -682,7 +705,8 @@ def add_arguments(p):
     p.add_argument("--mode", choices=MODES)
     p.add_argument("--samples", type=int, help="mode random: configurations drawn from the grid")
     p.add_argument("--train-samples", type=int, help="train on the first N training samples")
-    p.add_argument("--eval-samples", type=int, help="validate and test on the first N samples (no fresh draw)")
+    p.add_argument("--eval-samples", type=int,
+                   help="validate and test on the first N samples (no fresh draw)")
     p.add_argument("--core", choices=["up5k", "ecp5-85f"])
     p.add_argument("--out", help="result directory (default runs/sweeps/<spec name or data set-model>)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -732,7 +756,8 @@ def cmd_sweep(args) -> int:
     if outcome.results:
         print_report(store, keys, args.figure)
     if outcome.errors:
-        print(f"evcore: {len(outcome.errors)} of {len(set(keys))} runs failed (see above); rerun to retry them")
+        print(f"evcore: {len(outcome.errors)} of {len(set(keys))} runs failed (see above); "
+              "rerun to retry them")
         return 1
     return 0
 
