@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="several seeds, e.g. 0-9, run as one sweep on a local Dask cluster "
                    "(evcore sweep, docs/sweeps.md); one run directory per seed")
     p.add_argument("--scheduler", metavar="ADDRESS", help="with --seeds: a running Dask cluster instead")
-    p.add_argument("--workers", type=_positive_int, help="with --seeds: local worker processes (default: cores)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="with --seeds: local worker processes (default: cores)")
     p.add_argument("--lr", type=_positive_float, help="Adam learning rate (preset: 5e-3)")
     p.add_argument("--batch-size", type=_positive_int, help="minibatch size")
     p.add_argument("--revive", type=_non_negative_float,
