@@ -82,6 +82,8 @@ class SweepSpec:
     eval_samples: int | None = None
     #: Core preset of the fixed and rtl models (sw/fixed_train.py CORE_PRESETS).
     core: str = "up5k"
+    #: Also the accuracy on 50,000 fresh samples of the distribution (yinyang), as `evcore train`.
+    fresh: bool = True
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -212,7 +214,7 @@ def _core_config(dataset: str, core: str, axes: dict) -> dict:
 
 def train_task(dataset: str, model: str, axes: dict, seed: int, epochs: int | None = None,
                core: str = "up5k", train_samples: int | None = None,
-               eval_samples: int | None = None) -> dict:
+               eval_samples: int | None = None, fresh: bool = True) -> dict:
     """One training run as a task: the axis values resolved into the run's full configuration."""
     from .train import PRESETS
 
@@ -220,7 +222,7 @@ def train_task(dataset: str, model: str, axes: dict, seed: int, epochs: int | No
         raise ConfigError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
     task = {"kind": "train", "version": TASK_VERSION, "dataset": dataset, "model": model,
             "axes": dict(axes), "seed": int(seed), "train_samples": train_samples,
-            "eval_samples": eval_samples}
+            "eval_samples": eval_samples, "fresh": bool(fresh and eval_samples is None)}
     if model == "float":
         task["config"] = _float_config(dataset, axes, epochs)
         task["epochs"] = task["config"]["epochs"]
@@ -252,7 +254,7 @@ def _configurations(spec: SweepSpec) -> list[dict]:
 def make_tasks(spec: SweepSpec) -> list[dict]:
     """The sweep's tasks: each configuration x each seed."""
     return [train_task(spec.dataset, spec.model, axes, seed, spec.epochs, spec.core, spec.train_samples,
-                       spec.eval_samples)
+                       spec.eval_samples, spec.fresh)
             for axes in _configurations(spec) for seed in spec.seeds]
 
 
@@ -294,7 +296,7 @@ def _rtl_trainer() -> Callable:
 
 def _run_train(task: dict):
     ds = _dataset(task["dataset"], task["train_samples"], task["eval_samples"])
-    fresh = ds.has_generator and task["eval_samples"] is None
+    fresh = ds.has_generator and task["fresh"]
     if task["model"] == "float":
         from .train import FRESH_SAMPLES, TrainConfig, train
 
@@ -318,6 +320,14 @@ def _run_train(task: dict):
         metrics["fresh_samples"] = FRESH_SAMPLES
     arrays = {f"weights_raw_{l}": np.asarray(w, dtype=np.int64) for l, w in enumerate(core.weights_raw)}
     return metrics, arrays
+
+
+def fidelity_task(cfg, n_nets: int, n_samples: int) -> dict:
+    """The design-space gradient fidelity of one core configuration (sw/design_space.py)."""
+    from .design_space import FIDELITY_VERSION
+
+    return {"kind": "fidelity", "version": TASK_VERSION, "fidelity_version": FIDELITY_VERSION,
+            "config": cfg.to_dict(), "nets": int(n_nets), "samples": int(n_samples)}
 
 
 def _run_fidelity(task: dict):

@@ -99,6 +99,22 @@ def test_spec_file_modes_and_errors(tmp_path):
         make_tasks(SweepSpec(dataset="mnist", model="fixed"))
 
 
+def test_spec_files_in_docs():
+    """docs/sweeps/design_space.toml is the training part of sw/design_space.py: the same keys."""
+    from pathlib import Path
+
+    from evcore.sw import design_space
+
+    docs = Path(__file__).parents[2] / "docs" / "sweeps"
+    spec = sweep.load_spec(docs / "design_space.toml")
+    assert spec.axes == design_space.AXES
+    ours = {task_key(t) for t in make_tasks(spec)}
+    theirs = {task_key(design_space.training_task(a, v, s, 30)) for a, vs in design_space.AXES.items()
+              for v in vs for s in range(3)}
+    assert ours == theirs
+    assert len(make_tasks(sweep.load_spec(docs / "tiny.toml"))) == 6
+
+
 def test_key_is_the_full_configuration():
     base = sweep.train_task("yinyang", "float", {}, 0, epochs=2)
     assert task_key(base) == task_key(sweep.train_task("yinyang", "float", {}, 0, epochs=2))
