@@ -356,13 +356,13 @@ def run_task(task: dict) -> dict:
 
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         result, arrays = KINDS[task["kind"]](task)
     finally:
         numba.set_num_threads(threads)
     return {"result": result, "arrays": arrays, "run_s": time.perf_counter() - t0,
-            "host": platform.node(), "pid": os.getpid()}
+            "cpu_s": time.process_time() - cpu0, "host": platform.node(), "pid": os.getpid()}
 
 
 # -- the result store -------------------------------------------------------------------------
@@ -415,7 +415,7 @@ class ResultStore:
 
     def save(self, key: str, task: dict, out: dict) -> dict:
         entry = {"key": key, "task": task, "result": out["result"], "run_s": out["run_s"],
-                 "host": out["host"], "pid": out["pid"],
+                 "cpu_s": out["cpu_s"], "host": out["host"], "pid": out["pid"],
                  "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if out["arrays"]:
             # The arrays first: a result JSON on disk always has its arrays beside it.
