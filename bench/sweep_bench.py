@@ -11,7 +11,8 @@ training samples, validated and tested on 500 (about a second per run). Printed 
   (``cpu_s``): on a busy machine a run's wall time exceeds its CPU time;
 - the speed-up of 2 workers over 1, and the engine's overhead per task: the worker time not spent
   in a run, (workers x wall - sum of run times) / tasks. It includes the scheduler's round trips,
-  sending the task and its result, and the client writing the result atomically.
+  sending the task and its result, and the client writing the result atomically;
+- the scheduler's own cost per task: 200 empty tasks (client.map) through the same cluster.
 
 The machine may be shared (its load average is printed): the figures are of this machine now.
 """
@@ -36,6 +37,14 @@ def _warm_task() -> dict:
     return train_task("yinyang", "float", {}, 999, epochs=1, train_samples=32, eval_samples=32)
 
 
+#: Empty tasks timed through the scheduler: its cost per task with no work in it.
+N_EMPTY = 200
+
+
+def _empty(i):
+    return i
+
+
 def _one(workers: int | None, tasks) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(tmp)
@@ -51,8 +60,11 @@ def _one(workers: int | None, tasks) -> dict:
             client.run(run_task, _warm_task())
             startup = time.perf_counter() - t0
             out = run_sweep(tasks, store, client=client, progress=False, timeout_s=600)
+            t1 = time.perf_counter()
+            client.gather(client.map(_empty, range(N_EMPTY), pure=False))
+            empty_s = (time.perf_counter() - t1) / N_EMPTY
         runs = out.results.values()
-        return {"workers": workers, "startup_s": startup, "wall_s": out.wall_s,
+        return {"workers": workers, "startup_s": startup, "wall_s": out.wall_s, "empty_task_s": empty_s,
                 "sum_run_s": sum(e["run_s"] for e in runs), "sum_cpu_s": sum(e["cpu_s"] for e in runs),
                 "processes": len({e["pid"] for e in runs})}
 
@@ -76,6 +88,9 @@ def main_figures(worker_counts=(1, 2)) -> dict:
         speed = f"{r['speedup_vs_1_worker']:.2f}x" if base else "-"
         print(f"  {name:>18} {startup:>11} {r['wall_s']:>13.1f} {r['sum_run_s']:>14.1f} "
               f"{r['sum_cpu_s']:>12.1f} {speed:>9} {r['overhead_per_task_s']:>16.3f}")
+    for r in rows[1:]:
+        print(f"  {r['workers']} worker(s): {N_EMPTY} empty tasks through the scheduler, "
+              f"{1e3 * r['empty_task_s']:.2f} ms per task ({1 / r['empty_task_s']:.0f} tasks/s)")
     after = os.getloadavg()[0]
     print(f"  mean run {rows[0]['sum_run_s'] / n:.2f} s in-process; load average {after:.1f} after. A run's "
           "wall time above its CPU time is time the machine gave to other work.")

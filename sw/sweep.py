@@ -368,11 +368,21 @@ def run_task(task: dict) -> dict:
 # -- the result store -------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def _atomic_write(path: Path, write: Callable):
     """``write(file)`` into a temporary file beside ``path``, then os.replace: all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result is an ordinary file
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -672,6 +682,8 @@ def plot_report(rows: list[dict], path: str | Path) -> Path:
                         capsize=3, label=", ".join(f"{k}={v}" for k, v in others) or None)
         if not numeric:
             ax.set_xticks(range(len(values)), [str(v) for v in values])
+        elif min(values) > 0 and max(values) >= 10 * min(values):
+            ax.set_xscale("log")  # learning rates and the like
         ax.set_xlabel(name)
         ax.set_ylabel("test accuracy (%), mean ± sd over seeds")
         if len(lines) > 1:
