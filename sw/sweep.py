@@ -559,7 +559,7 @@ def _run_on(client, todo: dict, finished, failed, progress: bool, timeout_s: flo
     resubmitted: dict = {}
     deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
     with _bar(len(futures), progress) as bar:
-        last_poll = 0.0
+        last_poll, shown = 0.0, None
         while not pending.is_empty():
             if time.monotonic() > deadline:
                 client.cancel(list(futures))
@@ -589,7 +589,10 @@ def _run_on(client, todo: dict, finished, failed, progress: bool, timeout_s: flo
                 bar.update(1)
             if progress and time.monotonic() - last_poll > 1.0:
                 last_poll = time.monotonic()
-                bar.set_postfix(running=_running(client, names))
+                running = _running(client, names)
+                if running != shown:  # redraw on change only (tqdm redraws by itself for the ETA)
+                    shown = running
+                    bar.set_postfix(running=running)
             time.sleep(POLL_S)
 
 
