@@ -496,7 +496,7 @@ def _describe(task: dict) -> str:
 
 def run_sweep(tasks: list[dict], store: ResultStore, scheduler: str | None = None,
               workers: int | None = None, serial: bool = False, progress: bool = True,
-              client=None, on_result: Callable | None = None, log: Callable = print,
+              client=None, on_result: Callable | None = None, log: Callable | None = None,
               timeout_s: float | None = None) -> SweepOutcome:
     """Compute the tasks that have no stored result; store each as it arrives.
 
@@ -504,7 +504,12 @@ def run_sweep(tasks: list[dict], store: ResultStore, scheduler: str | None = Non
     address) or a local cluster of ``workers`` processes. ``serial``: in this process, no Dask.
     ``on_result(key, entry)`` is called once per newly stored result. ``timeout_s``: raise
     TimeoutError when the cluster has not finished by then (what has finished stays stored).
+    ``log``: where failed tasks are reported (default: printed above the progress bar).
     """
+    if log is None:
+        from tqdm.auto import tqdm
+
+        log = tqdm.write
     unique = {}
     for t in tasks:
         unique.setdefault(task_key(t), t)
