@@ -723,6 +723,18 @@ def print_report(store: ResultStore, keys=None, figure: str | Path | None = None
 # -- the commands -------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def add_arguments(p):
     p.add_argument("spec", nargs="?", help="sweep spec (TOML: dataset, model, axes, seeds, epochs, ...; "
                    "docs/sweeps.md); flags override it")
@@ -731,17 +743,18 @@ def add_arguments(p):
     p.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
                    help="a config axis and its values (repeatable)")
     p.add_argument("--seeds", help="seeds, e.g. 0-9 or 0,3,5 (default 0)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--mode", choices=MODES)
-    p.add_argument("--samples", type=int, help="mode random: configurations drawn from the grid")
-    p.add_argument("--train-samples", type=int, help="train on the first N training samples")
-    p.add_argument("--eval-samples", type=int,
+    p.add_argument("--samples", type=_positive_int, help="mode random: configurations drawn from the grid")
+    p.add_argument("--train-samples", type=_positive_int, help="train on the first N training samples")
+    p.add_argument("--eval-samples", type=_positive_int,
                    help="validate and test on the first N samples (no fresh draw)")
     p.add_argument("--core", choices=["up5k", "ecp5-85f"])
     p.add_argument("--out", help="result directory (default runs/sweeps/<spec name or data set-model>)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="use a running Dask cluster (tcp://host:8786) instead of a local one")
-    p.add_argument("--workers", type=int, help="local cluster: worker processes (default: one per core)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="local cluster: worker processes (default: one per core)")
     p.add_argument("--serial", action="store_true", help="run in this process, one run after the other")
     p.add_argument("--report", action="store_true", help="only print the table and plot of stored results")
     p.add_argument("--figure", help="plot path (default <out>/sweep.png)")
