@@ -241,6 +241,7 @@ def test_cli_sweep_report_and_errors(tmp_path, capsys):
     assert f"| {100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f} |" in text
     assert main(args) == 0
     assert "4 stored already" in capsys.readouterr().out
+    assert main([*args, "--report"]) == 0 and "| lr = 0.002 | 2 |" in capsys.readouterr().out
     assert main(["report", "--sweep", str(out), "--figure", str(tmp_path / "r.png")]) == 0
     assert "| lr = 0.01 | 2 |" in capsys.readouterr().out and (tmp_path / "r.png").is_file()
     for bad in (["sweep", "--axis", "nope=1", "--serial"], ["sweep", "--seeds", "2-1"],
