@@ -171,6 +171,34 @@ def test_rerun_computes_only_what_is_missing(client, serial_reference, tmp_path)
     assert run_sweep(tasks, store, client=client, progress=False).computed == []
 
 
+def test_killed_sweep_resumes(client, tmp_path):
+    """The sweep's own process killed (SIGKILL) after its first results: what is stored is whole,
+    and the next run computes exactly the rest."""
+    import subprocess
+    import sys
+
+    spec = tiny_spec(seeds=(0, 1, 2))
+    cmd = [sys.executable, "-m", "evcore.sw.cli", "sweep", "--axis", "lr=0.002,0.01", "--seeds", "0-2",
+           "--epochs", "1", "--train-samples", "64", "--eval-samples", "200", "--out", str(tmp_path),
+           "--serial", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = ResultStore(tmp_path)
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while len(store.done()) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait(timeout=DEADLINE_S)
+    before = store.done()
+    assert 2 <= len(before) < 6, "the sweep finished before it could be killed"
+    for key in before:
+        assert store.load(key)["key"] == key and store.arrays(key)  # whole entries, arrays beside
+    out = run_sweep(make_tasks(spec), store, client=client, progress=False, timeout_s=DEADLINE_S)
+    assert set(out.computed) == {task_key(t) for t in make_tasks(spec)} - before
+    assert len(out.results) == 6 and not out.errors
+
+
 def test_failing_task_is_reported_and_others_go_on(client, tmp_path, capsys):
     # batch_size 0 passes the config but raises in the training loop, on the worker.
     tasks = make_tasks(tiny_spec(axes={"batch_size": [0, 16]}, seeds=(0,)))
