@@ -283,8 +283,9 @@ def _dataset(name: str, train_samples: int | None, eval_samples: int | None):
 
 
 def _rtl_trainer() -> Callable:
-    """The RTL training backend: ``train_rtl(cfg, dataset, epochs, seed, init, lr_decay)`` in
-    sw/fixed_train.py with train_fixed's ``return_core=True`` result, (core, metrics)."""
+    """The RTL training backend: ``train_rtl(cfg, dataset, epochs, seed=, progress=, init=,
+    lr_decay=)`` in sw/fixed_train.py, returning (core, metrics) as ``train_fixed(...,
+    return_core=True)`` does (RtlCore under Verilator in place of FixedCore)."""
     from . import fixed_train
 
     fn = getattr(fixed_train, "train_rtl", None)
