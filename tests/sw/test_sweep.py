@@ -316,3 +316,19 @@ def test_train_seeds_writes_one_run_per_seed(client, tmp_path, monkeypatch, caps
 def test_train_seeds_full_size_on_its_own_cluster(tmp_path, capsys):
     """The same without patches: `evcore train` starts and stops its own local cluster."""
     _train_seeds_and_check(tmp_path, capsys)
+
+
+@pytest.mark.slow
+def test_seed_on_the_cluster_equals_the_published_serial_run(tmp_path, capsys):
+    """`evcore train yinyang --seeds 1` on a local cluster reproduces, bit for bit, the committed
+    metrics of the serial `evcore train yinyang --seed 1` (docs/results/yinyang-float-seed1.json),
+    wall times and host aside. About a minute on a free core."""
+    from pathlib import Path
+
+    ref_path = Path(__file__).parents[2] / "docs" / "results" / "yinyang-float-seed1.json"
+    ref = json.loads(ref_path.read_text())
+    args = ["train", "yinyang", "--seeds", "1", "--workers", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    got = json.loads((tmp_path / "yinyang-float-seed1" / "metrics.json").read_text())
+    ref.pop("host"), got.pop("host")
+    assert strip_timing(got) == strip_timing(ref)
