@@ -506,6 +506,8 @@ def run_sweep(tasks: list[dict], store: ResultStore, scheduler: str | None = Non
     ``on_result(key, entry)`` is called once per newly stored result. ``timeout_s``: raise
     TimeoutError when the cluster has not finished by then (what has finished stays stored).
     ``log``: where failed tasks are reported (default: printed above the progress bar).
+    A script that starts a local cluster this way needs ``if __name__ == "__main__":`` (the
+    workers are spawned and import the main module).
     """
     if log is None:
         from tqdm.auto import tqdm
