@@ -9,6 +9,7 @@ and the RTL forward core under Verilator (rtl_bench.py: cycles per inference aga
 model, inferences/s at the synthesised fmax, simulated cycles/s) and its training rows
 (train_bench.py: cycles per training sample on the RTL against the cycle model, training samples/s
 at the synthesised fmax beside Loihi's published figure, the golden model's training samples/s).
+Last, the sweep engine (sweep_bench.py): one small sweep in-process and on 1 and 2 Dask workers.
 Only evcore's own figures are measured, printed with the machine they were measured on: a
 comparison with another implementation means timing both on one machine, side by side
 (docs/results.md, "Throughput"); Loihi's figure is its published one, printed beside ours.
@@ -178,7 +179,18 @@ def main(argv=None):
                              "0 skips the training rows)")
     parser.add_argument("--rtl-samples", type=int, default=100,
                         help="Yin-Yang test samples run on the RTL (default 100; 0 skips the RTL rows)")
+    parser.add_argument("--sweep-only", action="store_true",
+                        help="only the sweep row: a small sweep at 1 and 2 Dask workers "
+                             "(bench/sweep_bench.py)")
     args = parser.parse_args(argv)
+    if args.sweep_only:
+        from . import sweep_bench
+
+        figures = {"sweep": sweep_bench.main_figures()}
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(figures, fh, indent=1)
+        return
 
     print(f"machine: {machine_description()}")
     print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads available")
@@ -237,6 +249,9 @@ def main(argv=None):
         from . import train_bench
 
         figures["rtl_train"] = train_bench.main_figures(args.train_samples)
+    from . import sweep_bench
+
+    figures["sweep"] = sweep_bench.main_figures()
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(figures, fh, indent=1)

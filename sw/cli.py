@@ -20,6 +20,9 @@ RUNS_DIR = Path("runs")
 
 
 def _cmd_train(args) -> int:
+    if args.seeds is not None and args.method != "eventprop":
+        raise ConfigError("--seeds runs EventProp training (float or fixed) as a sweep; give --seed for "
+                          f"{args.method}")
     if args.method != "eventprop":
         return _train_method(args)
     if args.train_samples is not None:
@@ -36,6 +39,8 @@ def _cmd_train(args) -> int:
             raise ConfigError("--revive and --revive-hidden are terms of the float training; the "
                               "fixed-point core trains with the paper's loss (docs/core.md)")
         return _train_fixed(args, cfg)
+    if args.seeds is not None:
+        return _train_seeds(args, cfg)
     out = Path(args.out) if args.out else RUNS_DIR / f"{args.dataset}-float-seed{args.seed}"
     print(f"evcore: training {args.dataset} {'-'.join(map(str, cfg.sizes))} ({cfg.epochs} epochs, "
           f"float64 EventProp) -> {out}")
@@ -64,7 +69,15 @@ def _train_method(args) -> int:
     return 0
 
 
+def _train_seeds(args, cfg) -> int:
+    from .sweep import parse_seeds, train_seeds
+
+    return train_seeds(args, cfg, parse_seeds(args.seeds))
+
+
 def _train_fixed(args, cfg) -> int:
+    if args.seeds is not None:
+        return _train_seeds(args, cfg)
     try:
         from .fixed_train import train_fixed_cli
     except ImportError:
@@ -245,6 +258,10 @@ def _demo_rtl_training(cfg, net, dataset):
 
 def _cmd_report(args) -> int:
     """Table of finished runs (their metrics.json), with the mean per data set and model."""
+    if args.sweep:
+        from .sweep import cmd_report
+
+        return cmd_report(args.sweep, args.figure)
     if args.side_by_side:
         return _side_by_side(args)
     paths = [Path(p) for p in args.runs] or sorted(RUNS_DIR.glob("*/metrics.json"))
@@ -304,6 +321,12 @@ def _side_by_side(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from .sweep import cmd_sweep
+
+    return cmd_sweep(args)
+
+
 def _cmd_synth(args) -> int:
     from ..synth.flow import run
 
@@ -330,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["yinyang", "mnist"])
     p.add_argument("--epochs", type=_positive_int, help="number of epochs (preset: 100)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", help="several seeds, e.g. 0-9, run as one sweep on a local Dask cluster "
+                   "(evcore sweep, docs/sweeps.md); one run directory per seed")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --seeds: a running Dask cluster instead")
+    p.add_argument("--workers", type=_positive_int,
+                   help="with --seeds: local worker processes (default: cores)")
     p.add_argument("--lr", type=_positive_float, help="Adam learning rate (preset: 5e-3)")
     p.add_argument("--batch-size", type=_positive_int, help="minibatch size")
     p.add_argument("--revive", type=_non_negative_float,
@@ -365,8 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(docs/methods.md)")
     p.add_argument("--markdown", help="with --side-by-side: also write the table to this file")
     p.add_argument("--json", help="with --side-by-side: also write the table as JSON")
-    p.add_argument("--figure", help="with --side-by-side: plot accuracy against events per sample")
+    p.add_argument("--figure", help="with --side-by-side: plot accuracy against events per sample; "
+                   "with --sweep: the accuracy plot (default DIR/sweep.png)")
+    p.add_argument("--sweep", metavar="DIR", help="the results of an `evcore sweep` (docs/sweeps.md)")
     p.set_defaults(func=_cmd_report)
+
+    from .sweep import add_arguments as add_sweep_arguments
+
+    p = sub.add_parser("sweep", help="seeds / design-space / random-config sweeps on a Dask cluster")
+    add_sweep_arguments(p)
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("demo", help="short Yin-Yang training run, then the fixed-point core and the RTL")
     p.add_argument("--epochs", type=_positive_int, default=30)

@@ -12,8 +12,12 @@ step, V/I width, lambda width, weight width, loss scale, optimizer) it measures
   ``--float-checkpoint`` files, if given);
 * the memory bits and whether the variant fits the iCE40 UP5K.
 
-Results are cached in a JSON file (a rerun only computes missing variants); the script rewrites
-the table between the markers of docs/design_space.md and the plot docs/img/design_space.png.
+Every fidelity measurement and training run is a task of the sweep runner (sw/sweep.py): on a
+local Dask cluster, one worker per core, by default (``--scheduler`` for a running cluster,
+``--serial`` in this process); its results are stored keyed by the full configuration, so a rerun
+or a resumed sweep only computes what is missing. The table's view of them is cached in a JSON
+file; the script rewrites the table between the markers of docs/design_space.md and the plot
+docs/img/design_space.png.
 
     python -m evcore.sw.design_space --epochs 30 --seeds 1
 """
@@ -23,13 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ..golden.config import CoreConfig
-from ..golden.core import FixedCore, evaluate_quantised, train_fixed
+from ..golden.core import FixedCore, evaluate_quantised
 from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss
 from .datasets import load_dataset
 
@@ -139,70 +142,84 @@ def _key(axis, value):
     return f"{axis}={value}"
 
 
+def training_task(axis: str, value, seed: int, epochs: int) -> dict:
+    """One training run of the sweep: the up5k preset with one axis changed (sw/sweep.py task)."""
+    from .sweep import train_task
+
+    return train_task("yinyang", "fixed", {axis: value}, seed, epochs, fresh=False)
+
+
 def run_sweep(args, results: dict) -> dict:
-    ds = load_dataset("yinyang")
+    """Fidelity and training of every variant through the sweep runner (sw/sweep.py): a local
+    Dask cluster by default, ``--scheduler`` for a running one, ``--serial`` in this process.
+
+    The runs are stored in ``args.store`` keyed by their full configuration (what `evcore sweep
+    docs/sweeps/design_space.toml` computes too); ``results`` (the --json file) is the table's
+    view of them. Results already in it for the same configuration are kept, not recomputed.
+    """
+    from . import sweep
+
     base = CoreConfig.up5k()
-    todo = [(axis, v) for axis, values in AXES.items() if axis in args.axes for v in values]
-    for axis, value in todo:
+    variants = [(axis, v, variant(base, axis, v)) for axis, values in AXES.items() if axis in args.axes
+                for v in values]
+    tasks, fid_keys, train_keys = [], {}, {}
+    for axis, value, cfg in variants:
         key = _key(axis, value)
-        cfg = variant(base, axis, value)
         entry = results.get(key, {})
         if entry.get("config") != cfg.to_dict():
-            entry = {}  # computed for another configuration (e.g. an older preset): recompute
+            results.pop(key, None)  # computed for another configuration (e.g. an older preset)
+            entry = {}
+        n_cases = args.nets * args.samples
+        if entry.get("fidelity_version") != FIDELITY_VERSION or entry.get("n_cases_req") != n_cases:
+            t = sweep.fidelity_task(cfg, args.nets, args.samples)
+            fid_keys[key] = sweep.task_key(t)
+            tasks.append(t)
+        for seed in range(args.seeds):
+            if f"e{args.epochs}s{seed}" not in entry.get("acc", {}):
+                t = training_task(axis, value, seed, args.epochs)
+                train_keys[(key, seed)] = sweep.task_key(t)
+                tasks.append(t)
+    store = sweep.ResultStore(args.store)
+    print(f"design space: {len({sweep.task_key(t) for t in tasks})} runs to compute "
+          f"({len(fid_keys)} gradient-fidelity, the rest training) -> {store.root}", flush=True)
+    outcome = sweep.run_sweep(tasks, store, args.scheduler, args.workers, args.serial,
+                              progress=not args.quiet)
+    done = outcome.results
+    for axis, value, cfg in variants:
+        key = _key(axis, value)
+        entry = results.get(key, {})
         entry.update({"axis": axis, "value": value, "config": cfg.to_dict()})
         rep = cfg.memory_report("up5k")
-        entry.update(
-            {
-                "total_bits": rep["total_bits"],
-                "fits_up5k": rep["fits"],
-                "ebr": rep["ebr_used"],
-                "spram": rep["spram_used"],
-                "dsp": rep["dsp_used"],
-            }
-        )
-        if (
-            entry.get("fidelity_version") != FIDELITY_VERSION
-            or entry.get("n_cases_req") != args.nets * args.samples
-        ):
-            t0 = time.perf_counter()
-            entry.update(gradient_fidelity(cfg, ds, args.nets, args.samples))
+        entry.update({"total_bits": rep["total_bits"], "fits_up5k": rep["fits"], "ebr": rep["ebr_used"],
+                      "spram": rep["spram_used"], "dsp": rep["dsp_used"]})
+        if fid_keys.get(key) in done:
+            entry.update(done[fid_keys[key]]["result"])
             entry["n_cases_req"] = args.nets * args.samples
-            print(
-                f"{key}: gradient cos median {entry['cos_median']:.4f}, >=0.99 in "
-                f"{100 * entry['cos_frac_099']:.0f} % ({time.perf_counter() - t0:.0f} s)",
-                flush=True,
-            )
-        accs = entry.get("acc", {})
+        accs = entry.setdefault("acc", {})
         for seed in range(args.seeds):
-            tag = f"e{args.epochs}s{seed}"
-            if tag in accs:
-                continue
-            m = train_fixed(cfg, ds, args.epochs, seed=seed, progress=False)
-            accs[tag] = {
-                # Keys of the stored sweep: "test" = best-validation epoch, "final" = last epoch.
-                "test": m["best_val_test_accuracy"],
-                "final": m["test_accuracy"],
-                "epoch": m["best_val_epoch"],
-                "wall_s": m["wall_time_s"],
-                "flags": m["flags"],
-            }
-            print(
-                f"{key}: seed {seed}: test {100 * m['test_accuracy']:.1f} % "
-                f"({m['wall_time_s']:.0f} s, flags {m['flags']})",
-                flush=True,
-            )
-            entry["acc"] = accs
+            r = done.get(train_keys.get((key, seed)))
+            if r is not None:
+                m = r["result"]
+                accs[f"e{args.epochs}s{seed}"] = {
+                    # Keys of the stored sweep: "test" = best-validation epoch, "final" = last epoch.
+                    "test": m["best_val_test_accuracy"],
+                    "final": m["test_accuracy"],
+                    "epoch": m["best_val_epoch"],
+                    "wall_s": m["wall_time_s"],
+                    "flags": m["flags"],
+                }
+        if "cos_median" in entry:  # the table needs the fidelity; a failed task leaves it out
             results[key] = entry
-            _save(args.json, results)
-        entry["acc"] = accs
-        results[key] = entry
-        _save(args.json, results)
+    _save(args.json, results)
+    if outcome.errors:
+        print(f"design space: {len(outcome.errors)} runs failed (listed above); rerun to retry them")
     return results
 
 
 def _save(path, results):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(results, indent=1))
+    from .sweep import write_json_atomic
+
+    write_json_atomic(path, results)
 
 
 def _defaults() -> dict:
@@ -370,6 +387,13 @@ def main(argv=None):
     p.add_argument("--axes", nargs="*", default=list(AXES))
     p.add_argument("--float-checkpoint", nargs="*", default=[], help="float-trained checkpoints (sw.train)")
     p.add_argument("--json", default="runs/design_space.json")
+    p.add_argument("--store", default="runs/sweeps/design_space",
+                   help="the sweep's result directory (sw/sweep.py; shared with `evcore sweep "
+                        "docs/sweeps/design_space.toml`)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask cluster (default: a local one)")
+    p.add_argument("--workers", type=int, help="local cluster: worker processes (default: one per core)")
+    p.add_argument("--serial", action="store_true", help="in this process, one run after the other")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--doc", default="docs/design_space.md")
     p.add_argument("--plot", default="docs/img/design_space.png")
     p.add_argument("--report-only", action="store_true", help="rewrite table and plot from the JSON")
