@@ -119,6 +119,44 @@ def test_gradient_with_targets_matches_central_differences():
                                    rtol=0, atol=FD_ATOL)
 
 
+def test_outputs_held_silent_by_inhibition_still_get_the_exact_gradient():
+    # Hidden neurons spike in the trial and after it; their pseudospikes inhibit the outputs
+    # strongly, late in the hidden window (§2.2).
+    rng = np.random.default_rng(0)
+    w0, w1 = rng.uniform(1.0, 3.0, (3, 4)), -rng.uniform(4.0, 8.0, (4, 2))
+    x, y = np.array([[0.3, np.inf, 0.2]]), [1]
+    # One window for all layers: both outputs are still silent at its end, t_out is clipped and
+    # the gradient is exactly zero - the collapse of docs/methods.md §4.
+    one = QifNetwork([w0.copy(), w1.copy()], QifParameters(t_out_extra=0.0))
+    _, grads, res = one.gradient(x, y, 0.3, 0.5)
+    assert res.pseudo_spikes[0, 0] > 0 and np.all(res.t_out == one.params.t_end)
+    assert all(np.all(g == 0) for g in grads)
+    # The output window one pseudo-rotation longer (the default): both outputs spike after the
+    # hidden window, and the gradient is nonzero and exact.
+    net = QifNetwork([w0.copy(), w1.copy()])
+    _, grads, res = net.gradient(x, y, 0.3, 0.5)
+    assert np.all(res.t_out > net.params.t_end) and np.all(res.t_out < net.params.t_end_out)
+    for l in range(2):
+        assert np.abs(grads[l]).max() > 1e-2
+        fd = _central_differences(net, x, y, l, tau_soft=0.3, alpha=0.5)
+        np.testing.assert_allclose(grads[l], fd, rtol=0, atol=FD_ATOL)
+
+
+def test_every_output_spikes_inside_the_longer_window():
+    # Inputs before T + t_pseudo; the free phase then needs at most pi / omega_pseudo = 1 to
+    # spike, so no inhibition, however strong, keeps an output silent up to T + t_pseudo + 1.
+    p = QifParameters()
+    assert p.t_out_extra == pytest.approx(math.pi / p.omega_pseudo)
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        net = QifNetwork([rng.normal(0.0, 3.0, (5, 20)), rng.normal(-3.0, 3.0, (20, 3))], p)
+        res = net.run(rng.uniform(0.0, p.t_trial, (5, 5)))
+        assert res.t_out.max() < p.t_end_out
+    # A single layer: its inputs are the (trial) input spikes, the bound holds as well.
+    net = QifNetwork([np.full((2, 1), -50.0)], p)
+    assert net.run(np.array([[1.9, 1.99]])).t_out[0, 0] < p.t_end_out
+
+
 def test_loss_continuous_where_a_weight_adds_a_spike():
     # One input kick at t = 0.2 to a silent 1-1 network: as its weight grows, the output
     # neuron's first spike moves from the pseudodynamics (t > T) into the trial.
@@ -186,9 +224,22 @@ def test_initially_silent_network_learns():
     assert acc > 0.75 and res.trial_spikes[:, 0].mean() > 1
 
 
+def test_state_dict_round_trip_and_old_checkpoints():
+    net, x, y = _net()
+    clone = QifNetwork.from_state_dict(net.state_dict())
+    assert clone.params == net.params
+    np.testing.assert_array_equal(clone.run(x, y).t_out, net.run(x, y).t_out)
+    # Checkpoints written before t_out_extra existed hold 6 parameters: one window for all layers.
+    old = net.state_dict()
+    old["params"] = old["params"][:6]
+    assert QifNetwork.from_state_dict(old).params.t_out_extra == 0.0
+
+
 def test_bad_configs_fail_in_one_line():
     with pytest.raises(ConfigError, match="i0 must exceed 1/4"):
         QifParameters(i0=0.2)
+    with pytest.raises(ConfigError, match="t_out_extra must be >= 0"):
+        QifParameters(t_out_extra=-1.0)
     net = QifNetwork([np.zeros((3, 2))])
     with pytest.raises(ConfigError, match="2 input neurons, the network has 3"):
         net.run(np.zeros((1, 2)))
