@@ -256,3 +256,33 @@ def test_mnist_preset_reaches_target():
 
     _, metrics = train_method(preset("smooth-qif", "mnist"), seed=0, progress=False)
     assert metrics["test_accuracy"] >= 0.97
+
+
+def test_train_method_writes_the_run_and_its_checkpoint_reproduces_it(tmp_path):
+    # A short smooth-QIF run through sw/train.py's epoch loop (the one loop of every method).
+    import json
+
+    from evcore.sw.methods import evaluate_method, load_method_checkpoint, model_inputs, preset, train_method
+
+    cfg = preset("smooth-qif", "yinyang", epochs=2, train_samples=96)
+    model, metrics = train_method(cfg, seed=4, out_dir=tmp_path, progress=False)
+    for name in ("metrics.json", "progress.json", "checkpoint.npz", "learning_curve.png"):
+        assert (tmp_path / name).is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    # EventProp's history fields (sw/train.py), plus the events per sample.
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "spikes_per_sample", "lr",
+                "train_epoch_s", "wall_s", "events_per_sample"):
+        assert key in metrics["epochs"][-1]
+    assert metrics["epochs"][-1]["lr"] == pytest.approx(cfg.lr * cfg.lr_decay**2)
+    loaded, cfg2 = load_method_checkpoint(tmp_path / "checkpoint.npz")
+    assert cfg2 == cfg and loaded.params == model.params
+    from evcore.sw.datasets import load_dataset
+
+    ds = load_dataset("yinyang")
+    test = evaluate_method(cfg2, loaded, model_inputs(cfg2, ds, ds.x_test), ds.y_test)
+    assert test["accuracy"] == metrics["test_accuracy"] and test["loss"] == metrics["test_loss"]
+    # Same seed, same run (times aside).
+    _, again = train_method(cfg, seed=4, progress=False)
+    strip = [{k: v for k, v in e.items() if not k.endswith("_s")} for e in metrics["epochs"]]
+    assert strip == [{k: v for k, v in e.items() if not k.endswith("_s")} for e in again["epochs"]]
