@@ -72,7 +72,10 @@ def load_rows(paths) -> list[dict]:
             "dataset": m["config"]["dataset"], "method": method, "seed": m["seed"], "path": str(path),
             # The spiking MLP's step count is part of its architecture: n steps per sample.
             "sizes": "-".join(map(str, m["config"]["sizes"]))
-            + (f", n = {m['config']['n_steps']}" if method == "spiking-mlp" else ""),
+            + (f", n = {m['config']['n_steps']}" if method == "spiking-mlp" else "")
+            # Smooth QIF's output window (docs/methods.md §2.2; absent in older runs: 0).
+            + (f", output window +{m['config']['t_out_extra']:g}"
+               if method == "smooth-qif" and m["config"].get("t_out_extra", 0.0) > 0 else ""),
             "epochs": n_epochs,
             # Set only for runs on a subset of the training split.
             "train_samples": m["config"].get("train_samples") or None,

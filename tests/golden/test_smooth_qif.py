@@ -286,3 +286,26 @@ def test_train_method_writes_the_run_and_its_checkpoint_reproduces_it(tmp_path):
     _, again = train_method(cfg, seed=4, progress=False)
     strip = [{k: v for k, v in e.items() if not k.endswith("_s")} for e in metrics["epochs"]]
     assert strip == [{k: v for k, v in e.items() if not k.endswith("_s")} for e in again["epochs"]]
+
+
+def test_side_by_side_report_of_the_stored_runs(tmp_path):
+    # `evcore report --side-by-side` over the committed smooth-QIF metrics: one row per data set
+    # and setting, mean and (population) standard deviation of the seeds' test accuracies.
+    import json
+    from pathlib import Path
+
+    from evcore.sw.report import load_rows, markdown_table, plot_accuracy_vs_events, side_by_side
+
+    paths = sorted(Path(__file__).parents[2].glob("docs/results/*-smooth-qif-seed*.json"))
+    assert len(paths) >= 2
+    groups = side_by_side(load_rows(paths))
+    for g in groups:
+        acc = [json.loads(p.read_text())["test_accuracy"] for p in paths if p.name.startswith(g["dataset"])]
+        assert g["seeds"] == len(acc) and g["test_accuracy_mean"] == pytest.approx(np.mean(acc), abs=1e-12)
+        assert g["test_accuracy_std"] == pytest.approx(np.std(acc), abs=1e-12)
+    assert {g["dataset"] for g in groups} == {p.name.split("-")[0] for p in paths}
+    yinyang = next(g for g in groups if g["dataset"] == "yinyang")
+    assert yinyang["sizes"] == "5-200-3, output window +1"
+    assert f"| {100 * yinyang['test_accuracy_mean']:.2f} ± " in markdown_table(groups)
+    plot_accuracy_vs_events(groups, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
