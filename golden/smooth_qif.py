@@ -17,7 +17,8 @@ vanish at the end of the simulated window.
 
 Pseudodynamics (§2.2): after the trial end T the neurons run with a shorter time constant
 ``tau_pseudo`` (phase speed ``omega_pseudo``), so that every neuron reaches its (pseudo)spike
-soon after T; the window ends at ``T + t_pseudo``. An output neuron's first spike time, clipped
+soon after T; the window ends at ``T + t_pseudo``, the output layer's ``t_out_extra`` later
+(long enough that every output neuron spikes in it). An output neuron's first spike time, clipped
 to the window end, enters the loss; a spike that leaves the trial becomes a pseudospike and
 moves on continuously, so the loss is continuous in the weights and its gradient can add and
 remove spikes.
@@ -59,6 +60,12 @@ class QifParameters:
     tau_pseudo: float = 1.0 / math.pi
     #: Length of the pseudodynamics window after T; spikes after T + t_pseudo are not simulated.
     t_pseudo: float = 1.0
+    #: The output layer's window runs this much longer (§2.2). Its inputs (spikes of the layer
+    #: below, inside that layer's window) end before T + t_pseudo; a free phase then reaches its
+    #: next spike within pi / omega_pseudo (= 1 with the defaults), so with t_out_extra >= that
+    #: every output neuron spikes inside its window and no inhibition can clip its first spike
+    #: time (zero gradient). 0: the output window ends with the hidden ones.
+    t_out_extra: float = 1.0
 
     def __post_init__(self):
         if not self.i0 > 0.25:
@@ -66,6 +73,8 @@ class QifParameters:
         for name in ("tau", "t_trial", "tau_pseudo", "t_pseudo"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.t_out_extra >= 0:
+            raise ConfigError(f"t_out_extra must be >= 0, got {self.t_out_extra}")
 
     @property
     def c(self) -> float:
@@ -86,11 +95,17 @@ class QifParameters:
 
     @property
     def t_end(self) -> float:
+        """End of the hidden layers' window."""
         return self.t_trial + self.t_pseudo
+
+    @property
+    def t_end_out(self) -> float:
+        """End of the output layer's window: first output spike times are clipped to it."""
+        return self.t_end + self.t_out_extra
 
     def args(self):
         return tuple(float(v) for v in (self.c, self.omega, self.omega_pseudo, self.phi0, self.t_trial,
-                                        self.t_end))
+                                        self.t_end, self.t_end_out))
 
 
 @njit(cache=True)
@@ -191,7 +206,7 @@ def _sample(in_times, weights, params, label, tau_soft, alpha, target, want_grad
     Loss (§2.4): cross-entropy of softmax(-t_out / tau_soft) for the label plus alpha t_label
     (pressure towards an early label spike, as in the TTFS loss of EventProp); if target[0] is
     finite instead, 1/2 sum_j (t_out_j - target_j)^2 (moving spikes to target times)."""
-    c, omega, omega_p, phi0, t_trial, t_end = params
+    c, omega, omega_p, phi0, t_trial, t_end_hidden, t_end_out = params
     n_layers = len(weights)
     # Input spikes, time-sorted.
     order = np.argsort(in_times, kind="mergesort")
@@ -217,6 +232,7 @@ def _sample(in_times, weights, params, label, tau_soft, alpha, target, want_grad
     for l in range(n_layers):
         w = weights[l]
         n_out = w.shape[1]
+        t_end = t_end_out if l == n_layers - 1 else t_end_hidden
         k_ev = ev_t.size
         xm = np.zeros((n_out, max(k_ev, 1)))
         xp = np.zeros((n_out, max(k_ev, 1)))
@@ -273,7 +289,7 @@ def _sample(in_times, weights, params, label, tau_soft, alpha, target, want_grad
     sp_t = layer_sp_t[n_layers - 1]
     sp_start = layer_sp_start[n_layers - 1]
     n_out = weights[n_layers - 1].shape[1]
-    t_out = np.full(n_out, t_end)
+    t_out = np.full(n_out, t_end_out)
     for j in range(n_out):
         if sp_start[j + 1] > sp_start[j]:
             t_out[j] = sp_t[sp_start[j]]
@@ -444,18 +460,23 @@ class QifNetwork:
 
     @classmethod
     def from_state_dict(cls, state) -> QifNetwork:
-        params = QifParameters(*[float(v) for v in np.asarray(state["params"])])
+        values = [float(v) for v in np.asarray(state["params"])]
+        # Checkpoints from before t_out_extra existed ran with one window for all layers.
+        if len(values) == 6:
+            values.append(0.0)
+        params = QifParameters(*values)
         return cls([np.array(state[f"w{l}"]) for l in range(int(state["n_layers"]))], params)
 
 
 def single_neuron(in_times, in_w, params: QifParameters | None = None) -> np.ndarray:
-    """Spike times (within the window) of one neuron driven by the given kicks (for tests and docs)."""
+    """Spike times (within the hidden layers' window) of one neuron driven by the given kicks (for
+    tests and docs)."""
     p = params or QifParameters()
     in_times = np.asarray(in_times, dtype=np.float64)
     order = np.argsort(in_times, kind="mergesort")
     k = max(in_times.size, 1)
     out = np.zeros(1024)
-    _, n = _neuron(in_times[order], np.asarray(in_w, dtype=np.float64)[order], *p.args(),
+    _, n = _neuron(in_times[order], np.asarray(in_w, dtype=np.float64)[order], *p.args()[:6],
                    np.zeros(k), np.zeros(k), np.zeros(k, dtype=np.int64), out)
     return out[:n].copy()
 

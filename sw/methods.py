@@ -1,10 +1,10 @@
 """Training glue for the two methods beside EventProp: the spiking MLP and smooth-QIF networks.
 
 `evcore train <dataset> --method spiking-mlp|smooth-qif` runs :func:`train_method`. Data sets,
-the metrics.json schema, the learning-curve plot and the checkpoint format are sw/train.py's;
-the loop is separate because the optimisers differ (minibatch-1 SGD with event-driven updates
-for the spiking MLP, minibatch Adam for smooth QIF) and EventProp's loop is tied to its
-SpikeBatch and loss objects. Presets and deviations from the papers: docs/methods.md §3.
+the epoch loop (sw/train.py's epoch_loop), the metrics.json schema, the learning-curve plot and
+the checkpoint format are EventProp's; this module supplies each method's training step
+(minibatch-1 SGD with event-driven updates for the spiking MLP, minibatch Adam for smooth QIF)
+and evaluation. Presets and deviations from the papers: docs/methods.md §3.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..golden.eventprop import ConfigError
 from .datasets import Dataset, load_dataset
-from .train import Adam, plot_learning_curve, write_progress
+from .train import Adam, epoch_loop, plot_learning_curve
 
 __all__ = ["METHODS", "MethodConfig", "METHOD_PRESETS", "train_method", "evaluate_method", "build_model",
            "load_method_checkpoint"]
@@ -54,6 +54,8 @@ class MethodConfig:
     #: Smooth QIF: trial length and pseudodynamics window (trial-time units; docs/methods.md §2).
     t_trial: float = 2.0
     t_pseudo: float = 1.0
+    #: Smooth QIF: the output layer's window is this much longer (docs/methods.md §2.2).
+    t_out_extra: float = 1.0
     #: First n training samples only (0: all); for runs that must fit a time budget.
     train_samples: int = 0
     #: Samples per evaluation call.
@@ -76,6 +78,9 @@ class MethodConfig:
         d = dict(d)
         d["sizes"] = tuple(d["sizes"])
         d["init_std"] = tuple(d["init_std"])
+        # Runs from before t_out_extra existed had one window for all layers.
+        if d["method"] == "smooth-qif":
+            d.setdefault("t_out_extra", 0.0)
         return cls(**d)
 
 
@@ -90,7 +95,7 @@ METHOD_PRESETS = {
     # 784-100-100-10, trial T = 2, input flips 0.02 (REFERENCES.md, Klos & Memmesheimer).
     ("smooth-qif", "mnist"): MethodConfig("smooth-qif", "mnist", (784, 100, 100, 10), lr=4e-3, lr_decay=0.9,
                                           batch_size=100, epochs=15, init_std=(0.05, 0.3, 0.3),
-                                          input_flip=0.02),
+                                          input_flip=0.02, t_out_extra=0.0),
     # lr 1e-2 chosen from 4e-3, 1e-2, 2e-2 at 30 epochs (validation 81, 87, 69 %).
     ("smooth-qif", "yinyang"): MethodConfig("smooth-qif", "yinyang", (5, 200, 3), lr=1e-2, lr_decay=0.95,
                                             batch_size=32, epochs=100, init_std=(0.1, 0.1),
@@ -105,7 +110,7 @@ def build_model(cfg: MethodConfig, rng: np.random.Generator):
         return SpikingMLP.create(cfg.sizes, cfg.n_steps, rng, cfg.back_gain)
     from ..golden.smooth_qif import QifNetwork, QifParameters
 
-    params = QifParameters(t_trial=cfg.t_trial, t_pseudo=cfg.t_pseudo)
+    params = QifParameters(t_trial=cfg.t_trial, t_pseudo=cfg.t_pseudo, t_out_extra=cfg.t_out_extra)
     return QifNetwork.create(cfg.sizes, params, cfg.init_std, rng)
 
 
@@ -142,32 +147,51 @@ def evaluate_method(cfg: MethodConfig, model, inputs, labels) -> dict:
             "events_per_sample": events / n, "ops_per_sample": ops / n}
 
 
-def train_epoch(cfg: MethodConfig, model, opt, inputs, labels, rng, bar):
-    """One epoch; returns (loss sum, correct predictions)."""
+class _MethodLearner:
+    """One training step and the epoch record of a method, for sw/train.py's epoch_loop."""
+
+    def __init__(self, cfg: MethodConfig, model, opt, x_train, y_train, x_val, y_val):
+        self.cfg, self.model, self.opt = cfg, model, opt
+        self.x_train, self.y_train, self.x_val, self.y_val = x_train, y_train, x_val, y_val
+
+    def train_batch(self, idx, rng):
+        """(loss sum, correct predictions) of one step: one sample for the spiking MLP (its
+        update is applied event by event inside the model), a minibatch and Adam for smooth QIF."""
+        cfg, model = self.cfg, self.model
+        if cfg.method == "spiking-mlp":
+            s = idx[0]
+            step = model.train_step(self.x_train[s], int(self.y_train[s]), self.opt.lr)
+            return step.loss, int(step.prediction == self.y_train[s])
+        from ..golden.smooth_qif import flip_inputs
+
+        batch = self.x_train[idx]
+        if cfg.input_flip > 0:
+            batch = flip_inputs(batch, cfg.input_flip, rng)
+        losses, grads, res = model.gradient(batch, self.y_train[idx], cfg.tau_soft, cfg.alpha)
+        self.opt.step(model.weights, grads)
+        return float(losses.sum()), int((res.predictions == self.y_train[idx]).sum())
+
+    def epoch_fields(self, sums, n_train):
+        loss_sum, correct = sums
+        val = evaluate_method(self.cfg, self.model, self.x_val, self.y_val)
+        return {"train_loss": loss_sum / n_train, "train_accuracy": correct / n_train,
+                "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                "spikes_per_sample": val["spikes_per_sample"], "events_per_sample": val["events_per_sample"]}
+
+    def snapshot(self):
+        return _copy_state(self.model.state_dict())
+
+
+def train_epoch(cfg: MethodConfig, model, opt, inputs, labels, rng, bar=None):
+    """One epoch of training steps alone, no validation (bench/run.py times it); returns (loss
+    sum, correct predictions). Training runs use epoch_loop."""
+    learner = _MethodLearner(cfg, model, opt, inputs, np.asarray(labels), None, None)
     n = len(labels)
     perm = rng.permutation(n)
     loss_sum, correct = 0.0, 0
-    if cfg.method == "spiking-mlp":
-        for q, s in enumerate(perm):
-            step = model.train_step(inputs[s], int(labels[s]), opt.lr)
-            loss_sum += step.loss
-            correct += int(step.prediction == labels[s])
-            if q % 100 == 99:
-                bar.update(100)
-        bar.update(n % 100)
-        return loss_sum, correct
-    from ..golden.smooth_qif import flip_inputs
-
     for s in range(0, n, cfg.batch_size):
-        idx = perm[s : s + cfg.batch_size]
-        batch = inputs[idx]
-        if cfg.input_flip > 0:
-            batch = flip_inputs(batch, cfg.input_flip, rng)
-        losses, grads, res = model.gradient(batch, labels[idx], cfg.tau_soft, cfg.alpha)
-        opt.step(model.weights, grads)
-        loss_sum += float(losses.sum())
-        correct += int((res.predictions == labels[idx]).sum())
-        bar.update(len(idx))
+        loss, right = learner.train_batch(perm[s : s + cfg.batch_size], rng)
+        loss_sum, correct = loss_sum + loss, correct + right
     return loss_sum, correct
 
 
@@ -181,8 +205,6 @@ class Sgd:
 def train_method(cfg: MethodConfig, seed: int = 0, out_dir: str | Path | None = None, progress: bool = True,
                  dataset: Dataset | None = None):
     """Train one of the two methods; returns (model, metrics). Writes checkpoint/metrics/plot."""
-    from tqdm.auto import tqdm
-
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)
     dataset = dataset or load_dataset(cfg.dataset)
@@ -195,34 +217,11 @@ def train_method(cfg: MethodConfig, seed: int = 0, out_dir: str | Path | None = 
     x_val = model_inputs(cfg, dataset, dataset.x_val)
     x_test = model_inputs(cfg, dataset, dataset.x_test)
     opt = Sgd(cfg.lr) if cfg.method == "spiking-mlp" else Adam(model.weights, cfg.lr)
-    history = []
-    best_val, best_state, best_epoch = -1.0, None, 0
-    bar = tqdm(total=cfg.epochs * n_train, disable=not progress, unit="sample",
-               desc=f"train {cfg.dataset} {cfg.method}", dynamic_ncols=True)
-    for epoch in range(cfg.epochs):
-        t_epoch = time.perf_counter()
-        loss_sum, correct = train_epoch(cfg, model, opt, x_train, y_train, rng, bar)
-        epoch_s = time.perf_counter() - t_epoch
-        opt.lr *= cfg.lr_decay
-        val = evaluate_method(cfg, model, x_val, dataset.y_val)
-        history.append({
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / n_train,
-            "train_accuracy": correct / n_train,
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            "spikes_per_sample": val["spikes_per_sample"],
-            "events_per_sample": val["events_per_sample"],
-            "lr": opt.lr,
-            "train_epoch_s": epoch_s,
-            "wall_s": time.perf_counter() - t_start,
-        })
-        if val["accuracy"] > best_val:
-            best_val, best_state, best_epoch = val["accuracy"], _copy_state(model.state_dict()), epoch + 1
-        bar.set_postfix(loss=f"{loss_sum / n_train:.3f}", val=f"{100 * val['accuracy']:.1f}%")
-        if out_dir is not None:
-            write_progress(out_dir, cfg, seed, history)
-    bar.close()
+    learner = _MethodLearner(cfg, model, opt, x_train, y_train, x_val, dataset.y_val)
+    history, best_state, best_epoch = epoch_loop(
+        learner, opt, epochs=cfg.epochs, batch_size=cfg.batch_size, n_train=n_train, lr_decay=cfg.lr_decay,
+        rng=rng, cfg=cfg, seed=seed, out_dir=out_dir, progress=progress,
+        desc=f"train {cfg.dataset} {cfg.method}", t_start=t_start)
     test = evaluate_method(cfg, model, x_test, dataset.y_test)
     best_model = type(model).from_state_dict(best_state)
     best_test = evaluate_method(cfg, best_model, x_test, dataset.y_test)

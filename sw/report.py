@@ -72,7 +72,10 @@ def load_rows(paths) -> list[dict]:
             "dataset": m["config"]["dataset"], "method": method, "seed": m["seed"], "path": str(path),
             # The spiking MLP's step count is part of its architecture: n steps per sample.
             "sizes": "-".join(map(str, m["config"]["sizes"]))
-            + (f", n = {m['config']['n_steps']}" if method == "spiking-mlp" else ""),
+            + (f", n = {m['config']['n_steps']}" if method == "spiking-mlp" else "")
+            # Smooth QIF's output window (docs/methods.md §2.2; absent in older runs: 0).
+            + (f", output window +{m['config']['t_out_extra']:g}"
+               if method == "smooth-qif" and m["config"].get("t_out_extra", 0.0) > 0 else ""),
             "epochs": n_epochs,
             # Set only for runs on a subset of the training split.
             "train_samples": m["config"].get("train_samples") or None,
@@ -126,20 +129,25 @@ def plot_accuracy_vs_events(groups: list[dict], path: str | Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     markers = {"eventprop": "o", "spiking-mlp": "s", "smooth-qif": "^"}
     colors = {"eventprop": "C0", "spiking-mlp": "C3", "smooth-qif": "C2"}
     for ax, dataset in zip(axes, ("yinyang", "mnist")):
+        seen = set()
         for g in (g for g in groups if g["dataset"] == dataset):
+            # A second row of the same method (another setting) gets an open marker.
+            face = "white" if g["method"] in seen else colors[g["method"]]
+            seen.add(g["method"])
             ax.errorbar(g["events"], 100 * g["test_accuracy_mean"], yerr=100 * g["test_accuracy_std"],
-                        marker=markers[g["method"]], color=colors[g["method"]], ls="none", capsize=3,
-                        alpha=0.5 + 0.5 * (g["epochs"] >= 100 or g["method"] != "eventprop"),
-                        label=f"{g['method']} {g['sizes']}, {g['epochs']} ep")
+                        marker=markers[g["method"]], color=colors[g["method"]], mfc=face, ls="none",
+                        capsize=3,
+                        label=f"{g['method']} {g['sizes']}, {g['epochs']} ep, {g['seeds']} seed(s)")
         ax.set_xscale("log")
         ax.set_xlabel("events per test sample (spikes sent, input included)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(dataset)
-        ax.legend(fontsize=7, loc="lower right")
+        # Below the axes: inside, the legend can hide a point.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

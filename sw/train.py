@@ -1,4 +1,5 @@
-"""Training with the float64 EventProp model: presets, Adam, the epoch loop, metrics and plots.
+"""Training with the float64 EventProp model: presets, Adam, the epoch loop of every training
+method (:func:`epoch_loop`), metrics and plots.
 
 `evcore train yinyang|mnist` runs :func:`train`; the presets follow Wunderlich & Pehle 2021
 (see ../shared/REFERENCES.md and docs/eventprop.md §10).
@@ -19,8 +20,8 @@ from numba import njit
 from ..golden.eventprop import LifParameters, Network, SpikeBatch, TTFSLoss, VMaxLoss
 from .datasets import Dataset, apply_input_dropout, load_dataset
 
-__all__ = ["TrainConfig", "Adam", "train", "evaluate", "encode", "fresh_accuracy", "load_checkpoint",
-           "load_fixed_checkpoint", "save_fixed_checkpoint", "checkpoint_kind",
+__all__ = ["TrainConfig", "Adam", "train", "epoch_loop", "evaluate", "encode", "fresh_accuracy",
+           "load_checkpoint", "load_fixed_checkpoint", "save_fixed_checkpoint", "checkpoint_kind",
            "PRESETS"]
 
 
@@ -200,6 +201,88 @@ def _silent_fraction(result, layer: int, n_neurons: int) -> float:
     return 1.0 - result.layers[layer].fired(n_neurons).mean()
 
 
+def epoch_loop(learner, opt, *, epochs: int, batch_size: int, n_train: int, lr_decay: float,
+               rng: np.random.Generator, cfg, seed: int, out_dir, progress: bool, desc: str, t_start: float):
+    """The one epoch loop of every training method (EventProp here, the spiking MLP and smooth
+    QIF in sw/methods.py): shuffle, minibatches, learning-rate decay, validation, the history
+    records of metrics.json, the best-validation state, progress bar and progress.json.
+
+    ``learner`` supplies ``train_batch(idx, rng)`` (one optimiser step on the training samples
+    idx; returns the batch's contributions to the epoch sums, added element-wise),
+    ``epoch_fields(sums, n_train)`` (the epoch's training and validation fields of the history
+    record, validation included) and ``snapshot()`` (a copy of the weights). Returns (history,
+    best snapshot, best epoch).
+    """
+    from tqdm.auto import tqdm
+
+    history = []
+    best_val, best_state, best_epoch = -1.0, None, 0
+    bar = tqdm(total=epochs * n_train, disable=not progress, unit="sample", desc=desc, dynamic_ncols=True)
+    for epoch in range(epochs):
+        t_epoch = time.perf_counter()
+        perm = rng.permutation(n_train)
+        sums = None
+        for s in range(0, n_train, batch_size):
+            idx = perm[s : s + batch_size]
+            part = learner.train_batch(idx, rng)
+            sums = list(part) if sums is None else [a + b for a, b in zip(sums, part)]
+            bar.update(len(idx))
+        epoch_s = time.perf_counter() - t_epoch
+        opt.lr *= lr_decay
+        record = {"epoch": epoch + 1, **learner.epoch_fields(sums, n_train), "lr": opt.lr,
+                  "train_epoch_s": epoch_s, "wall_s": time.perf_counter() - t_start}
+        history.append(record)
+        if record["val_accuracy"] > best_val:
+            best_val, best_state, best_epoch = record["val_accuracy"], learner.snapshot(), epoch + 1
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{100 * record['val_accuracy']:.1f}%")
+        if out_dir is not None:
+            write_progress(out_dir, cfg, seed, history)
+    bar.close()
+    return history, best_state, best_epoch
+
+
+class _EventPropLearner:
+    """EventProp's minibatch step and epoch record for :func:`epoch_loop`."""
+
+    def __init__(self, cfg: TrainConfig, net: Network, opt: Adam, dataset: Dataset):
+        self.cfg, self.net, self.opt, self.dataset = cfg, net, opt, dataset
+        self.loss_fn = cfg.loss_fn()
+        self.train_spikes = encode(dataset, dataset.x_train)
+        self.val_spikes = encode(dataset, dataset.x_val)
+        self.y_train = np.asarray(dataset.y_train)
+        self.n_spiking = len(cfg.sizes) - 1 - (1 if cfg.readout == "vmax" else 0)
+
+    def train_batch(self, idx, rng):
+        """(loss sum over label-fired samples, label-fired samples, correct predictions)."""
+        cfg, net = self.cfg, self.net
+        batch = self.train_spikes[idx]
+        if cfg.input_dropout > 0:
+            batch = SpikeBatch(*apply_input_dropout(batch.times_s, batch.ids, batch.counts,
+                                                    cfg.input_dropout, rng))
+        losses, grads, result = net.gradient(batch, self.y_train[idx], self.loss_fn)
+        self.opt.step(net.weights, grads)
+        # Loss shaping: bump the layer whose neurons are too often silent (§10).
+        for layer, threshold in enumerate(cfg.silent_threshold[: self.n_spiking]):
+            if threshold < 1.0 and _silent_fraction(result, layer, cfg.sizes[layer + 1]) > threshold:
+                net.weights[layer] += cfg.silent_bump
+                break
+        fired = label_fired(result, self.y_train[idx])
+        return (float(losses[fired].sum()), int(fired.sum()),
+                int((result.predictions == self.y_train[idx]).sum()))
+
+    def epoch_fields(self, sums, n_train):
+        loss_sum, n_fired, correct = sums
+        val_acc, val_loss, val_spikes_per_layer, val_silent = evaluate(
+            self.net, self.val_spikes, self.dataset.y_val, self.loss_fn, self.cfg.eval_batch)
+        return {"train_loss": loss_sum / max(n_fired, 1), "train_accuracy": correct / n_train,
+                "train_silent_label_fraction": 1.0 - n_fired / n_train, "val_loss": val_loss,
+                "val_accuracy": val_acc, "val_silent_label_fraction": val_silent,
+                "spikes_per_sample": val_spikes_per_layer}
+
+    def snapshot(self):
+        return [w.copy(order="K") for w in self.net.weights]
+
+
 def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, progress: bool = True,
           dataset: Dataset | None = None, fresh_samples: int = FRESH_SAMPLES):
     """Train a network; returns (network, metrics dict). Writes checkpoint/metrics/plot to out_dir.
@@ -207,69 +290,18 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
     For a data set with a generator, the metrics also hold the final network's accuracy on
     ``fresh_samples`` fresh samples (0: skip).
     """
-    from tqdm.auto import tqdm
-
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)
     dataset = dataset or load_dataset(cfg.dataset)
     net = Network.create(cfg.sizes, cfg.params, cfg.readout, cfg.init, rng)
-    loss_fn = cfg.loss_fn()
-    train_spikes = encode(dataset, dataset.x_train)
-    val_spikes = encode(dataset, dataset.x_val)
-    test_inputs = encode(dataset, dataset.x_test)
-    y_train = np.asarray(dataset.y_train)
-    n_train = len(y_train)
     opt = Adam(net.weights, cfg.lr)
-    n_spiking = len(cfg.sizes) - 1 - (1 if cfg.readout == "vmax" else 0)
-    history = []
-    best_val, best_weights, best_epoch = -1.0, None, 0
-    n_batches = math.ceil(n_train / cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * n_batches, disable=not progress, unit="batch",
-               desc=f"train {cfg.dataset}", dynamic_ncols=True)
-    for epoch in range(cfg.epochs):
-        perm = rng.permutation(n_train)
-        loss_sum = 0.0
-        n_fired = 0
-        correct = 0
-        for s in range(0, n_train, cfg.batch_size):
-            idx = perm[s : s + cfg.batch_size]
-            batch = train_spikes[idx]
-            if cfg.input_dropout > 0:
-                batch = SpikeBatch(*apply_input_dropout(batch.times_s, batch.ids, batch.counts,
-                                                        cfg.input_dropout, rng))
-            losses, grads, result = net.gradient(batch, y_train[idx], loss_fn)
-            opt.step(net.weights, grads)
-            # Loss shaping: bump the layer whose neurons are too often silent (§10).
-            for layer, threshold in enumerate(cfg.silent_threshold[:n_spiking]):
-                if threshold < 1.0 and _silent_fraction(result, layer, cfg.sizes[layer + 1]) > threshold:
-                    net.weights[layer] += cfg.silent_bump
-                    break
-            fired = label_fired(result, y_train[idx])
-            loss_sum += float(losses[fired].sum())
-            n_fired += int(fired.sum())
-            correct += int((result.predictions == y_train[idx]).sum())
-            bar.update(1)
-        opt.lr *= cfg.lr_decay
-        val_acc, val_loss, val_spikes_per_layer, val_silent = evaluate(
-            net, val_spikes, dataset.y_val, loss_fn, cfg.eval_batch)
-        history.append({
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(n_fired, 1),
-            "train_accuracy": correct / n_train,
-            "train_silent_label_fraction": 1.0 - n_fired / n_train,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "val_silent_label_fraction": val_silent,
-            "spikes_per_sample": val_spikes_per_layer,
-            "lr": opt.lr,
-            "wall_s": time.perf_counter() - t_start,
-        })
-        if val_acc > best_val:
-            best_val, best_weights, best_epoch = val_acc, [w.copy(order="K") for w in net.weights], epoch + 1
-        bar.set_postfix(loss=f"{loss_sum / max(n_fired, 1):.3f}", val=f"{100 * val_acc:.1f}%")
-        if out_dir is not None:
-            write_progress(out_dir, cfg, seed, history)
-    bar.close()
+    learner = _EventPropLearner(cfg, net, opt, dataset)
+    loss_fn = learner.loss_fn
+    test_inputs = encode(dataset, dataset.x_test)
+    history, best_weights, best_epoch = epoch_loop(
+        learner, opt, epochs=cfg.epochs, batch_size=cfg.batch_size, n_train=len(learner.y_train),
+        lr_decay=cfg.lr_decay, rng=rng, cfg=cfg, seed=seed, out_dir=out_dir, progress=progress,
+        desc=f"train {cfg.dataset}", t_start=t_start)
     # Headline: the last epoch, the paper's protocol. Beside it, the epoch with the best
     # validation accuracy (selection on the validation split only) and its test accuracy.
     test_acc, test_loss, test_spikes, test_silent = evaluate(net, test_inputs, dataset.y_test, loss_fn,
@@ -288,6 +320,7 @@ def train(cfg: TrainConfig, seed: int = 0, out_dir: str | Path | None = None, pr
         "test_loss": test_loss,
         "test_spikes_per_sample": test_spikes,
         "test_silent_label_fraction": test_silent,
+        "train_epoch_s": float(np.mean([e["train_epoch_s"] for e in history])),
         "best_val_epoch": best_epoch,
         "best_val_test_accuracy": best_acc,
         **({"fresh_accuracy": fresh, "fresh_samples": fresh_samples} if fresh is not None else {}),

@@ -119,6 +119,44 @@ def test_gradient_with_targets_matches_central_differences():
                                    rtol=0, atol=FD_ATOL)
 
 
+def test_outputs_held_silent_by_inhibition_still_get_the_exact_gradient():
+    # Hidden neurons spike in the trial and after it; their pseudospikes inhibit the outputs
+    # strongly, late in the hidden window (§2.2).
+    rng = np.random.default_rng(0)
+    w0, w1 = rng.uniform(1.0, 3.0, (3, 4)), -rng.uniform(4.0, 8.0, (4, 2))
+    x, y = np.array([[0.3, np.inf, 0.2]]), [1]
+    # One window for all layers: both outputs are still silent at its end, t_out is clipped and
+    # the gradient is exactly zero - the collapse of docs/methods.md §4.
+    one = QifNetwork([w0.copy(), w1.copy()], QifParameters(t_out_extra=0.0))
+    _, grads, res = one.gradient(x, y, 0.3, 0.5)
+    assert res.pseudo_spikes[0, 0] > 0 and np.all(res.t_out == one.params.t_end)
+    assert all(np.all(g == 0) for g in grads)
+    # The output window one pseudo-rotation longer (the default): both outputs spike after the
+    # hidden window, and the gradient is nonzero and exact.
+    net = QifNetwork([w0.copy(), w1.copy()])
+    _, grads, res = net.gradient(x, y, 0.3, 0.5)
+    assert np.all(res.t_out > net.params.t_end) and np.all(res.t_out < net.params.t_end_out)
+    for l in range(2):
+        assert np.abs(grads[l]).max() > 1e-2
+        fd = _central_differences(net, x, y, l, tau_soft=0.3, alpha=0.5)
+        np.testing.assert_allclose(grads[l], fd, rtol=0, atol=FD_ATOL)
+
+
+def test_every_output_spikes_inside_the_longer_window():
+    # Inputs before T + t_pseudo; the free phase then needs at most pi / omega_pseudo = 1 to
+    # spike, so no inhibition, however strong, keeps an output silent up to T + t_pseudo + 1.
+    p = QifParameters()
+    assert p.t_out_extra == pytest.approx(math.pi / p.omega_pseudo)
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        net = QifNetwork([rng.normal(0.0, 3.0, (5, 20)), rng.normal(-3.0, 3.0, (20, 3))], p)
+        res = net.run(rng.uniform(0.0, p.t_trial, (5, 5)))
+        assert res.t_out.max() < p.t_end_out
+    # A single layer: its inputs are the (trial) input spikes, the bound holds as well.
+    net = QifNetwork([np.full((2, 1), -50.0)], p)
+    assert net.run(np.array([[1.9, 1.99]])).t_out[0, 0] < p.t_end_out
+
+
 def test_loss_continuous_where_a_weight_adds_a_spike():
     # One input kick at t = 0.2 to a silent 1-1 network: as its weight grows, the output
     # neuron's first spike moves from the pseudodynamics (t > T) into the trial.
@@ -186,9 +224,22 @@ def test_initially_silent_network_learns():
     assert acc > 0.75 and res.trial_spikes[:, 0].mean() > 1
 
 
+def test_state_dict_round_trip_and_old_checkpoints():
+    net, x, y = _net()
+    clone = QifNetwork.from_state_dict(net.state_dict())
+    assert clone.params == net.params
+    np.testing.assert_array_equal(clone.run(x, y).t_out, net.run(x, y).t_out)
+    # Checkpoints written before t_out_extra existed hold 6 parameters: one window for all layers.
+    old = net.state_dict()
+    old["params"] = old["params"][:6]
+    assert QifNetwork.from_state_dict(old).params.t_out_extra == 0.0
+
+
 def test_bad_configs_fail_in_one_line():
     with pytest.raises(ConfigError, match="i0 must exceed 1/4"):
         QifParameters(i0=0.2)
+    with pytest.raises(ConfigError, match="t_out_extra must be >= 0"):
+        QifParameters(t_out_extra=-1.0)
     net = QifNetwork([np.zeros((3, 2))])
     with pytest.raises(ConfigError, match="2 input neurons, the network has 3"):
         net.run(np.zeros((1, 2)))
@@ -205,3 +256,56 @@ def test_mnist_preset_reaches_target():
 
     _, metrics = train_method(preset("smooth-qif", "mnist"), seed=0, progress=False)
     assert metrics["test_accuracy"] >= 0.97
+
+
+def test_train_method_writes_the_run_and_its_checkpoint_reproduces_it(tmp_path):
+    # A short smooth-QIF run through sw/train.py's epoch loop (the one loop of every method).
+    import json
+
+    from evcore.sw.methods import evaluate_method, load_method_checkpoint, model_inputs, preset, train_method
+
+    cfg = preset("smooth-qif", "yinyang", epochs=2, train_samples=96)
+    model, metrics = train_method(cfg, seed=4, out_dir=tmp_path, progress=False)
+    for name in ("metrics.json", "progress.json", "checkpoint.npz", "learning_curve.png"):
+        assert (tmp_path / name).is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    # EventProp's history fields (sw/train.py), plus the events per sample.
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "spikes_per_sample", "lr",
+                "train_epoch_s", "wall_s", "events_per_sample"):
+        assert key in metrics["epochs"][-1]
+    assert metrics["epochs"][-1]["lr"] == pytest.approx(cfg.lr * cfg.lr_decay**2)
+    loaded, cfg2 = load_method_checkpoint(tmp_path / "checkpoint.npz")
+    assert cfg2 == cfg and loaded.params == model.params
+    from evcore.sw.datasets import load_dataset
+
+    ds = load_dataset("yinyang")
+    test = evaluate_method(cfg2, loaded, model_inputs(cfg2, ds, ds.x_test), ds.y_test)
+    assert test["accuracy"] == metrics["test_accuracy"] and test["loss"] == metrics["test_loss"]
+    # Same seed, same run (times aside).
+    _, again = train_method(cfg, seed=4, progress=False)
+    strip = [{k: v for k, v in e.items() if not k.endswith("_s")} for e in metrics["epochs"]]
+    assert strip == [{k: v for k, v in e.items() if not k.endswith("_s")} for e in again["epochs"]]
+
+
+def test_side_by_side_report_of_the_stored_runs(tmp_path):
+    # `evcore report --side-by-side` over the committed smooth-QIF metrics: one row per data set
+    # and setting, mean and (population) standard deviation of the seeds' test accuracies.
+    import json
+    from pathlib import Path
+
+    from evcore.sw.report import load_rows, markdown_table, plot_accuracy_vs_events, side_by_side
+
+    paths = sorted(Path(__file__).parents[2].glob("docs/results/*-smooth-qif-seed*.json"))
+    assert len(paths) >= 2
+    groups = side_by_side(load_rows(paths))
+    for g in groups:
+        acc = [json.loads(p.read_text())["test_accuracy"] for p in paths if p.name.startswith(g["dataset"])]
+        assert g["seeds"] == len(acc) and g["test_accuracy_mean"] == pytest.approx(np.mean(acc), abs=1e-12)
+        assert g["test_accuracy_std"] == pytest.approx(np.std(acc), abs=1e-12)
+    assert {g["dataset"] for g in groups} == {p.name.split("-")[0] for p in paths}
+    yinyang = next(g for g in groups if g["dataset"] == "yinyang")
+    assert yinyang["sizes"] == "5-200-3, output window +1"
+    assert f"| {100 * yinyang['test_accuracy_mean']:.2f} ± " in markdown_table(groups)
+    plot_accuracy_vs_events(groups, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
