@@ -39,7 +39,7 @@ from .ops import (
 __all__ = ["jump", "backward_sample", "layer_of"]
 
 
-@njit
+@njit(cache=True)
 def jump(P, recip_rom, lam_v, theta_w, err, w_frac, cur):
     """§5.3: lambda_V after (in reverse time) a spike with current ``cur`` and error sum ``err``.
 
@@ -75,7 +75,7 @@ def layer_of(nrn_off, g):
     return l
 
 
-@njit
+@njit(cache=True)
 def backward_sample(P, sizes, w_off, nrn_off, w_frac, theta_w, W, recip_rom,
                     in_step, in_id, n_in, rec_step, rec_nrn, rec_cur, n_rec,
                     first_step, first_cur, lterm, n_end, lam_v, lam_i, G, active, rev_step, rev_raw):

@@ -184,7 +184,7 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
 
 
-@njit
+@njit(cache=True)
 def _backward_batch(
     P,
     sizes,

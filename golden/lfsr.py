@@ -35,7 +35,7 @@ def lfsr_draw(state, taps, n_bits):
     return state, r
 
 
-@njit
+@njit(cache=True)
 def _draws(state, taps, n_bits, out):
     for k in range(out.shape[0]):
         state, out[k] = lfsr_draw(state, taps, n_bits)

@@ -38,7 +38,7 @@ from .ops import (
 __all__ = ["forward_sample", "forward_batch"]
 
 
-@njit
+@njit(cache=True)
 def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
                    v, cur, acc, spk, rec_step, rec_nrn, rec_cur,
                    first_step, first_cur, first_v, spiked, layer_counts, vmax, vmax_step):
@@ -154,7 +154,7 @@ def forward_sample(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, n_in,
     return n_rec, n_end, flags
 
 
-@njit
+@njit(cache=True)
 def forward_batch(P, sizes, w_off, nrn_off, w_shift, W, in_step, in_id, in_cnt,
                   rec_step, rec_nrn, rec_cur, rec_cnt, first_step, first_cur, first_v,
                   spiked, layer_counts, final_v, final_cur, n_end, flags, vmax, vmax_step):

@@ -28,7 +28,7 @@ from .ops import (
 __all__ = ["loss_unit"]
 
 
-@njit
+@njit(cache=True)
 def loss_unit(P, exp_rom, reg_rom, recip_rom, first_step, label, prob, lterm):
     """§4: writes prob[k] (softmax, unsigned Q0.prob_frac) and lterm[k] for every output k.
 

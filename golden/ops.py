@@ -79,7 +79,7 @@ def bit_length(d):
     return n
 
 
-@njit
+@njit(cache=True)
 def recip(d, r_bits, k_bits, rom, eps_shift):
     """Reciprocal unit (§2.3): 1/d ~= y * 2**-(R + e) for an integer d >= 1.
 
@@ -104,7 +104,7 @@ def recip(d, r_bits, k_bits, rom, eps_shift):
     return y1, e
 
 
-@njit
+@njit(cache=True)
 def _recip_many(d, r_bits, k_bits, rom, eps_shift, y, e):
     for n in range(d.shape[0]):
         y[n], e[n] = recip(d[n], r_bits, k_bits, rom, eps_shift)

@@ -66,7 +66,7 @@ def v_encode(x, mant_bits):
     return (np.int64(e) << mant_bits) | (x >> e)
 
 
-@njit
+@njit(cache=True)
 def update_weights(P, sizes, w_off, W, G, M, V, lr_mant, lr_shift, bump, rsqrt_rom, lfsr_state):
     """§6 over all weights. Returns (new LFSR state, flags)."""
     n_layers = P[P_N_LAYERS]
