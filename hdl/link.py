@@ -7,17 +7,22 @@ This module is the one statement of the framing: the RTL (`LinkFramer`) and the 
 RTL) and link status codes.
 """
 
+import math
 from typing import NamedTuple
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import crc, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .protocol import Frame, Status, parse_response
+from evcore.golden.config import ConfigError
+
+from .core import Core
+from .protocol import Frame, HostLink, Status, parse_response
+from .uart import UartRx, UartTiming, UartTx
 
 __all__ = [
     "START_BYTE", "CRC_BYTES", "LINK_CRC", "LinkStatus", "LinkFramer", "crc16", "encode_frame",
-    "decode_frames", "Decoded", "parse_link_response",
+    "decode_frames", "Decoded", "parse_link_response", "UartHostLink",
 ]
 
 #: First byte of every link frame, in both directions. It may also occur inside a frame (no
@@ -266,4 +271,44 @@ class LinkFramer(wiring.Component):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(tx_crc.crc[0:8])]
                 with m.If(self.tx.ready):
                     m.next = "IDLE"
+        return m
+
+
+class UartHostLink(wiring.Component):
+    """The core behind a UART: pins -> `UartRx` -> `LinkFramer` -> `HostLink` -> `Core` and back
+    through `LinkFramer` -> `UartTx` (the board top's host side).
+
+    The inter-byte timeout is `timeout_s` of the clock, at least two characters.
+
+    Members
+    -------
+    rx : ``In(1)``, the line from the host (idle high); tx : ``Out(1)``, the line to the host;
+    frame_error : ``Out(1)``, a pulse per character with a low stop bit.
+    """
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    frame_error: Out(1)
+
+    def __init__(self, core: Core, timing: UartTiming, timeout_s: float = 1e-3):
+        self.timing = timing
+        timeout_cycles = math.ceil(timeout_s * timing.clk_hz)
+        if timeout_cycles < 2 * timing.byte_cycles:
+            raise ConfigError(f"UartHostLink: timeout_s {timeout_s:g} is {timeout_cycles} cycles, below two "
+                              f"characters ({2 * timing.byte_cycles} cycles at {timing.baud} baud)")
+        self.host = HostLink(core)
+        self.framer = LinkFramer(self.host.frame, timeout_cycles)
+        self.uart_rx, self.uart_tx = UartRx(timing), UartTx(timing)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.host, m.submodules.framer = self.host, self.framer
+        m.submodules.uart_rx, m.submodules.uart_tx = self.uart_rx, self.uart_tx
+        m.d.comb += [self.uart_rx.rx.eq(self.rx), self.tx.eq(self.uart_tx.tx),
+                     self.frame_error.eq(self.uart_rx.frame_error)]
+        wiring.connect(m, self.uart_rx.data, self.framer.rx)
+        wiring.connect(m, self.framer.tx, self.uart_tx.data)
+        wiring.connect(m, self.framer.cmd, self.host.cmd)
+        wiring.connect(m, self.framer.rsp, self.host.rsp)
         return m

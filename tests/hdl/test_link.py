@@ -14,13 +14,14 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import crc, wiring
 from amaranth.sim import Simulator
 
-from evcore.golden.config import CoreConfig
+from evcore.golden.config import ConfigError, CoreConfig
 from evcore.hdl.core import Core, Reg, Region, synapse_layout
 from evcore.hdl.link import (
     LINK_CRC,
     START_BYTE,
     LinkFramer,
     LinkStatus,
+    UartHostLink,
     crc16,
     decode_frames,
     encode_frame,
@@ -28,6 +29,7 @@ from evcore.hdl.link import (
 )
 from evcore.hdl.protocol import HostLink, Op, Status, command
 from evcore.hdl.sim_streams import stream_get, stream_put
+from evcore.hdl.uart import UartTiming
 
 from .test_protocol import SMALL
 
@@ -246,3 +248,70 @@ def test_random_corruption_never_reaches_the_core():
             assert after == before, f"{bytes(raw).hex()} changed the core"
 
     simulate(cfg, bench)
+
+
+def decode_line(levels: list[int], bit_cycles: int) -> bytes:
+    """Bytes of an 8N1 line sampled once per cycle: each falling edge from idle starts a
+    character, bits are read at their middles (the host UART's view)."""
+    out, i = bytearray(), 1
+    while i < len(levels):
+        if levels[i - 1] and not levels[i]:
+            mid = i + bit_cycles // 2
+            if mid + 9 * bit_cycles >= len(levels):
+                break
+            bits = [levels[mid + k * bit_cycles] for k in range(10)]
+            assert bits[0] == 0 and bits[9] == 1, f"bad character at cycle {i}"
+            out.append(sum(b << k for k, b in enumerate(bits[1:9])))
+            i = mid + 9 * bit_cycles
+        else:
+            i += 1
+    return bytes(out)
+
+
+def test_uart_loopback_one_command():
+    """Host bytes -> UART line -> UartRx -> LinkFramer -> HostLink -> Core -> LinkFramer -> UartTx
+    -> line -> decoded bytes: ID, then a WRITE whose READ returns the word."""
+    from .test_uart import wave
+
+    cfg = CoreConfig(**SMALL)
+    timing = UartTiming(8_000_000, 1_000_000)
+    top = UartHostLink(Core(cfg), timing, timeout_s=4 * timing.byte_cycles / timing.clk_hz)
+    fr = top.host.frame
+    word = synapse_layout(cfg).const({"w": 777, "g": -3, "m": 2}).as_bits()
+    commands = [command(fr, Op.ID), command(fr, Op.WRITE, region=Region.SYNAPSE, addr=7, data=word),
+                command(fr, Op.READ, region=Region.SYNAPSE, addr=7)]
+    line, replies = [], []
+
+    async def host(ctx):
+        for inner in commands:
+            for b in encode_frame(inner):
+                for level in wave(b, timing.divisor):
+                    ctx.set(top.rx, level)
+                    await ctx.tick()
+            for _ in range(40 * timing.byte_cycles):
+                await ctx.tick()
+                got = decode_frames(decode_line(line, timing.divisor))
+                if len(got.frames) == len(replies) + 1:
+                    replies.append(parse_link_response(got.frames[-1]))
+                    break
+            else:
+                raise AssertionError(f"no reply to {inner.hex()}")
+
+    async def monitor(ctx):
+        while True:
+            _, _, level, fe = await ctx.tick().sample(top.tx, top.frame_error)
+            assert not fe
+            line.append(level)
+
+    sim = Simulator(top)
+    sim.add_clock(1 / timing.clk_hz)
+    sim.add_testbench(host)
+    sim.add_testbench(monitor, background=True)
+    sim.run()
+    assert replies == [(Status.OK, top.host.core.config_word), (Status.OK, 0), (Status.OK, word)]
+
+
+def test_uart_host_link_refuses_a_timeout_below_two_characters():
+    timing = UartTiming(8_000_000, 1_000_000)
+    with pytest.raises(ConfigError, match="below two characters"):
+        UartHostLink(Core(CoreConfig(**SMALL)), timing, timeout_s=1e-6)
