@@ -218,8 +218,9 @@ def test_framed_link_good_and_bad_frames():
 
 
 def test_random_corruption_never_reaches_the_core():
-    """Seeded single-byte corruptions of a WRITE frame (flip, drop, insert): each is answered by
-    link error frames only, and the core is unchanged."""
+    """Seeded single-byte corruptions of a WRITE frame (flip, drop, insert) and an overlong frame
+    with START bytes in its rest: each is answered by link error frames only, the core is
+    unchanged, and the next frame is served."""
     cfg = CoreConfig(**SMALL)
     rng = random.Random(3)
 
@@ -227,11 +228,16 @@ def test_random_corruption_never_reaches_the_core():
         fr = link.frame
         good = encode_frame(command(fr, Op.WRITE, region=Region.SYNAPSE, addr=2, data=0xABCD))
         before = await link.read_many([(Region.SYNAPSE, 2)])
-        for trial in range(12):
+        # An overlong frame with START bytes in its rest: false frames start there, and are rejected.
+        n = fr.max_payload + 1
+        overlong = bytes([START_BYTE, Op.WRITE.value, n]) + bytes([START_BYTE, 2, 3, START_BYTE] * 4)
+        for trial in range(13):
             raw = bytearray(good)
             i = rng.randrange(1, len(raw))  # START intact: otherwise it is garbage, tested above
             kind = trial % 3
-            if kind == 0:
+            if trial == 12:
+                raw = bytearray(overlong)
+            elif kind == 0:
                 raw[i] ^= 1 << rng.randrange(8)
             elif kind == 1:
                 del raw[i]
@@ -246,6 +252,7 @@ def test_random_corruption_never_reaches_the_core():
             assert all(isinstance(s, LinkStatus) for s in statuses), f"{bytes(raw).hex()}: {statuses}"
             after = await link.read_many([(Region.SYNAPSE, 2)])
             assert after == before, f"{bytes(raw).hex()} changed the core"
+        assert statuses[0] is LinkStatus.OVERLONG
 
     simulate(cfg, bench)
 
@@ -315,3 +322,43 @@ def test_uart_host_link_refuses_a_timeout_below_two_characters():
     timing = UartTiming(8_000_000, 1_000_000)
     with pytest.raises(ConfigError, match="below two characters"):
         UartHostLink(Core(CoreConfig(**SMALL)), timing, timeout_s=1e-6)
+
+
+@pytest.mark.parametrize("gap", [TIMEOUT_CYCLES, TIMEOUT_CYCLES + 1])
+def test_timeout_boundary(gap):
+    """`timeout_cycles` idle cycles between two bytes of a frame are allowed, one more truncates
+    it (the framer alone; what reaches `cmd` is recorded)."""
+    fr = type("F", (), {"max_payload": 4})()
+    dut = LinkFramer(fr, TIMEOUT_CYCLES)
+    out, cmd = bytearray(), bytearray()
+    inner = bytes([Op.STATUS.value, 0])
+
+    async def tb(ctx):
+        raw = encode_frame(inner)
+        for i, b in enumerate(raw):
+            await stream_put(ctx, dut.rx, b)
+            if i == 1:
+                await ctx.tick().repeat(gap)
+        await ctx.tick().repeat(30)
+
+    async def sink(ctx):
+        ctx.set(dut.tx.ready, 1)
+        ctx.set(dut.cmd.ready, 1)
+        while True:
+            _, _, tv, tp, cv, cp = await ctx.tick().sample(dut.tx.valid, dut.tx.payload, dut.cmd.valid,
+                                                           dut.cmd.payload)
+            if tv:
+                out.append(tp)
+            if cv:
+                cmd.append(cp)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.add_testbench(sink, background=True)
+    sim.run()
+    frames = [parse_link_response(f)[0] for f in decode_frames(bytes(out)).frames]
+    if gap == TIMEOUT_CYCLES:
+        assert bytes(cmd) == inner and frames == []
+    else:
+        assert cmd == b"" and frames == [LinkStatus.TRUNCATED]  # the late CRC bytes are folded into it
