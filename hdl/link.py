@@ -112,8 +112,8 @@ class LinkFramer(wiring.Component):
     Transmit: each response of `rsp` goes out as ``START | status | length | data | CRC``, error
     frames between them; neither is cut.
 
-    Throughput one byte per cycle each way; a command reaches `cmd` 2 cycles after its last CRC
-    byte (`forward_latency`).
+    Throughput one byte per cycle each way; the first byte of a command can be taken from `cmd` 2
+    edges after its last CRC byte was (`forward_latency`).
 
     Members
     -------
@@ -122,7 +122,8 @@ class LinkFramer(wiring.Component):
     rsp : ``In(stream.Signature(8))``, from ``HostLink.rsp``.
     """
 
-    #: Cycles from the transfer of the last CRC byte on `rx` to the first `cmd` byte offered.
+    #: Clock edges from the one that takes the last CRC byte on `rx` to the one that can take
+    #: the first `cmd` byte (one cycle checks the CRC residue).
     forward_latency = 2
 
     def __init__(self, frame: Frame, timeout_cycles: int):

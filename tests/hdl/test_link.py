@@ -362,3 +362,24 @@ def test_timeout_boundary(gap):
         assert bytes(cmd) == inner and frames == []
     else:
         assert cmd == b"" and frames == [LinkStatus.TRUNCATED]  # the late CRC bytes are folded into it
+
+
+def test_forward_latency():
+    fr = type("F", (), {"max_payload": 4})()
+    dut = LinkFramer(fr, TIMEOUT_CYCLES)
+    edges = []
+
+    async def tb(ctx):
+        ctx.set(dut.cmd.ready, 1)
+        for b in encode_frame(bytes([Op.STATUS.value, 0])):
+            await stream_put(ctx, dut.rx, b)  # returns after the edge that took the byte
+        for k in range(1, 6):
+            _, _, valid = await ctx.tick().sample(dut.cmd.valid)  # valid & ready at edge k
+            if valid:
+                edges.append(k)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert edges[0] == LinkFramer.forward_latency and edges == [2, 3]  # op, length: 2 bytes
