@@ -21,9 +21,10 @@ RUNS_DIR = Path("runs")
 
 def _cmd_train(args) -> int:
     if args.model != "fixed":
-        for flag, value in (("--backend", args.backend != "golden"), ("--eval-samples", args.eval_samples),
-                            ("--fresh-samples", args.fresh_samples)):
-            if value not in (None, False):
+        used = {"--backend": args.backend != "golden", "--eval-samples": args.eval_samples is not None,
+                "--fresh-samples": args.fresh_samples is not None}  # (--fresh-samples 0 is used too)
+        for flag, is_used in used.items():
+            if is_used:
                 raise ConfigError(f"{flag} applies to --model fixed only")
     if args.method != "eventprop":
         return _train_method(args)

@@ -81,6 +81,12 @@ def train_fixed_cli(args, float_cfg) -> int:
     print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % (best validation at epoch "
           f"{metrics['best_val_epoch']}: test {100 * metrics['best_val_test_accuracy']:.2f} %); "
           f"{metrics['wall_time_s']:.1f} s; sticky flags: {Flag(int(metrics['flags'])).name or 'none'}")
+    if backend == "rtl":
+        t = core.totals
+        print(f"RTL: {t['runs']} simulator runs, {t['cycles'] / 1e6:.1f} M simulated cycles in "
+              f"{t['wall_s']:.0f} s "
+              f"({t['cycles'] / max(t['wall_s'], 1e-9) / 1e6:.3f} M cycles/s; inside the simulation loops "
+              f"{t['cycles'] / max(t['sim_wall_s'], 1e-9) / 1e6:.3f} M cycles/s)")
     print(f"wrote {out / 'checkpoint.npz'} (raw weights and CoreConfig; `evcore eval` runs it on the core), "
           f"{out / 'metrics.json'}, {out / 'learning_curve.png'}")
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 
 import numpy as np
 
@@ -63,6 +64,9 @@ class RtlCore:
         self.lr_mant = np.array(cfg.lr_mant, dtype=np.int64)
         self.flags = Flag(0)
         self.last_run: dict = {}
+        #: Over all simulator runs of this object: runs, simulated cycles (samples and updates),
+        #: wall seconds of the whole runs (start-up included) and of the simulation loop inside.
+        self.totals = {"runs": 0, "cycles": 0, "wall_s": 0.0, "sim_wall_s": 0.0}
         if weights_raw is not None:
             self.set_weights_raw(weights_raw)
 
@@ -199,11 +203,18 @@ class RtlCore:
             # for a 5 s longer cold build. Scoped to this build, so other models keep their cache.
             makeflags = os.environ.get("MAKEFLAGS", "")
             os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
+            t0 = time.perf_counter()
             try:
                 self._run_cocotb(job, results, node)
             finally:
                 os.environ["MAKEFLAGS"] = makeflags
             raw = dict(np.load(results))
+        cycles = sum(int(raw[k].sum()) for k in ("cyc_total", "cyc_loss", "cyc_backward", "upd_cyc_update")
+                     if k in raw)
+        self.totals["runs"] += 1
+        self.totals["cycles"] += cycles
+        self.totals["wall_s"] += time.perf_counter() - t0
+        self.totals["sim_wall_s"] += float(raw["total_wall_s"])
         self._G = raw["end_g"].astype(np.int64)
         if cfg.has_momentum:
             self._M = raw["end_m"].astype(np.int64)
