@@ -756,7 +756,7 @@ def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int | Non
     from tqdm.auto import tqdm
 
     correct = 0
-    loss_sum = 0.0
+    losses = []  # summed once at the end: the mean does not depend on `batch` to the last bit
     spikes_sum = np.zeros(core.cfg.n_layers)
     cyc = 0.0
     labels = np.asarray(labels)
@@ -768,12 +768,13 @@ def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int | Non
         res = core.run(part)
         y = labels[s : s + batch]
         correct += int((res.predictions == y).sum())
-        loss_sum += float(core.loss(res, y).sum())
+        losses.append(core.loss(res, y))
         spikes_sum += res.layer_counts.sum(axis=0)
         cyc += float(res.cycles_forward.sum())
         bar.update(len(y))
     bar.close()
     n = spikes.batch_size
+    loss_sum = float(np.concatenate(losses).sum()) if losses else 0.0
     return correct / n, loss_sum / n, (spikes_sum / n).tolist(), cyc / n
 
 
@@ -853,7 +854,7 @@ def train_fixed(
     for epoch in range(epochs):
         core.lr_mant = np.floor(lr0 * lr_decay**epoch + 0.5).astype(np.int64)
         perm = rng.permutation(n)
-        loss_sum = 0.0
+        epoch_losses = []  # summed once per epoch, however many minibatches a run takes
         correct = 0
         cycles = 0
         g_max = 0
@@ -871,10 +872,11 @@ def train_fixed(
                 g_max = max(g_max, int(np.abs(core.last_updates["g_before"]).max(initial=0)))
                 cycles += int(core.last_updates["cyc_update"].sum())
             clamp.add(res)
-            loss_sum += float(losses.sum())
+            epoch_losses.append(losses)
             correct += int((res.predictions == y_train[idx]).sum())
             cycles += int(res.cycles.sum())
             bar.update(len(parts))
+        loss_sum = float(np.concatenate(epoch_losses).sum())
         entry = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / n,
