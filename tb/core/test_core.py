@@ -339,8 +339,8 @@ def test_up5k_yinyang_training_other_optimizers(yinyang, optimizer):
 def test_up5k_yinyang_training_epoch(yinyang):
     """A whole epoch (5000 samples, 156 minibatches in one simulator run) on the RTL, every update
     equal to golden; then the test split on the RTL-trained RTL core, equal to golden's.
-    Not run since the fast build; expect the CLI epoch's figures (README: 17 min of CPU at 0.32 M
-    simulated cycles per CPU second, 43 min wall under load). The CLI's
+    Not run since the fast build; expect the CLI epoch's figures (README: 19 min of CPU at 0.30 M
+    simulated cycles per CPU second, 24-43 min wall under load). The CLI's
     `evcore train yinyang --model fixed --backend rtl --epochs 1` runs the same with progress."""
     from evcore.golden.core import evaluate_fixed
 
