@@ -747,22 +747,34 @@ def weights_at_rails(core: FixedCore) -> dict:
     }
 
 
-def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int = 1000):
-    """Accuracy, mean loss, mean spikes per sample and layer, mean forward cycles."""
+def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int | None = None,
+                   progress: bool = False, desc: str = "eval"):
+    """Accuracy, mean loss, mean spikes per sample and layer, mean forward cycles.
+
+    `core`: a FixedCore or anything with its run/loss interface (the RTL: tb/core/rtl_core.py);
+    `batch` samples per `run` (default 1000, or the core's ``samples_per_run``)."""
+    from tqdm.auto import tqdm
+
     correct = 0
-    loss_sum = 0.0
+    losses = []  # summed once at the end: the mean does not depend on `batch` to the last bit
     spikes_sum = np.zeros(core.cfg.n_layers)
     cyc = 0.0
     labels = np.asarray(labels)
+    batch = batch or getattr(core, "samples_per_run", 1000)  # the RTL: a simulator run each
+    bar = tqdm(total=spikes.batch_size, disable=not progress or spikes.batch_size <= batch, unit="sample",
+               desc=desc, leave=False, dynamic_ncols=True)
     for s in range(0, spikes.batch_size, batch):
         part = spikes[s : s + batch]
         res = core.run(part)
         y = labels[s : s + batch]
         correct += int((res.predictions == y).sum())
-        loss_sum += float(core.loss(res, y).sum())
+        losses.append(core.loss(res, y))
         spikes_sum += res.layer_counts.sum(axis=0)
         cyc += float(res.cycles_forward.sum())
+        bar.update(len(y))
+    bar.close()
     n = spikes.batch_size
+    loss_sum = float(np.concatenate(losses).sum()) if losses else 0.0
     return correct / n, loss_sum / n, (spikes_sum / n).tolist(), cyc / n
 
 
@@ -792,6 +804,8 @@ def train_fixed(
     eval_every: int = 1,
     core: FixedCore | None = None,
     return_core: bool = False,
+    make_core=FixedCore,
+    n_eval: int | None = None,
 ):
     """Train on a data set with the fixed-point core; returns a metrics dict (with the core).
 
@@ -803,19 +817,27 @@ def train_fixed(
     validation accuracy (the host keeps a copy of those weights); the last epoch's is reported too.
     The metrics are JSON-serialisable (final raw weights included); ``return_core=True`` returns
     (core, metrics).
+
+    ``make_core`` builds the core from the initial float weights (``make_core.from_float``):
+    FixedCore, or the RTL under Verilator (tb/core/rtl_core.py RtlCore), which trains
+    ``make_core.minibatches_per_run`` minibatches per simulator run (its start-up is seconds) and
+    gives the same metrics. ``n_eval`` limits the validation and test splits (short runs).
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     if core is None:
-        core = FixedCore.from_float(cfg, _init_weights(cfg, init, rng))
+        core = make_core.from_float(cfg, _init_weights(cfg, init, rng))
+    per_run = getattr(core, "minibatches_per_run", 1)
     x_train, y_train = dataset.x_train, np.asarray(dataset.y_train)
     if n_train is not None:
         x_train, y_train = x_train[:n_train], y_train[:n_train]
     train_spikes = SpikeBatch(*dataset.encode(x_train))
-    val_spikes = SpikeBatch(*dataset.encode(dataset.x_val))
-    test_spikes = SpikeBatch(*dataset.encode(dataset.x_test))
+    x_val, y_val = dataset.x_val[:n_eval], np.asarray(dataset.y_val)[:n_eval]
+    x_test, y_test = dataset.x_test[:n_eval], np.asarray(dataset.y_test)[:n_eval]
+    val_spikes = SpikeBatch(*dataset.encode(x_val))
+    test_spikes = SpikeBatch(*dataset.encode(x_test))
     n = len(y_train)
     bs = cfg.batch_size
     lr0 = np.array(cfg.lr_mant, dtype=np.float64)
@@ -832,21 +854,29 @@ def train_fixed(
     for epoch in range(epochs):
         core.lr_mant = np.floor(lr0 * lr_decay**epoch + 0.5).astype(np.int64)
         perm = rng.permutation(n)
-        loss_sum = 0.0
+        epoch_losses = []  # summed once per epoch, however many minibatches a run takes
         correct = 0
         cycles = 0
         g_max = 0
         clamp = JumpClampCounter(cfg)
-        for s in range(0, n, bs):
-            idx = perm[s : s + bs]
-            losses, _, res = core.gradient(train_spikes[idx], y_train[idx])
-            g_max = max(g_max, int(np.abs(core._G).max(initial=0)))
+        for s in range(0, n, bs * per_run):
+            parts = [perm[p : p + bs] for p in range(s, min(s + bs * per_run, n), bs)]
+            idx = np.concatenate(parts)
+            if per_run == 1:
+                losses, _, res = core.gradient(train_spikes[idx], y_train[idx])
+                g_max = max(g_max, int(np.abs(core._G).max(initial=0)))
+                core.update()
+                cycles += core.update_cycles()
+            else:  # several minibatches, each with its update, in one run (the RTL)
+                losses, res = core.train_minibatches([(train_spikes[p], y_train[p]) for p in parts])
+                g_max = max(g_max, int(np.abs(core.last_updates["g_before"]).max(initial=0)))
+                cycles += int(core.last_updates["cyc_update"].sum())
             clamp.add(res)
-            core.update()
-            loss_sum += float(losses.sum())
+            epoch_losses.append(losses)
             correct += int((res.predictions == y_train[idx]).sum())
-            cycles += int(res.cycles.sum()) + core.update_cycles()
-            bar.update(1)
+            cycles += int(res.cycles.sum())
+            bar.update(len(parts))
+        loss_sum = float(np.concatenate(epoch_losses).sum())
         entry = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / n,
@@ -863,7 +893,8 @@ def train_fixed(
             **weights_at_rails(core),
         }
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-            val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, dataset.y_val)
+            val_acc, val_loss, val_spk, _ = evaluate_fixed(core, val_spikes, y_val, progress=progress,
+                                                           desc="validation")
             entry.update({"val_loss": val_loss, "val_accuracy": val_acc, "spikes_per_sample": val_spk})
             bar.set_postfix(loss=f"{loss_sum / n:.3f}", val=f"{100 * val_acc:.1f}%")
             if val_acc > best_val:
@@ -872,13 +903,17 @@ def train_fixed(
         history.append(entry)
     bar.close()
     # Headline: the core as training left it (the last epoch, the paper's protocol), as on chip.
-    test_acc, test_loss, test_spk, test_cyc = evaluate_fixed(core, test_spikes, dataset.y_test)
+    test_acc, test_loss, test_spk, test_cyc = evaluate_fixed(core, test_spikes, y_test, progress=progress,
+                                                             desc="test")
     # Beside it, as the float training does: the host's copy of the best-validation epoch's
     # weights (selection on the validation split only), evaluated, then the core is restored.
-    last_weights = [w.copy() for w in core.weights_raw]
-    core.set_weights_raw(best_weights)
-    best_val_test_acc = evaluate_fixed(core, test_spikes, dataset.y_test)[0]
-    core.set_weights_raw(last_weights)
+    if best_epoch == epochs:  # the last epoch's weights: the same run again would give the same
+        best_val_test_acc = test_acc
+    else:
+        last_weights = [w.copy() for w in core.weights_raw]
+        core.set_weights_raw(best_weights)
+        best_val_test_acc = evaluate_fixed(core, test_spikes, y_test, progress=progress, desc="test")[0]
+        core.set_weights_raw(last_weights)
     metrics = {
         "model": "fixed",
         "dataset": getattr(dataset, "name", None),

@@ -23,10 +23,16 @@ def _cmd_train(args) -> int:
     if args.seeds is not None and args.method != "eventprop":
         raise ConfigError("--seeds runs EventProp training (float or fixed) as a sweep; give --seed for "
                           f"{args.method}")
+    if args.model != "fixed":
+        used = {"--backend": args.backend != "golden", "--eval-samples": args.eval_samples is not None,
+                "--fresh-samples": args.fresh_samples is not None}  # (--fresh-samples 0 is used too)
+        for flag, is_used in used.items():
+            if is_used:
+                raise ConfigError(f"{flag} applies to --model fixed only")
     if args.method != "eventprop":
         return _train_method(args)
-    if args.train_samples is not None:
-        raise ConfigError("--train-samples applies to --method spiking-mlp and smooth-qif only")
+    if args.train_samples is not None and args.model != "fixed":
+        raise ConfigError("--train-samples applies to --model fixed and --method spiking-mlp and smooth-qif")
     from .train import PRESETS, train, with_overrides
 
     cfg = with_overrides(PRESETS[args.dataset], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -137,10 +143,20 @@ def _cmd_eval(args) -> int:
                          f"{ds_name} with {dataset.n_features}")
     if y.max(initial=0) >= n_out:
         raise ValueError(f"{what}: label {int(y.max())} out of range for {n_out} output neurons")
+    if args.backend == "rtl":
+        if model != "fixed-point core":
+            raise ConfigError(f"--backend rtl runs fixed-point checkpoints only; {args.checkpoint}: {model}")
+        from .fixed_train import rtl_core_from
+
+        core, model = rtl_core_from(core), "RTL core under Verilator"
+        if args.samples is None:
+            print(f"evcore: {len(y)} samples on the RTL take minutes (--samples N: the first N)")
+    if args.samples is not None:
+        x, y, what = x[: args.samples], y[: args.samples], f"{what}, first {min(args.samples, len(y))}"
     if method_run:
         return eval_method_cli(args, x, y, what)
-    if model == "fixed-point core":
-        acc, loss, spikes, _ = evaluate_fixed(core, encode(dataset, x), y)
+    if model in ("fixed-point core", "RTL core under Verilator"):
+        acc, loss, spikes, _ = evaluate_fixed(core, encode(dataset, x), y, progress=True, desc="eval")
     else:
         acc, loss, spikes, _ = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
     # 95 % interval of the accuracy on the distribution, from the binomial standard error.
@@ -368,11 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training method (docs/methods.md): EventProp (default), O'Connor & Welling's "
                         "spiking MLP, Klos & Memmesheimer's smooth-QIF exact gradients")
     p.add_argument("--train-samples", type=_positive_int,
-                   help="train on the first N training samples only (--method spiking-mlp/smooth-qif)")
+                   help="train on the first N training samples only (--model fixed, --method "
+                        "spiking-mlp/smooth-qif)")
     p.add_argument("--model", choices=["float", "fixed"], default="float",
                    help="float64 EventProp (default) or the fixed-point core model")
     p.add_argument("--core", choices=["up5k", "ecp5-85f"], default="up5k",
                    help="core configuration for --model fixed (golden/config.py presets)")
+    p.add_argument("--backend", choices=["golden", "rtl"], default="golden",
+                   help="--model fixed: run the core in the bit-accurate model (default) or in the RTL "
+                        "under Verilator (same results, about 0.2-0.3 s per training sample)")
+    p.add_argument("--eval-samples", type=_positive_int,
+                   help="--model fixed: validate and test on the first N samples of each split only")
+    p.add_argument("--fresh-samples", type=_non_negative_int,
+                   help="--model fixed: fresh samples for fresh_accuracy (default 50000; 0 = none)")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-seed<seed>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=_positive_int,
@@ -384,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=".npz with x (N, F) in [0, 1] and y (N,) labels")
     p.add_argument("--fresh", type=_positive_int, metavar="N",
                    help="N fresh samples of the distribution instead (yinyang: its generator)")
+    p.add_argument("--backend", choices=["golden", "rtl"], default="golden",
+                   help="fixed-point checkpoints: the bit-accurate model (default) or the RTL (Verilator)")
+    p.add_argument("--samples", type=_positive_int, metavar="N", help="evaluate the first N samples only")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("report", help="table of finished training runs")

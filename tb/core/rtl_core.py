@@ -25,12 +25,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 
 import numpy as np
 
 from evcore.golden.config import CoreConfig, Flag, Optimizer
 from evcore.golden.core import FixedCore, FixedResult
-from evcore.hdl.core import Core, config_id, synapse_layout
+from evcore.hdl.core import Core, check_buildable, config_id, synapse_layout
 from evcore.tb.core.cocotb_core import OP_INFER, OP_TRAIN, OP_UPDATE
 from evcore.tb.core.host import encode_uncut
 from evcore.tb.harness import build_dir_for, run_cocotb
@@ -42,7 +43,14 @@ __all__ = ["RtlCore"]
 class RtlCore:
     """The RTL forward core (`evcore.hdl.core.Core`) on Verilator with `FixedCore`'s run interface."""
 
+    #: How many minibatches `golden.core.train_fixed` hands to one `train_minibatches` run, and
+    #: how many samples `evaluate_fixed` to one `run`: a simulator start-up costs about 5 s, a
+    #: minibatch of 32 about 7-10 s of simulation, an inference sample about 0.1 s (up5k).
+    minibatches_per_run = 16
+    samples_per_run = 250
+
     def __init__(self, cfg: CoreConfig, weights_raw=None):
+        check_buildable(cfg)  # a one-line ValueError before any build
         setup_tool_environment()  # Verilator on PATH, ccache, as under pytest's conftest
         self.cfg = cfg
         self._golden = FixedCore(cfg)  # holds and validates the weights, encodes the inputs
@@ -56,6 +64,9 @@ class RtlCore:
         self.lr_mant = np.array(cfg.lr_mant, dtype=np.int64)
         self.flags = Flag(0)
         self.last_run: dict = {}
+        #: Over all simulator runs of this object: runs, simulated cycles (samples and updates),
+        #: wall seconds of the whole runs (start-up included) and of the simulation loop inside.
+        self.totals = {"runs": 0, "cycles": 0, "wall_s": 0.0, "sim_wall_s": 0.0}
         if weights_raw is not None:
             self.set_weights_raw(weights_raw)
 
@@ -72,6 +83,10 @@ class RtlCore:
 
     def encode_inputs(self, inputs):
         return self._golden.encode_inputs(inputs)
+
+    def loss(self, result: FixedResult, labels, loss_fn=None) -> np.ndarray:
+        """`FixedCore.loss`: the host-side TTFS loss of the RTL's first-spike times."""
+        return self._golden.loss(result, labels, loss_fn)
 
     @property
     def grads_raw(self) -> list:
@@ -188,11 +203,18 @@ class RtlCore:
             # for a 5 s longer cold build. Scoped to this build, so other models keep their cache.
             makeflags = os.environ.get("MAKEFLAGS", "")
             os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
+            t0 = time.perf_counter()
             try:
                 self._run_cocotb(job, results, node)
             finally:
                 os.environ["MAKEFLAGS"] = makeflags
             raw = dict(np.load(results))
+        cycles = sum(int(raw[k].sum()) for k in ("cyc_total", "cyc_loss", "cyc_backward", "upd_cyc_update")
+                     if k in raw)
+        self.totals["runs"] += 1
+        self.totals["cycles"] += cycles
+        self.totals["wall_s"] += time.perf_counter() - t0
+        self.totals["sim_wall_s"] += float(raw["total_wall_s"])
         self._G = raw["end_g"].astype(np.int64)
         if cfg.has_momentum:
             self._M = raw["end_m"].astype(np.int64)
@@ -222,6 +244,7 @@ class RtlCore:
             # A one-output core has zero-width index signals, which Verilog writes as [-1:0].
             build_args=["-Wno-CASEINCOMPLETE", "-Wno-ASCRANGE"],
             extra_env={"COCOTB_TRUST_INERTIAL_WRITES": "1"},
+            fast=True,  # cocotb_core drives and reads the ports only
         )
 
     def _result(self, raw, steps, ids, counts, train=False) -> FixedResult:
