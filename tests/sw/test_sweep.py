@@ -273,7 +273,7 @@ def test_cli_sweep_report_and_errors(tmp_path, capsys):
     assert main(["report", "--sweep", str(out), "--figure", str(tmp_path / "r.png")]) == 0
     assert "| lr = 0.01 | 2 |" in capsys.readouterr().out and (tmp_path / "r.png").is_file()
     for bad in (["sweep", "--axis", "nope=1", "--serial"], ["sweep", "--seeds", "2-1"],
-                ["sweep", "--model", "rtl"], ["sweep", str(tmp_path / "missing.toml")],
+                ["sweep", str(tmp_path / "missing.toml")],
                 ["report", "--sweep", str(tmp_path)], ["train", "yinyang", "--seeds", "0-1",
                                                        "--method", "smooth-qif"]):
         assert main(bad) == 2, bad
