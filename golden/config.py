@@ -384,8 +384,7 @@ class CoreConfig:
     cyc_jump: int = 8
     #: Registers the RTL puts between a block-RAM read and the logic that uses it (0 or 1; §8):
     #: 1 where a RAM's clock-to-out cannot share a cycle with a multiplier or an adder (ECP5 at
-    #: 80 MHz). It costs two cycles of sweep fill (cyc_sweep_latency >= 6) and one per jump
-    #: (cyc_jump >= 9); the fan-out hides it.
+    #: 80 MHz). It costs one cycle of sweep fill (cyc_sweep_latency >= 5); the fan-out hides it.
     ram_read_regs: int = 0
 
     # ------------------------------------------------------------------------------------------
@@ -1088,10 +1087,10 @@ class CoreConfig:
             w_frac=(13, 14),
             record_capacity=2048,
             revive_hidden=4.0,
-            # §8: the block-RAM reads registered for the ECP5's 80 MHz: two more cycles of sweep fill
+            # §8: the block-RAM reads registered for the ECP5's 80 MHz: one more cycle of sweep fill
             # and one more per jump.
             ram_read_regs=1,
-            cyc_sweep_latency=6,
+            cyc_sweep_latency=5,
             cyc_jump=9,
         )
         return cls._preset(base, changes)

@@ -60,9 +60,9 @@ def lif_out_layout(cfg: CoreConfig) -> data.StructLayout:
 
 
 def lif_latency(cfg: CoreConfig) -> int:
-    """LifUnit's latency: 3 stages, plus with ``cfg.ram_read_regs`` (§8) the operand register (its
-    inputs come straight from block RAM) and the registered half products."""
-    return 3 + 2 * cfg.ram_read_regs
+    """LifUnit's latency: 3 stages, plus the operand register of §8 when ``cfg.ram_read_regs`` (its
+    inputs come straight from block RAM)."""
+    return 3 + cfg.ram_read_regs
 
 
 class LifUnit(wiring.Component):
@@ -70,9 +70,9 @@ class LifUnit(wiring.Component):
     with ``bwd`` §5.2 instead: the transposed propagator of (Λ_V, Λ_I), LAM_SAT, after the §5.6
     revival injection when ``inject``.
 
-    Stages: (with ``cfg.ram_read_regs``) the registered operands and the half products; products;
-    alignment and rounding; saturation, threshold and fan-in add (the split keeps the UP5K above 24 MHz).
-    Latency `latency` = 3 (+ 2 ``ram_read_regs``) cycles from ``i.valid`` to ``o.valid``;
+    Stages: (with ``cfg.ram_read_regs``) the registered operands; products; alignment and
+    rounding; saturation, threshold and fan-in add (the split keeps the UP5K above 24 MHz).
+    Latency `latency` = 3 (+ ``ram_read_regs``) cycles from ``i.valid`` to ``o.valid``;
     throughput one neuron per cycle; no back-pressure (both streams are always ready: the sweep never stalls).
 
     Members
@@ -125,38 +125,26 @@ class LifUnit(wiring.Component):
             else:
                 m.d.comb += op[name].eq(value)
         bwd = op["bwd"]
-        # §5.6: β·sat(Λ_V − R̂) = β·Λ_V − β·R̂, or β·Λ_min where the difference saturates (the same
-        # for κγ): the injection needs a comparator here and constants in stage 2, no multiplier.
-        lam_lo = -(1 << (cfg.lam_bits - 1))
-        r_raw = cfg.revive_raw if cfg.revive_hidden > 0 else 0
-        side = [(signed(cfg.fanin_acc_bits), op["acc"]), (unsigned(1), op["valid"]), (unsigned(1), bwd),
-                (unsigned(1), bwd & op["inject"]), (unsigned(1), op["x_beta"] < lam_lo + r_raw)]
-        factors = [(op["x_beta"], Const(cfg.beta_raw, cf + 1), cf + 1),
-                   (op["x_gamma"], op["c_gamma"], cf + 2),
-                   (op["x_alpha"], Const(cfg.alpha_raw, cf + 1), cf + 1)]
-        if cfg.ram_read_regs:
-            # §8: each product in two halves of the operand, registered, then summed in a stage of
-            # its own: no multiplier in series with the partial-product adder of a wide product.
-            k = xb // 2
-            halves = []
-            for n, (x_op, c, cb) in enumerate(factors):
-                lo = Signal(unsigned(k + cb), name=f"pp{n}_lo")
-                hi = Signal(signed(xb - k + cb), name=f"pp{n}_hi")
-                m.d.sync += [lo.eq(x_op[:k] * c), hi.eq(x_op[k:].as_signed() * c)]
-                halves.append((lo, hi))
-            side_r = [Signal(shape, name=f"side{n}") for n, (shape, _) in enumerate(side)]
-            m.d.sync += [r.eq(v) for r, (_, v) in zip(side_r, side)]
-            side = [(shape, r) for (shape, _), r in zip(side, side_r)]
-            products = [(hi << k) + lo for lo, hi in halves]
-        else:
-            products = [x_op * c for x_op, c, _ in factors]
         p_beta = Signal(signed(xb + cf + 1))
         p_gamma = Signal(signed(xb + cf + 2))
         p_alpha = Signal(signed(xb + cf + 1))
         acc1 = Signal(signed(cfg.fanin_acc_bits))
-        valid1, bwd1, inject1, inj_sat1 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [p_beta.eq(products[0]), p_gamma.eq(products[1]), p_alpha.eq(products[2])]
-        m.d.sync += [r.eq(v) for r, (_, v) in zip((acc1, valid1, bwd1, inject1, inj_sat1), side)]
+        valid1, bwd1 = Signal(), Signal()
+        m.d.sync += [
+            p_beta.eq(op["x_beta"] * Const(cfg.beta_raw, cf + 1)),
+            p_gamma.eq(op["x_gamma"] * op["c_gamma"]),
+            p_alpha.eq(op["x_alpha"] * Const(cfg.alpha_raw, cf + 1)),
+            acc1.eq(op["acc"]),
+            valid1.eq(op["valid"]),
+            bwd1.eq(bwd),
+        ]
+        # §5.6: β·sat(Λ_V − R̂) = β·Λ_V − β·R̂, or β·Λ_min where the difference saturates (the same
+        # for κγ): the injection needs a comparator here and constants in stage 2, no multiplier.
+        lam_lo = -(1 << (cfg.lam_bits - 1))
+        inject1, inj_sat1 = Signal(), Signal()
+        if cfg.revive_hidden > 0:
+            r_raw = cfg.revive_raw
+            m.d.sync += [inject1.eq(bwd & op["inject"]), inj_sat1.eq(op["x_beta"] < lam_lo + r_raw)]
 
         # Stage 2: align to F = max(f_V, f_I), one rounding per state variable (before saturation).
         x = (p_beta << (fx - cfg.v_frac)) + (p_gamma << (fx - cfg.i_frac))

@@ -156,7 +156,7 @@ def random_config(rng) -> CoreConfig:
         v_bits, i_bits = int(rng.integers(16, 29)), int(rng.integers(16, 29))
         w_bits = int(rng.integers(8, 19))
         n_hidden = sum(sizes[1:-1])
-        latency = int(rng.integers(4 + 2 * ram_read_regs, 7))
+        latency = int(rng.integers(4 + ram_read_regs, 7))
         try:
             return CoreConfig(
                 sizes=sizes,

@@ -186,13 +186,13 @@ def test_core_rejects_short_sweep_latency():
 # §8, ram_read_regs = 1: the LIF operands and the fan-out's synapse address, weight and accumulator
 # word registered. Layers of exactly FANOUT_RMW_DISTANCE = 3 neurons put a target's next read in the
 # cycle of its write (the transparent port), and the sweep's first read right behind the fan-out.
-REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=6, cyc_jump=9)
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=5, cyc_jump=9)
 
 
 @pytest.mark.parametrize("seed", range(2))
 def test_core_ram_read_regs(seed):
     """3-3-3 with registered block-RAM reads: forward values and cycle counts equal golden (whose
-    cycle model only sees cyc_sweep_latency = 6); seed 1 with the vmax memory, as the
+    cycle model only sees cyc_sweep_latency = 5); seed 1 with the vmax memory, as the
     inference-only build (`training=False`, what `evcore synth --top core-infer` places)."""
     cfg = CoreConfig(**REGISTERED, revive_hidden=1.0 if seed == 1 else 0.0)
     rng = np.random.default_rng(30 + seed)
@@ -214,7 +214,7 @@ def test_core_ram_read_regs_training():
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    (dict(cyc_sweep_latency=5), r"^CoreConfig.cyc_sweep_latency = 5: .* >= 6 with ram_read_regs = 1$"),
+    (dict(cyc_sweep_latency=4), r"^CoreConfig.cyc_sweep_latency = 4: .* >= 5 with ram_read_regs = 1$"),
     (dict(sizes=(3, 4, 2)), r"^CoreConfig.sizes = \(3, 4, 2\): with ram_read_regs = 1 .* >= 3 neurons"),
     (dict(cyc_jump=8), r"^CoreConfig.cyc_jump = 8: the RTL jump needs >= 9 cycles$"),
 ])
