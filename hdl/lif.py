@@ -120,7 +120,7 @@ class LifUnit(wiring.Component):
             op[name] = Signal(shape, name=f"op_{name}")
             if cfg.ram_read_regs:
                 # §8: the operands registered after the muxes, so that no block-RAM read is in
-                # series with a multiplier (yosys can place these in the DSP input registers).
+                # series with a multiplier.
                 m.d.sync += op[name].eq(value)
             else:
                 m.d.comb += op[name].eq(value)

@@ -726,19 +726,9 @@ def print_report(store: ResultStore, keys=None, figure: str | Path | None = None
 # -- the commands -------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def add_arguments(p):
+    from .cli import _positive_int  # the CLI's argument types, one copy
+
     p.add_argument("spec", nargs="?", help="sweep spec (TOML: dataset, model, axes, seeds, epochs, ...; "
                    "docs/sweeps.md); flags override it")
     p.add_argument("--dataset", choices=["yinyang", "mnist"])

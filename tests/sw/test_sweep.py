@@ -32,10 +32,14 @@ def tiny_spec(**kw) -> SweepSpec:
     return SweepSpec(**args)
 
 
+#: Wall-clock fields of a metrics dict.
+TIMING_KEYS = ("wall_s", "wall_time_s", "train_epoch_s")
+
+
 def strip_timing(x):
     """A result without its wall-clock fields, the only part that may differ between runs."""
     if isinstance(x, dict):
-        return {k: strip_timing(v) for k, v in x.items() if k not in ("wall_s", "wall_time_s", "train_epoch_s")}
+        return {k: strip_timing(v) for k, v in x.items() if k not in TIMING_KEYS}
     if isinstance(x, list):
         return [strip_timing(v) for v in x]
     return x
