@@ -26,7 +26,7 @@ Only the ``sync`` domain is harnessed; a component with other clock domains gets
 reset as extra pins (Amaranth adds them), which still fits any package.
 """
 
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow, In, Out
 
@@ -69,7 +69,8 @@ class IoHarness(wiring.Component):
         self._inputs, self._outputs = [], []
         for _path, member, value in component.signature.flatten(component):
             value = Value.cast(value)
-            if len(value) == 0:
+            # Empty members and constant ones (an always-ready stream's ``ready``) are no ports.
+            if len(value) == 0 or isinstance(value, Const):
                 continue
             (self._inputs if member.flow == Flow.In else self._outputs).append(value)
         if not self._outputs:

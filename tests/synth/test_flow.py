@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import Instance, Module, signed
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
@@ -239,6 +239,23 @@ def test_harness_rejects_what_cannot_be_synthesized():
         IoHarness(Module())
     with pytest.raises(ValueError, match="no output ports"):
         IoHarness(wiring.Component({"i": In(4)}))
+
+
+def test_harness_skips_constant_members():
+    """An always-ready stream's ``ready`` is a constant: not a port (it cannot be driven)."""
+
+    class Pipe(wiring.Component):
+        i: In(stream.Signature(4, always_ready=True))
+        o: Out(stream.Signature(4, always_ready=True))
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += [self.o.p.eq(self.i.p), self.o.valid.eq(self.i.valid)]
+            return m
+
+    harness = IoHarness(Pipe())
+    assert (harness.input_bits, harness.output_bits) == (4 + 1, 4 + 1)
+    rtlil.convert(harness, name="pipe")
 
 
 @pytest.mark.parametrize(("width", "latency"), [(3, 3), (5, 4)])  # one XOR level for 3 bits, two for 5
