@@ -1087,11 +1087,11 @@ class CoreConfig:
             w_frac=(13, 14),
             record_capacity=2048,
             revive_hidden=4.0,
-            # §8: the block-RAM reads registered for the ECP5's 80 MHz: one more cycle of sweep fill
-            # and one more per jump.
+            # §8: the block-RAM reads registered and the jump's wide stages split for the ECP5's
+            # 80 MHz: one more cycle of sweep fill and five more per jump (hdl.core.check_buildable).
             ram_read_regs=1,
             cyc_sweep_latency=5,
-            cyc_jump=9,
+            cyc_jump=13,
         )
         return cls._preset(base, changes)
 

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, RoundingMode
 
-from .lif import rnd, sat
+from .lif import rnd, sat, sat_by_bits
 from .recip import Recip
 
 __all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits", "jump_latency"]
@@ -47,9 +47,10 @@ def rnd_var(x, s, s_minus_1, mode: RoundingMode):
 
 
 def jump_latency(cfg: CoreConfig) -> int:
-    """Cycles from ``i.valid`` to ``o.valid``: the input register with ``ram_read_regs`` (its inputs
-    come from the state and record memories, §8), the reciprocal, the product, the shift-add."""
-    return cfg.ram_read_regs + Recip.latency + 2
+    """Cycles from ``i.valid`` to ``o.valid``: the numerator, the reciprocal, the product, the
+    shift-add; with ``ram_read_regs`` (§8) also the input register (its inputs come from the state
+    and record memories), the θ product apart from the add, and the shift apart from the add."""
+    return Recip.latency + 2 + 4 * cfg.ram_read_regs
 
 
 class JumpUnit(wiring.Component):
@@ -82,36 +83,65 @@ class JumpUnit(wiring.Component):
         # d̂ = I⁻ − θ̂_I lies in [d̂_min, I_max + |θ̂_I|]: one bit more than I.
         m.submodules.recip = recip = Recip(cfg, cfg.i_bits + 1)
         mode = cfg.state_rounding
+        split = cfg.ram_read_regs  # §8: the ECP5 build splits the wide stages (jump_latency)
         p, valid = self.i.p, self.i.valid
+        theta_w = Array(Const(cfg.theta_w_raw(l), cfg.w_bits + 1) for l in range(cfg.n_layers))
         if cfg.ram_read_regs:
-            # §8: Λ_V and I⁻ come straight from block RAM; register them before the arithmetic.
-            p_r, valid_r = Signal.like(p), Signal()
-            m.d.sync += [p_r.eq(p), valid_r.eq(valid)]
+            # §8: Λ_V and I⁻ come straight from block RAM; register them before the arithmetic,
+            # and θ̂_w of the matrix with them (no mux in front of the multiplier).
+            p_r, valid_r, theta_r = Signal.like(p), Signal(), Signal(cfg.w_bits + 1)
+            m.d.sync += [p_r.eq(p), valid_r.eq(valid), theta_r.eq(theta_w[p.mat])]
             p, valid = p_r, valid_r
 
         # Stage 0: numerator (exact MAC sum with the θ term, one rounding, saturation) and d̂.
-        theta_w = Array(Const(cfg.theta_w_raw(l), cfg.w_bits + 1) for l in range(cfg.n_layers))
-        x = Signal(signed(err_bits(cfg) + 1))
-        m.d.comb += x.eq(theta_w[p.mat] * p.lam_v + p.err)
-        num_wide = Signal(signed(len(x)))
-        with m.Switch(p.mat):
-            for l in range(cfg.n_layers):
-                with m.Case(l):
-                    m.d.comb += num_wide.eq(rnd(x, cfg.w_frac[l], mode))
-        num, num_sat = sat(num_wide, cfg.lam_bits)
+        x = Signal(signed(err_bits(cfg) + 1 + split))  # split: the rounding constant is in already
         d = Signal(signed(cfg.i_bits + 2))
         m.d.comb += d.eq(p.cur - cfg.theta_i_raw)
-        clamp = d < cfg.recip_min_raw
-        m.d.comb += [
-            recip.i.valid.eq(valid),
-            recip.i.p.eq(Mux(clamp, cfg.recip_min_raw, d[: cfg.i_bits + 1])),
-        ]
+        d_in = Signal(cfg.i_bits + 1)
+        clamp = Signal()
+        m.d.comb += [clamp.eq(d < cfg.recip_min_raw),
+                     d_in.eq(Mux(clamp, cfg.recip_min_raw, d[: cfg.i_bits + 1]))]
+        if split:
+            # (0a) θ̂_w·Λ̂_V in its own stage (a multiplier and its partial-product adder), the MAC
+            # sum with the rounding constant beside it, d̂ clamped: (0b) is then one add, constant
+            # shifts and the saturation. rnd(x, s) = (x + 2^(s−1)) >> s, so the constant joins Ŝ.
+            def half(l):
+                s_l = cfg.w_frac[l]
+                return (1 << (s_l - 1)) if mode is RoundingMode.HALF_UP and s_l >= 1 else 0
+
+            half_a = Array(Const(half(l), cfg.w_frac[l] + 1) for l in range(cfg.n_layers))
+            prod_t = Signal(signed(cfg.w_bits + 1 + cfg.lam_bits), name="prod_theta")
+            err_h = Signal(signed(err_bits(cfg) + 1))
+            d_r, clamp_r, mat_r, lam_r, valid_a = (Signal.like(d_in), Signal(), Signal.like(p.mat),
+                                                    Signal.like(p.lam_v), Signal())
+            m.d.sync += [prod_t.eq(theta_r * p.lam_v), err_h.eq(p.err + half_a[p.mat]),
+                         d_r.eq(d_in), clamp_r.eq(clamp), mat_r.eq(p.mat), lam_r.eq(p.lam_v),
+                         valid_a.eq(valid)]
+            m.d.comb += x.eq(prod_t + err_h)
+            num_wide = Signal(signed(len(x)))
+            with m.Switch(mat_r):
+                for l in range(cfg.n_layers):
+                    with m.Case(l):
+                        f_w = cfg.w_frac[l]
+                        m.d.comb += num_wide.eq(x >> f_w if f_w > 0 else x << -f_w)
+            num, num_sat = sat_by_bits(num_wide, cfg.lam_bits)
+            lam_b, clamp_b, valid_b, d_b = lam_r, clamp_r, valid_a, d_r
+        else:
+            m.d.comb += x.eq(theta_w[p.mat] * p.lam_v + p.err)
+            num_wide = Signal(signed(len(x)))
+            with m.Switch(p.mat):
+                for l in range(cfg.n_layers):
+                    with m.Case(l):
+                        m.d.comb += num_wide.eq(rnd(x, cfg.w_frac[l], mode))
+            num, num_sat = sat(num_wide, cfg.lam_bits)
+            lam_b, clamp_b, valid_b, d_b = p.lam_v, clamp, valid, d_in
+        m.d.comb += [recip.i.valid.eq(valid_b), recip.i.p.eq(d_b)]
         # N̂, Λ̂_V and the flags travel beside the reciprocal.
         carried = data.StructLayout({"num": signed(cfg.lam_bits), "lam_v": signed(cfg.lam_bits),
                                      "lam_sat": 1, "recip_clamp": 1})
         chain = [Signal(carried, name=f"carry{c}") for c in range(recip.latency)]
-        m.d.sync += [chain[0].num.eq(num), chain[0].lam_v.eq(p.lam_v), chain[0].lam_sat.eq(num_sat),
-                     chain[0].recip_clamp.eq(clamp)]
+        m.d.sync += [chain[0].num.eq(num), chain[0].lam_v.eq(lam_b), chain[0].lam_sat.eq(num_sat),
+                     chain[0].recip_clamp.eq(clamp_b)]
         for a, b in zip(chain, chain[1:]):
             m.d.sync += b.eq(a)
         c = chain[-1]
@@ -130,12 +160,29 @@ class JumpUnit(wiring.Component):
             flags2.eq(Cat(c.lam_sat, c.recip_clamp)),
             valid2.eq(recip.o.valid),
         ]
-        out, out_sat = sat(lam_v2 + rnd_var(prod, shift, shift_m1, mode), cfg.lam_bits)
+        if split:
+            # The shifter, the rounding add and the final add each get a stage: half up is
+            # ((x >> (s − 1)) + 1) >> 1, exactly (x + 2^(s−1)) >> s.
+            t = Signal(signed(len(prod)))
+            u = Signal(signed(len(prod)))
+            lam_v3, flags3, valid3 = Signal.like(lam_v2), Signal(2), Signal()
+            lam_v4, flags4, valid4 = Signal.like(lam_v2), Signal(2), Signal()
+            m.d.sync += [t.eq(prod >> (shift_m1 if mode is RoundingMode.HALF_UP else shift)),
+                         lam_v3.eq(lam_v2), flags3.eq(flags2), valid3.eq(valid2)]
+            m.d.sync += [u.eq((t + 1) >> 1 if mode is RoundingMode.HALF_UP else t),
+                         lam_v4.eq(lam_v3), flags4.eq(flags3), valid4.eq(valid3)]
+            sum_w = Signal(signed(max(len(u), cfg.lam_bits) + 1))
+            m.d.comb += sum_w.eq(lam_v4 + u)
+            out, out_sat = sat_by_bits(sum_w, cfg.lam_bits)
+            lam_sat_in, clamp_in, valid_out = flags4[0], flags4[1], valid4
+        else:
+            out, out_sat = sat(lam_v2 + rnd_var(prod, shift, shift_m1, mode), cfg.lam_bits)
+            lam_sat_in, clamp_in, valid_out = flags2[0], flags2[1], valid2
         m.d.sync += [
-            self.o.valid.eq(valid2),
+            self.o.valid.eq(valid_out),
             self.o.p.lam_v.eq(out),
-            self.o.p.lam_sat.eq(flags2[0] | out_sat),
-            self.o.p.recip_clamp.eq(flags2[1]),
+            self.o.p.lam_sat.eq(lam_sat_in | out_sat),
+            self.o.p.recip_clamp.eq(clamp_in),
         ]
         return m
 

@@ -40,7 +40,7 @@ from .layouts import (
     synapse_layout,
     vmax_layout,
 )
-from .lif import LifUnit, lif_latency, rnd, sat
+from .lif import LifUnit, lif_latency, rnd, sat, sat_by_bits
 from .loss import LossUnit
 from .update import UpdateUnit
 
@@ -53,6 +53,12 @@ def sweep_pipeline_cycles(cfg: CoreConfig) -> int:
     read, LifUnit's stages: 3, plus its operand register with ``ram_read_regs``), in which the next
     phase is also chosen: the smallest `cyc_sweep_latency` this RTL can honour."""
     return 1 + lif_latency(cfg)
+
+
+def jump_start_cycle(cfg: CoreConfig) -> int:
+    """The cycle of a JUMP / OUT_JUMP phase (0 = its first) in which the jump unit takes its inputs:
+    after the Λ read, and with ``ram_read_regs`` (§8) after the replay's pipelined last MAC term."""
+    return 1 + cfg.ram_read_regs
 
 
 #: With ``ram_read_regs`` a fan-out writes its accumulator 3 cycles after the issue, reading it at
@@ -176,8 +182,9 @@ def check_buildable(cfg: CoreConfig) -> None:
             f"after the input to have >= {FANOUT_RMW_DISTANCE} neurons (its accumulator read-modify-write "
             "takes 3 cycles)"
         )
-    # A jump: its Λ read (1 cycle), the jump unit, the write-back in the jump's last cycle.
-    need = jump_latency(cfg) + 2
+    # A jump: its Λ read (and with ram_read_regs the replay's last MAC term), the jump unit, the
+    # write-back in the jump's last cycle.
+    need = jump_start_cycle(cfg) + jump_latency(cfg) + 1
     if cfg.cyc_jump < need:
         raise ValueError(f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL jump needs >= {need} cycles")
     if any(t < 1.0 for t in cfg.silent_threshold):
@@ -552,22 +559,40 @@ class Core(wiring.Component):
         m.d.sync += rec_addr.eq(rec_addr_nxt)
         m.d.comb += rec_addr_nxt.eq(rec_addr)
         rq = Signal(range(cfg.record_capacity + 1))  # record entries not yet replayed
+        more = Signal()  # JUMP: the block has an entry after the one whose jump this is
         lo = Signal(range(cfg.record_capacity))  # first entry of the block being replayed
         hi = Signal(range(cfg.record_capacity))  # last entry of that block
         entry = rec_rp.data
-        # Layer of the replayed entry (1 .. L-1), its matrix, and its source index's address terms.
-        src_l = Signal(range(n_layers))  # layer - 1 = index of the entry's weight matrix - 1
-        for l in range(1, n_layers - 1):
-            with m.If(entry.nrn >= nrn_off[l]):
-                m.d.comb += src_l.eq(l)
-        # Synapse (target k, source i) of matrix l is at w_off[l] + k N_l + i, i = nrn - nrn_off[l-1].
-        syn_base = Signal(syn_bits + 1)
-        tgt_base = Signal(nrn_range)
-        with m.Switch(src_l):
-            for l in range(n_layers - 1):
-                with m.Case(l):
-                    m.d.comb += [syn_base.eq(entry.nrn + (w_off[l + 1] - nrn_off[l])),
-                                 tgt_base.eq(nrn_off[l + 1])]
+
+        def entry_terms(e, tag):
+            """Layer of a record entry (1 .. L-1) minus 1, the synapse address of its target 0 and
+            the state address of that target: synapse (target k, source i) of matrix l is at
+            w_off[l] + k N_l + i, i = nrn - nrn_off[l-1]."""
+            sl = Signal(range(n_layers), name=f"{tag}src_l")
+            for l in range(1, n_layers - 1):
+                with m.If(e.nrn >= nrn_off[l]):
+                    m.d.comb += sl.eq(l)
+            sb, tb = Signal(syn_bits + 1, name=f"{tag}syn_base"), Signal(nrn_range, name=f"{tag}tgt_base")
+            with m.Switch(sl):
+                for l in range(n_layers - 1):
+                    with m.Case(l):
+                        m.d.comb += [sb.eq(e.nrn + (w_off[l + 1] - nrn_off[l])), tb.eq(nrn_off[l + 1])]
+            return sl, sb, tb
+
+        src_l, syn_base, tgt_base = entry_terms(entry, "")  # the jump's matrix: the entry shown now
+        if rr:
+            # §8: the replay's addresses come from registers, not from the record's read data. They
+            # follow the entry shown one cycle earlier: in SCAN that is entry lo (the block's first,
+            # replayed next), elsewhere the entry now shown (the jump moves the record on early).
+            entry_r = Signal.like(entry)
+            m.d.sync += entry_r.eq(entry)
+            ent = Signal.like(entry)
+            m.d.comb += ent.eq(Mux(phase == Phase.SCAN, entry_r, entry))
+            terms = entry_terms(ent, "next_")
+            rp_src_l, rp_syn_base, rp_tgt_base = (Signal.like(t, name=f"rp_{t.name[5:]}") for t in terms)
+            m.d.sync += [rp_src_l.eq(terms[0]), rp_syn_base.eq(terms[1]), rp_tgt_base.eq(terms[2])]
+        else:
+            rp_src_l, rp_syn_base, rp_tgt_base = src_l, syn_base, tgt_base
         half = Signal()  # read-modify-write of one synapse: 0 = read, 1 = write
         mac_p = Signal(signed(cfg.w_bits + cfg.lam_bits))
         mac_v = Signal()
@@ -575,8 +600,15 @@ class Core(wiring.Component):
         m.d.sync += mac_v.eq(0)
         with m.If(mac_v):
             m.d.sync += err.eq(err + mac_p)
-        d_k, d_sat = sat(st_lam.lam_v - st_lam.lam_i, cfg.lam_bits)
-        g_new, g_sat = sat(syn_rp.data.g + st_lam.lam_i, cfg.grad_bits)
+        # The saturations of the replay read the top bits with ram_read_regs (§8: fewer levels).
+        saturate = sat_by_bits if rr else sat
+        d_k, d_sat = saturate(st_lam.lam_v - st_lam.lam_i, cfg.lam_bits)
+        g_new, g_sat = saturate(syn_rp.data.g + st_lam.lam_i, cfg.grad_bits)
+        if rr:
+            # §8: ŵ and D̂_k registered at the write half, the product one cycle later, the sum
+            # the next: the last term is in `err` 2 cycles after the replay (the jump starts then).
+            mac_w, mac_d, mac_v0 = Signal.like(syn_rp.data.w), Signal(signed(cfg.lam_bits)), Signal()
+            m.d.sync += [mac_v0.eq(0), mac_p.eq(mac_w * mac_d), mac_v.eq(mac_v0)]
         rmw_write = Signal()
         syn_upper = syn_rp.data.as_value()[cfg.w_bits + cfg.grad_bits :]  # the moment field, if any
         bwd_syn_addr = Signal(syn_bits + 1)
@@ -591,6 +623,8 @@ class Core(wiring.Component):
             with m.If(oj_mask[o]):
                 m.d.comb += oj_k.eq(o)
         jump_write = jmp.o.valid if training else Const(0)
+        # The cycle of a jump phase whose Λ_V, error sum and I⁻ enter the jump unit (`jump_start_cycle`).
+        jump_in_cnt = jump_start_cycle(cfg)
         jump_addr = Signal(nrn_range)
         own_lam_i = Signal(signed(cfg.lam_bits))
         lterm_k = Signal(signed(cfg.lam_bits))
@@ -601,9 +635,9 @@ class Core(wiring.Component):
                 jmp.i.p.err.eq(Mux(phase == Phase.OUT_JUMP, lterm_k << cfg.w_frac[n_layers - 1], err)),
                 jmp.i.p.cur.eq(Mux(phase == Phase.OUT_JUMP, first_rp.data.cur, entry.cur)),
                 jmp.i.p.mat.eq(Mux(phase == Phase.OUT_JUMP, n_layers - 1, src_l + 1)),
-                jmp.i.valid.eq(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == 1)),
+                jmp.i.valid.eq(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == jump_in_cnt)),
             ]
-        with m.If(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == 1)):
+        with m.If(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == jump_in_cnt)):
             m.d.sync += own_lam_i.eq(st_lam.lam_i)
 
         # State write port: sweep write-back, CLEAR, jump write-back.
@@ -846,8 +880,8 @@ class Core(wiring.Component):
         rec_match_now = (rq != 0) & (entry.step == step)
         input_now = (ptr != 0) & (inb.cur.step == step)
 
-        m.d.comb += [bwd_syn_addr.eq(kb + Mux(phase == Phase.IN_GRAD, inb.cur.id, syn_base)),
-                     bwd_state_addr.eq(Mux(phase == Phase.IN_GRAD, k, tgt_base + k))]
+        m.d.comb += [bwd_syn_addr.eq(kb + Mux(phase == Phase.IN_GRAD, inb.cur.id, rp_syn_base)),
+                     bwd_state_addr.eq(Mux(phase == Phase.IN_GRAD, k, rp_tgt_base + k))]
         with m.Switch(phase):
             with m.Case(Phase.IDLE):
                 m.d.comb += ptr_nxt.eq(0)
@@ -957,23 +991,33 @@ class Core(wiring.Component):
                     m.d.sync += half.eq(~half)
                     with m.If(half):
                         m.d.comb += rmw_write.eq(1)
-                        m.d.sync += [mac_p.eq(syn_rp.data.w * d_k), mac_v.eq(1)]
-                        with m.If(k == sizes_a[src_l + 2] - 1):
+                        if rr:
+                            m.d.sync += [mac_w.eq(syn_rp.data.w), mac_d.eq(d_k), mac_v0.eq(1)]
+                        else:
+                            m.d.sync += [mac_p.eq(syn_rp.data.w * d_k), mac_v.eq(1)]
+                        with m.If(k == sizes_a[rp_src_l + 2] - 1):
                             m.d.sync += [phase.eq(Phase.JUMP), cnt.eq(0)]
                         with m.Else():
-                            m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[src_l + 1])]
+                            m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[rp_src_l + 1])]
                 with m.Case(Phase.JUMP):
                     m.d.comb += bwd_state_addr.eq(entry.nrn)
-                    m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(entry.nrn)]
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt <= jump_in_cnt):
+                        m.d.sync += jump_addr.eq(entry.nrn)
+                    # Once the jump has its inputs, the record moves on to the block's next entry
+                    # (the replay's address registers then have it before the replay starts).
+                    with m.If(cnt == jump_in_cnt):
+                        m.d.sync += more.eq(rec_addr != hi)
+                        with m.If(rec_addr != hi):
+                            m.d.comb += rec_addr_nxt.eq(rec_addr + 1)
                     with m.If(cnt == cfg.cyc_jump - 1):
-                        with m.If(rec_addr == hi):
+                        with m.If(~more):
                             # Block done: the entries below it are the earlier steps'.
                             m.d.sync += rq.eq(lo)
                             m.d.comb += rec_addr_nxt.eq(lo - 1)
                             goto_inputs(step, input_now, hits_at(step))
                         with m.Else():
                             m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
-                            m.d.comb += rec_addr_nxt.eq(rec_addr + 1)
                 with m.Case(Phase.IN_GRAD):
                     m.d.sync += half.eq(~half)
                     with m.If(half):

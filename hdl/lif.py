@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, RoundingMode
 
-__all__ = ["LifUnit", "lif_latency", "lif_in_layout", "lif_out_layout", "rnd"]
+__all__ = ["LifUnit", "lif_latency", "lif_in_layout", "lif_out_layout", "rnd", "sat", "sat_by_bits"]
 
 
 def rnd(x, s: int, mode: RoundingMode):
@@ -29,6 +29,14 @@ def sat(x, bits: int):
     hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
     over, under = x > hi, x < lo
     return Mux(over, hi, Mux(under, lo, x)), over | under
+
+
+def sat_by_bits(x, bits: int):
+    """`sat` with the overflow read off the top bits of `x` (at least `bits` wide): the sign of the
+    result and every bit above it must agree. No comparator chains, for the fast stages."""
+    top = x[bits - 1 :]
+    clamped = (top != 0) & (top != (1 << len(top)) - 1)
+    return Mux(clamped, Mux(x[-1], -(1 << (bits - 1)), (1 << (bits - 1)) - 1), x[:bits].as_signed()), clamped
 
 
 def lif_in_layout(cfg: CoreConfig) -> data.StructLayout:

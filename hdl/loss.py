@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, RoundingMode
 
-from .lif import rnd
+from .lif import rnd, sat_by_bits
 from .recip import Recip
 
 __all__ = ["LossUnit"]
@@ -32,14 +32,6 @@ def _min_parallel(vals):
                 first_min &= ~lt[j, k]  # not above the later ones
         out |= Mux(first_min, vals[k], 0)
     return out
-
-
-def _sat_by_bits(x, bits: int):
-    """§1.4 sat of a signed Value to `bits` bits, the overflow read off its top bits (no
-    comparator chains): (clamped value, clamped?)."""
-    top = x[bits - 1 :]  # the sign of the result and every bit above it must agree
-    clamped = (top != 0) & (top != (1 << len(top)) - 1)
-    return Mux(clamped, Mux(x[-1], -(1 << (bits - 1)), (1 << (bits - 1)) - 1), x[:bits].as_signed()), clamped
 
 
 class LossUnit(wiring.Component):
@@ -221,7 +213,7 @@ class LossUnit(wiring.Component):
         # Stage 4: L̂_k, saturated; 0 for a silent output or a masked sample (no flag then).
         l_sum = Signal(signed(max(len(prod_cp), len(add_label)) + 2))
         m.d.comb += l_sum.eq(prod_cp + Mux(k4 == label, add_label, half))
-        l_sat, l_clamped = _sat_by_bits(l_sum[pf:].as_signed(), cfg.lam_bits)
+        l_sat, l_clamped = sat_by_bits(l_sum[pf:].as_signed(), cfg.lam_bits)
         for k in range(n):
             with m.If(v4 & (k4 == k)):
                 inject = self.active & (steps[k] < T)

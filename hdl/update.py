@@ -20,7 +20,7 @@ from .layouts import synapse_layout
 from .lfsr import Lfsr
 
 __all__ = ["UpdateDatapath", "UpdateUnit", "update_in_layout", "update_out_layout", "schedule",
-           "update_cycles", "datapath_latency", "V_LATENCY"]
+           "update_cycles", "datapath_latency", "V_LATENCY", "v_latency"]
 
 
 def _v_bits(cfg: CoreConfig) -> int:
@@ -54,15 +54,23 @@ def update_out_layout(cfg: CoreConfig) -> data.StructLayout:
 
 
 def datapath_latency(cfg: CoreConfig) -> int:
-    """Cycles from ``i.valid`` to ``o.valid`` of `UpdateDatapath` (its number of stages)."""
+    """Cycles from ``i.valid`` to ``o.valid`` of `UpdateDatapath` (its number of stages); with
+    ``ram_read_regs`` (§8) one more for the input register and, for Adam, one for the ROM word."""
+    rr = cfg.ram_read_regs
     if cfg.optimizer is Optimizer.ADAM:
-        return 12
+        return 12 + 2 * rr
     if cfg.optimizer is Optimizer.LION:
-        return 6
-    return 7 if cfg.mom_shift > 0 else 5
+        return 6 + rr
+    return (7 if cfg.mom_shift > 0 else 5) + rr
 
 
-#: Adam: cycles from a synapse into `UpdateDatapath` to its v̂' on ``v_o`` (after stage 5).
+def v_latency(cfg: CoreConfig) -> int:
+    """Adam: cycles from a synapse into `UpdateDatapath` to its v̂' on ``v_o`` (after stage 5)."""
+    return V_LATENCY + cfg.ram_read_regs
+
+
+#: Adam: cycles from a synapse into `UpdateDatapath` to its v̂' on ``v_o`` (after stage 5),
+#: without ``ram_read_regs`` (`v_latency`).
 V_LATENCY = 6
 
 
@@ -163,7 +171,7 @@ class UpdateDatapath(wiring.Component):
             sig |= {"r": In(cfg.sr_bits), "r_take": Out(1)}
         if cfg.optimizer is Optimizer.ADAM:
             #: Cycles from ``i.valid`` to ``v_o.valid``.
-            self.v_latency = V_LATENCY
+            self.v_latency = v_latency(cfg)
             sig["v_o"] = Out(stream.Signature(unsigned(cfg.v_exp_bits + cfg.v_mant_bits), always_ready=True))
         super().__init__(sig)
 
@@ -173,7 +181,13 @@ class UpdateDatapath(wiring.Component):
         mode = cfg.state_rounding
         gb, wb = cfg.grad_bits, cfg.w_bits
         i = self.i.p
-        live = {"valid": self.i.valid, "mat": i.mat, "mom_sat": (0, 1),
+        valid_in = self.i.valid
+        if cfg.ram_read_regs:
+            # §8: the synapse word (and v̂) come straight from block RAM: register them first.
+            i_r, valid_r = Signal.like(i), Signal()
+            m.d.sync += [i_r.eq(i), valid_r.eq(valid_in)]
+            i, valid_in = i_r, valid_r
+        live = {"valid": valid_in, "mat": i.mat, "mom_sat": (0, 1),
                 "wb": (i.w + self.bump[i.mat], signed(wb + 1))}  # w + bump: one add less at the end
         p = _Pipe(m, live)
         su_var = None  # Adam's variable part of s_u (floor(p/2)), None otherwise
@@ -219,8 +233,12 @@ class UpdateDatapath(wiring.Component):
             # v̂' is complete: out now (to its own memory) rather than carried to the end.
             m.d.comb += [self.v_o.valid.eq(p["valid"]), self.v_o.p.eq(p["v"])]
             del p.v["v"]
+            rsq_word = rsq_rp.data
+            if cfg.ram_read_regs:
+                p.stage(rsq=rsq_word)  # (5b) §8: the ROM word registered before the multiplier
+                rsq_word = p["rsq"]
             # (6) u = m̂ · RSQ[p mod 2][a], 0 when V = 0; (7) x = u · lr_mant[mat].
-            p.stage(drop=("zero",), u=(Mux(p["zero"], 0, p["m"] * rsq_rp.data), signed(gb + rb + 1)))
+            p.stage(drop=("zero", "rsq"), u=(Mux(p["zero"], 0, p["m"] * rsq_word), signed(gb + rb + 1)))
             p.stage(drop=("u",), x=(p["u"] * self.lr_mant[p["mat"]], signed(gb + rb + cfg.lr_bits + 2)))
             su_const, su_var = rb, p["ph"]
         elif cfg.optimizer is Optimizer.LION:

@@ -57,6 +57,10 @@ CONFIGS = [
                                  lr_mant=(1, 1, 1), lr_shift=(1, 1, 1), silent_threshold=(1.0,) * 3),
                  id="floor-2hidden"),
     pytest.param(CoreConfig.ecp5_85f(), id="ecp5-85f"),
+    # The split stages of ram_read_regs (§8) with floor rounding: the constants of half up are gone.
+    pytest.param(CoreConfig.ecp5_85f(state_rounding="floor", sizes=(4, 12, 6, 3), w_frac=(13, 14, 12),
+                                      lr_mant=(1, 1, 1), lr_shift=(1, 1, 1), silent_threshold=(1.0,) * 3),
+                 id="floor-2hidden-split"),
 ]
 
 

@@ -186,7 +186,7 @@ def test_core_rejects_short_sweep_latency():
 # §8, ram_read_regs = 1: the LIF operands and the fan-out's synapse address, weight and accumulator
 # word registered. Layers of exactly FANOUT_RMW_DISTANCE = 3 neurons put a target's next read in the
 # cycle of its write (the transparent port), and the sweep's first read right behind the fan-out.
-REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=5, cyc_jump=9)
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=5, cyc_jump=13)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -216,7 +216,7 @@ def test_core_ram_read_regs_training():
 @pytest.mark.parametrize(("changes", "message"), [
     (dict(cyc_sweep_latency=4), r"^CoreConfig.cyc_sweep_latency = 4: .* >= 5 with ram_read_regs = 1$"),
     (dict(sizes=(3, 4, 2)), r"^CoreConfig.sizes = \(3, 4, 2\): with ram_read_regs = 1 .* >= 3 neurons"),
-    (dict(cyc_jump=8), r"^CoreConfig.cyc_jump = 8: the RTL jump needs >= 9 cycles$"),
+    (dict(cyc_jump=12), r"^CoreConfig.cyc_jump = 12: the RTL jump needs >= 13 cycles$"),
 ])
 def test_core_rejects_unbuildable_ram_read_regs(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -117,6 +117,9 @@ DP_CONFIGS = [
                            update_rounding="half_up"), id="lion-shift0"),
     pytest.param(small_cfg(optimizer="sgd", mom_shift=1, lr_shift=(0, 20), sr_bits=5), id="sgd-sr5"),
     pytest.param(CoreConfig.ecp5_85f(), id="ecp5-85f"),
+    # §8 ram_read_regs: the input register (and Adam's ROM word register) with each optimizer.
+    *(pytest.param(small_cfg(**opt_p.values[0], ram_read_regs=1), id=f"{opt_p.id}-rr")
+      for opt_p in OPTIMIZERS),
 ]
 
 
@@ -320,6 +323,12 @@ def run_unit(cfg, rounds, seed=3, lfsr_write=None):
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 def test_unit(opt, rounding):
     run_unit(small_cfg(**opt, update_rounding=rounding), rounds=3, lfsr_write=0x0BADCAFE)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_unit_read_regs(opt):
+    """§8 ram_read_regs: a deeper datapath, the same schedule (v̂ written at its later time)."""
+    run_unit(small_cfg(**opt, ram_read_regs=1), rounds=3)
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS)
