@@ -58,7 +58,7 @@ def datapath_latency(cfg: CoreConfig) -> int:
     ``ram_read_regs`` (§8) one more for the input register and, for Adam, one for the ROM word."""
     rr = cfg.ram_read_regs
     if cfg.optimizer is Optimizer.ADAM:
-        return 12 + 2 * rr
+        return 12 + 3 * rr
     if cfg.optimizer is Optimizer.LION:
         return 6 + rr
     return (7 if cfg.mom_shift > 0 else 5) + rr
@@ -238,8 +238,21 @@ class UpdateDatapath(wiring.Component):
                 p.stage(rsq=rsq_word)  # (5b) §8: the ROM word registered before the multiplier
                 rsq_word = p["rsq"]
             # (6) u = m̂ · RSQ[p mod 2][a], 0 when V = 0; (7) x = u · lr_mant[mat].
-            p.stage(drop=("zero", "rsq"), u=(Mux(p["zero"], 0, p["m"] * rsq_word), signed(gb + rb + 1)))
-            p.stage(drop=("u",), x=(p["u"] * self.lr_mant[p["mat"]], signed(gb + rb + cfg.lr_bits + 2)))
+            xw = signed(gb + rb + cfg.lr_bits + 2)
+            if cfg.ram_read_regs:
+                # §8: lr_mant of the matrix selected a stage early (no mux before a multiplier), and
+                # u·lr_mant as three registered 17-bit pieces (one MULT18X18D each), summed next.
+                p.stage(drop=("zero", "rsq"), u=(Mux(p["zero"], 0, p["m"] * rsq_word), signed(gb + rb + 1)),
+                        lr=self.lr_mant[p["mat"]])  # (6)
+                u, lr, piece = p["u"], p["lr"], 17
+                cuts = list(range(0, len(u), piece))
+                top = cuts[-1]  # the top piece carries u's sign
+                pps = {f"pp{c}": (u[c:].as_signed() if c == top else u[c : c + piece]) * lr for c in cuts}
+                p.stage(drop=("u", "lr"), **pps)  # (7a)
+                p.stage(drop=tuple(pps), x=(sum(p[f"pp{c}"] << c for c in cuts), xw))  # (7b)
+            else:
+                p.stage(drop=("zero", "rsq"), u=(Mux(p["zero"], 0, p["m"] * rsq_word), signed(gb + rb + 1)))
+                p.stage(drop=("u",), x=(p["u"] * self.lr_mant[p["mat"]], xw))
             su_const, su_var = rb, p["ph"]
         elif cfg.optimizer is Optimizer.LION:
             k1, k2 = cfg.lion_shift, cfg.mom_shift
