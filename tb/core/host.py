@@ -155,7 +155,8 @@ async def run_update(bus, cfg: CoreConfig, lr_mant=None) -> dict:
 
 async def read_silent(bus, cfg: CoreConfig) -> list:
     """The loss-shaping counters SILENT + l of every layer (§6.5; 0 for a layer not shaped)."""
-    return [int(v) for v in await bus.read_many([(Region.REG, Reg.SILENT.value + l) for l in range(cfg.n_layers)])]
+    addrs = [(Region.REG, Reg.SILENT.value + l) for l in range(cfg.n_layers)]
+    return [int(v) for v in await bus.read_many(addrs)]
 
 
 async def read_synapses(bus, cfg: CoreConfig) -> dict:
