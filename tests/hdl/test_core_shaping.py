@@ -142,15 +142,16 @@ def half_silent_batches(cfg, rng, n_batches):
     return [(early_inputs(cfg, rng, 4), rng.integers(0, 2, size=4)) for _ in range(n_batches)]
 
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_shaping_bumps_the_lowest_layer(registered):
+@pytest.mark.parametrize(("registered", "revive"), [(False, 0.0), (True, 0.0), (True, 1.0)])
+def test_shaping_bumps_the_lowest_layer(registered, revive):
     """Thresholds 0.4: layer 1 has 8 > floor(6.4) silent pairs, layer 2 4 > floor(3.2): both are
     over, the lower is bumped (matrix 0 grows by 102 LSB), twice. An inference sample in the
     minibatch leaves the counters alone; masked samples (label 1: silent) count. `registered`:
-    3-3-3 with ram_read_regs = 1 (the spiked memory's read registered, §8), thresholds 0.3: 4 of
-    12 silent pairs > floor(3.6) and 8 of 12."""
+    3-3-3 with ram_read_regs = 1 (the spiked bit's read registered, §8, from the spiked memory or
+    the vmax word), thresholds 0.3: 4 of 12 silent pairs > floor(3.6) and 8 of 12."""
     base = dict(REGISTERED, batch_size=4, silent_bump=0.05) if registered else SHAPED
-    cfg = CoreConfig(**{**base, "silent_threshold": (0.3, 0.3) if registered else (0.4, 0.4)})
+    cfg = CoreConfig(**{**base, "silent_threshold": (0.3, 0.3) if registered else (0.4, 0.4)},
+                     revive_hidden=revive)
     rng = np.random.default_rng(50)
     batches = half_silent_batches(cfg, rng, 2)
     assert (batches[0][1] == 1).any(), "coverage: a masked sample"
