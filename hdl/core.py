@@ -840,12 +840,17 @@ class Core(wiring.Component):
             with m.Elif(host_we & (region == Region.REG) & (addr == Reg.SILENT.value + l)):
                 m.d.sync += silent_cnt[l].eq(self.bus_wdata)
             over.append(silent_cnt[l] > cfg.silent_count_max[l])  # strict, as golden's bump_layer
-        if training:
-            # Only the lowest layer over its limit is bumped; the counters hold still during the update.
+        if any(shaped):
+            # Only the lowest layer over its limit is bumped. Registered, so that the comparisons stay
+            # off the update datapath's first stage: the counters hold still from the last sample (or
+            # host write) through the update, whose first synapse reaches that stage 2 cycles after
+            # start_update.
+            bump_q = Signal.like(upd.bump)
             for l in range(n_layers):
                 lowest = over[l] & ~Cat(*over[:l]).any() if l else over[l]
                 bump = Const(cfg.silent_bump_raw[l], signed(cfg.w_bits))
-                m.d.comb += upd.bump[l].eq(Mux(lowest, bump, 0))
+                m.d.sync += bump_q[l].eq(Mux(lowest, bump, 0))
+            m.d.comb += upd.bump.eq(bump_q)
 
         # -- sequencer (§3.3, §5.5) ------------------------------------------------------------
         def goto_sweep(layer):
