@@ -190,3 +190,25 @@ def test_shaping_two_hidden_layers_no_bump():
     counts = []
     assert check_shaping(cfg, weights, batches, counts=counts) == [-1, -1]
     assert all(0 < c[1] <= cfg.silent_count_max[1] for c in counts), f"coverage: silent pairs {counts}"
+
+
+def test_shaping_counters_over_the_host_link():
+    """docs/protocol.md: SILENT + l is read/write over the byte link; a layer that is not shaped
+    has no counter (reads 0 after a write); SILENT + L is no register."""
+    from evcore.hdl.core import Reg, Region
+    from evcore.hdl.protocol import Op, Status, command
+
+    from .test_protocol import simulate
+
+    cfg = CoreConfig(**{**SHAPED, "silent_threshold": (0.5, 1.0)})
+    seen = []
+
+    async def bench(link, dut):
+        for l in range(cfg.n_layers):
+            await link.write(Region.REG, Reg.SILENT.value + l, 1234 + l)
+        seen.extend(await link.read_many([(Region.REG, Reg.SILENT.value + l) for l in range(cfg.n_layers)]))
+        raw = command(link.frame, Op.WRITE, region=Region.REG, addr=Reg.SILENT.value + cfg.n_layers, data=1)
+        seen.append((await link.transact(raw))[0])
+
+    simulate(cfg, bench)
+    assert seen == [1234, 0, Status.BAD_ADDRESS]
