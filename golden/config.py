@@ -747,6 +747,11 @@ class CoreConfig:
         return sum(self.sizes[1:-1])
 
     @property
+    def shapes_hidden(self) -> bool:
+        """§6.5: loss shaping on for a hidden layer (its silent count needs per-sample spiked bits)."""
+        return self.n_hidden > 0 and any(t < 1.0 for t in self.silent_threshold[:-1])
+
+    @property
     def silent_count_max(self) -> tuple:
         """Silent (sample, neuron) pairs per minibatch above which layer l is bumped (§6.5)."""
         return tuple(
@@ -876,6 +881,9 @@ class CoreConfig:
             # (per minibatch) and the dead bit (the previous minibatch's verdict).
             # V max, its step, and the spiked / fired / dead bits (§5.6).
             mems.append(Memory("vmax", self.n_hidden, self.v_bits + self.step_bits + 3))
+        elif self.shapes_hidden:
+            # §6.5 without the vmax word: the sample's spiked bit per hidden neuron.
+            mems.append(Memory("spiked", self.n_hidden, 1))
         # What the RTL adds for the forward pass: this step's spikes of the layer just swept (indices
         # within the layer, §3.3 (c)) and the output first-spike registers of §3.4 as a memory. The
         # RTL builds a one-word memory two words deep (a zero-width address is not valid Verilog).

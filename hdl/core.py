@@ -161,6 +161,9 @@ class Reg(enum.Enum, shape=8):
     LR_MANT = 24
     #: Read: cycles of the last update.
     CYC_UPDATE = 32
+    #: Read/write: SILENT + l counts the silent (sample, neuron) pairs of layer l + 1 in the training
+    #: samples since the last update (§6.5); 0 where the layer is not shaped.
+    SILENT = 33
 
 
 def config_id(cfg: CoreConfig) -> int:
@@ -187,10 +190,6 @@ def check_buildable(cfg: CoreConfig) -> None:
     need = jump_start_cycle(cfg) + jump_latency(cfg) + 1
     if cfg.cyc_jump < need:
         raise ValueError(f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL jump needs >= {need} cycles")
-    if any(t < 1.0 for t in cfg.silent_threshold):
-        raise ValueError(
-            f"CoreConfig.silent_threshold = {cfg.silent_threshold}: loss shaping (§6.5) is not in the RTL"
-        )
     if cfg.cyc_synapse_rmw != 2:
         raise ValueError(
             f"CoreConfig.cyc_synapse_rmw = {cfg.cyc_synapse_rmw}: the RTL reads and writes a synapse "
@@ -258,7 +257,7 @@ class Core(wiring.Component):
         #: Width of a `state` word: (V, I) forward, (Λ_V, Λ_I) backward (§8).
         self.state_bits = max(state_layout(cfg).size, lam_layout(cfg).size)
         depths = [cfg.n_synapses, self.n_neurons, cfg.record_capacity, cfg.input_capacity, s[-1],
-                  Reg.CYC_UPDATE.value + 1]
+                  Reg.SILENT.value + cfg.n_layers]
         self.addr_bits = max(1, (max(depths) - 1).bit_length())
         #: The identification word (Reg.ID).
         self.config_word = config_id(cfg)
@@ -396,6 +395,9 @@ class Core(wiring.Component):
         cyc_upd = Signal(range((upd.cycles if training else 1) + 1))  # (never 0 bits wide)
         lr_mant = Signal(data.ArrayLayout(unsigned(cfg.lr_bits), n_layers), init=list(cfg.lr_mant))
         walk = Signal(range(max(2, cfg.n_hidden) + 1))  # UPDATE: the vmax word being read
+        # §6.5: silent (sample, neuron) pairs per layer since the last update (shaped layers only).
+        shaped = [training and t < 1.0 for t in cfg.silent_threshold]
+        silent_cnt = [Signal(cb, name=f"silent{l}") for l in range(n_layers)]
 
         busy = phase != Phase.IDLE
         m.d.comb += [self.busy.eq(busy), self.phase.eq(phase), bwd.eq(bwd_reg & busy)]
@@ -679,7 +681,6 @@ class Core(wiring.Component):
             m.d.comb += [
                 upd.syn_rdata.eq(syn_rp.data),
                 upd.lr_mant.eq(lr_mant),
-                upd.bump.eq(0),  # §6.5 loss shaping is not in the RTL (rejected by check_buildable)
                 upd.start.eq(~busy & self.start_update),
                 upd.lfsr_wdata.eq(self.bus_wdata),
                 upd.lfsr_we.eq(host_we & (region == Region.REG) & (addr == Reg.LFSR)),
@@ -772,6 +773,8 @@ class Core(wiring.Component):
                             m.d.comb += self.bus_rdata.eq(layer_count[l])
                         with m.Case(Reg.LR_MANT.value + l):
                             m.d.comb += self.bus_rdata.eq(lr_mant[l])
+                        with m.Case(Reg.SILENT.value + l):
+                            m.d.comb += self.bus_rdata.eq(silent_cnt[l])
             if adam:
                 with m.Case(Region.ADAM_V):
                     m.d.comb += self.bus_rdata.eq(upd.v_rdata)
@@ -831,6 +834,57 @@ class Core(wiring.Component):
                 for o in range(n_out):
                     with m.Case(o):
                         m.d.sync += out_step[o].eq(step)
+
+        # -- loss shaping (§6.5) ----------------------------------------------------------------
+        # silent_l gains N_l when a training sample starts and loses 1 whenever a neuron of layer l
+        # spikes for the first time in it: the output's fired bit, a hidden neuron's per-sample
+        # spiked bit (the vmax word's, else a one-bit memory read and written like the vmax word).
+        if any(shaped[:-1]):
+            if vmax_rp is not None:
+                spiked_before = (step != 0) & prev_fwd.spiked
+            else:
+                m.submodules.spiked = spiked_mem = memory.Memory(
+                    shape=1, depth=max(2, cfg.n_hidden), init=[], attrs=attrs("spiked")
+                )
+                spiked_wp, spiked_rp = spiked_mem.write_port(), spiked_mem.read_port()
+                spiked_prev = spiked_rp.data
+                if rr:
+                    spiked_prev = Signal()
+                    m.d.sync += spiked_prev.eq(spiked_rp.data)
+                spiked_before = (step != 0) & spiked_prev
+                m.d.comb += [
+                    spiked_rp.addr.eq(stages[-2 - rr][0]),
+                    spiked_wp.addr.eq(s3_g),
+                    spiked_wp.data.eq(spiked_before | out.spike),
+                    spiked_wp.en.eq(s3_valid & s3_hidden & ~bwd),
+                ]
+            hidden_first = s3_spike & s3_hidden & ~bwd & ~spiked_before
+        over = []
+        for l in range(n_layers):
+            if not shaped[l]:
+                over.append(Const(0))
+                continue
+            first_l = new_first if l == n_layers - 1 else hidden_first & (s3_l == l)
+            with m.If(~busy & self.start_train):
+                m.d.sync += silent_cnt[l].eq(silent_cnt[l] + s[l + 1])
+            with m.Elif(upd.done):
+                m.d.sync += silent_cnt[l].eq(0)
+            with m.Elif(train & first_l):
+                m.d.sync += silent_cnt[l].eq(silent_cnt[l] - 1)
+            with m.Elif(host_we & (region == Region.REG) & (addr == Reg.SILENT.value + l)):
+                m.d.sync += silent_cnt[l].eq(self.bus_wdata)
+            over.append(silent_cnt[l] > cfg.silent_count_max[l])  # strict, as golden's bump_layer
+        if any(shaped):
+            # Only the lowest layer over its limit is bumped. Registered, so that the comparisons stay
+            # off the update datapath's first stage: the counters hold still from the last sample (or
+            # host write) through the update, whose first synapse reaches that stage 2 cycles after
+            # start_update.
+            bump_q = Signal.like(upd.bump)
+            for l in range(n_layers):
+                lowest = over[l] & ~Cat(*over[:l]).any() if l else over[l]
+                bump = Const(cfg.silent_bump_raw[l], signed(cfg.w_bits))
+                m.d.sync += bump_q[l].eq(Mux(lowest, bump, 0))
+            m.d.comb += upd.bump.eq(bump_q)
 
         # -- sequencer (§3.3, §5.5) ------------------------------------------------------------
         def goto_sweep(layer):

@@ -135,7 +135,7 @@ class HostLink(wiring.Component):
             depth[Region.ADAM_V] = cfg.n_synapses
         writable_regions = (Region.SYNAPSE, Region.VMAX, Region.ADAM_V)
         readable_regs = [r.value for r in Reg]
-        per_layer = (Reg.LAYER_COUNT, Reg.LR_MANT)
+        per_layer = (Reg.LAYER_COUNT, Reg.LR_MANT, Reg.SILENT)
         readable_regs = [a for a in readable_regs if a not in {r.value for r in per_layer}]
         readable_regs += [r.value + l for r in per_layer for l in range(cfg.n_layers)]
         with m.Switch(region):
@@ -150,7 +150,7 @@ class HostLink(wiring.Component):
                 for r in (Reg.FLAGS, Reg.IN_COUNT, Reg.LABEL, Reg.LFSR):
                     writable = writable | (addr == r.value)
                 for l in range(cfg.n_layers):
-                    writable = writable | (addr == Reg.LR_MANT.value + l)
+                    writable = writable | (addr == Reg.LR_MANT.value + l) | (addr == Reg.SILENT.value + l)
                 readable = 0
                 for a in readable_regs:
                     readable = readable | (addr == a)

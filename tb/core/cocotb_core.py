@@ -19,7 +19,7 @@ from cocotb.triggers import FallingEdge
 
 from evcore.golden.config import CoreConfig, Optimizer
 from evcore.hdl.core import Reg, Region, vmax_layout
-from evcore.tb.core.host import read_synapses, run_sample, run_update
+from evcore.tb.core.host import read_silent, read_synapses, run_sample, run_update
 from evcore.tb.harness import check_ports, tb_config
 
 CLOCK_PERIOD_NS = 10
@@ -106,6 +106,8 @@ async def run_job(dut):
         for a, v in enumerate(job["v"].tolist()):
             await bus.write(Region.ADAM_V, a, int(v))
     await bus.write(Region.REG, Reg.LFSR.value, int(job["lfsr"]))
+    for l, count in enumerate(job["silent"].tolist() if "silent" in job else ()):  # §6.5 counters
+        await bus.write(Region.REG, Reg.SILENT.value + l, int(count))
     for mat, mant in enumerate(job["lr_mant"].tolist()):
         await bus.write(Region.REG, Reg.LR_MANT.value + mat, int(mant))
     results, updates = [], []
@@ -147,6 +149,7 @@ async def run_job(dut):
         out["end_v"] = np.array(await bus.read_many([(Region.ADAM_V, a) for a in range(cfg.n_synapses)]),
                                 dtype=np.int64)
     out["end_lfsr"] = np.array((await bus.read_many([(Region.REG, Reg.LFSR.value)]))[0], dtype=np.int64)
+    out["end_silent"] = np.array(await read_silent(bus, cfg), dtype=np.int64)
     if "dead" in job:
         words = await bus.read_many([(Region.VMAX, h) for h in range(cfg.n_hidden)])
         out["end_dead"] = np.array([vl.from_bits(v).dead for v in words], dtype=np.int64)

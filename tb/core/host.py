@@ -34,6 +34,7 @@ from evcore.hdl.core import (
 from evcore.hdl.input_buffer import input_entry_layout
 
 __all__ = ["REG_FIELDS", "TRAIN_REG_FIELDS", "encode_uncut", "run_sample", "run_update", "read_synapses",
+           "read_silent",
            "first_mismatch",
            "first_train_mismatch", "first_synapse_mismatch", "backward_ran"]
 
@@ -114,6 +115,7 @@ async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | 
         out["dead"] = np.array([e.dead for e in vm], dtype=np.int64)
         out["fired_hidden"] = np.array([e.fired for e in vm], dtype=np.int64)
     if train:
+        out["silent"] = np.array(await read_silent(bus, cfg), dtype=np.int64)
         ll = loss_layout(cfg)
         lw = [ll.from_bits(v) for v in await bus.read_many([(Region.LOSS, a) for a in range(n_out)])]
         out["prob"] = np.array([e.prob for e in lw], dtype=np.int64)
@@ -127,15 +129,18 @@ async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | 
 async def run_update(bus, cfg: CoreConfig, lr_mant=None) -> dict:
     """The update (§6) at the end of a minibatch, with learning-rate mantissas `lr_mant` (default:
     leave the registers as they are); returns its cycles, the flags it raised, the LFSR state and
-    every synapse word (w, g, m) and, for Adam, v̂ afterwards."""
+    every synapse word (w, g, m) and, for Adam, v̂ afterwards, and the loss-shaping counters
+    before it (``silent``, §6.5)."""
     await bus.write(Region.REG, Reg.FLAGS.value, (1 << len(Flag)) - 1)
+    silent = await read_silent(bus, cfg)  # what the update's loss shaping decides from (§6.5)
     if lr_mant is not None:
         for mat, mant in enumerate(lr_mant):
             await bus.write(Region.REG, Reg.LR_MANT.value + mat, int(mant))
     await bus.start_and_wait(update=True)
     regs = (Reg.CYC_UPDATE, Reg.FLAGS, Reg.LFSR)
     cyc, flags, lfsr = await bus.read_many([(Region.REG, r.value) for r in regs])
-    out = {"cyc_update": int(cyc), "flags": int(flags), "lfsr": int(lfsr)} | await read_synapses(bus, cfg)
+    out = {"cyc_update": int(cyc), "flags": int(flags), "lfsr": int(lfsr),
+           "silent": np.array(silent, dtype=np.int64)} | await read_synapses(bus, cfg)
     if cfg.revive_hidden > 0:
         vl = vmax_layout(cfg)
         raw = await bus.read_many([(Region.VMAX, h) for h in range(cfg.n_hidden)])
@@ -146,6 +151,12 @@ async def run_update(bus, cfg: CoreConfig, lr_mant=None) -> dict:
         out["v"] = np.array(await bus.read_many([(Region.ADAM_V, a) for a in range(cfg.n_synapses)]),
                             dtype=np.int64)
     return out
+
+
+async def read_silent(bus, cfg: CoreConfig) -> list:
+    """The loss-shaping counters SILENT + l of every layer (§6.5; 0 for a layer not shaped)."""
+    addrs = [(Region.REG, Reg.SILENT.value + l) for l in range(cfg.n_layers)]
+    return [int(v) for v in await bus.read_many(addrs)]
 
 
 async def read_synapses(bus, cfg: CoreConfig) -> dict:

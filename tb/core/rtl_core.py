@@ -11,8 +11,8 @@ probabilities and terms, the gradient accumulators) and whose ``cycles_forward``
 (``cycles_sweep``/``cycles_fanout`` per phase are attached as extra attributes). The per-neuron
 spike bits ``spiked`` of hidden neurons are the RTL's own with the vmax memory (revive_hidden > 0),
 else derived from the record (exact unless it overflowed). The chip's state between calls
-(weights, gradient and moment words, the §5.6 dead and fired bits) is kept here and loaded into
-each simulator run.
+(weights, gradient and moment words, the §5.6 dead and fired bits, the §6.5 loss-shaping
+counters) is kept here and loaded into each simulator run.
 
 The Verilator model is built once per configuration in ``sim_build/rtlcore-<config id>`` (ccache
 makes a fresh build dir cheap) and each `run` is one simulator process: the weights and all
@@ -60,6 +60,8 @@ class RtlCore:
         self.dead = np.zeros(cfg.n_hidden, dtype=bool)
         self.fired = np.zeros(cfg.n_hidden, dtype=bool)
         self.lfsr_state = cfg.lfsr_seed
+        #: §6.5: the loss-shaping counters (registers SILENT + l), as golden's ``FixedCore._silent``.
+        self._silent = np.zeros(cfg.n_layers, dtype=np.int64)
         #: The learning-rate register (§6.4), written to the core before each run.
         self.lr_mant = np.array(cfg.lr_mant, dtype=np.int64)
         self.flags = Flag(0)
@@ -130,6 +132,7 @@ class RtlCore:
         labels = self._check_labels(inputs, labels)
         n_b = len(labels)
         self._G[:] = 0
+        self._silent[:] = 0  # as golden: one minibatch, counted from cleared counters
         res = self._execute(inputs, [(OP_TRAIN, b) for b in range(n_b)], labels)
         scale = cfg.grad_scale() / max(n_b, 1)
         grads = [g * scale for g in res.grads_raw]
@@ -155,8 +158,8 @@ class RtlCore:
         """Train on each (inputs, labels) minibatch in turn, each followed by the update, all in one
         simulator run. Returns (losses, FixedResult) over all samples in order (``grads_raw``: the
         last minibatch's gradients before its update); the state before and after each update
-        (g_before, w, g, m, v, lfsr, flags, cyc_update, dead, fired) is in `last_updates`, arrays
-        over the updates."""
+        (g_before, w, g, m, v, lfsr, flags, cyc_update, dead, fired; silent: the §6.5 counters
+        before it) is in `last_updates`, arrays over the updates."""
         batches = [(inputs, self._check_labels(inputs, labels)) for inputs, labels in batches]
         if not batches:
             raise ValueError("train_minibatches needs at least one (inputs, labels) minibatch")
@@ -176,6 +179,7 @@ class RtlCore:
             ops += [(OP_TRAIN, b + k) for k in range(len(lab))] + [(OP_UPDATE, 0)]
             b += len(lab)
         self._G[:] = 0
+        self._silent[:] = 0
         res = self._execute((times, ids, counts), ops, labels)
         res.grads_raw = self._views(self.last_updates["g_before"][-1])
         return self._golden.loss(res, labels), res
@@ -197,7 +201,8 @@ class RtlCore:
                 extra["v"] = self._V
             np.savez(job, synapse_words=self._synapse_words(), steps=all_steps, ids=all_ids,
                      counts=all_counts, ops=np.array(ops, dtype=np.int64).reshape(-1, 2),
-                     labels=job_labels, lfsr=np.int64(self.lfsr_state), lr_mant=self.lr_mant, **extra)
+                     labels=job_labels, lfsr=np.int64(self.lfsr_state), lr_mant=self.lr_mant,
+                     silent=self._silent, **extra)
             results.unlink(missing_ok=True)
             # -O2 for the model's hot code: measured 0.41 against 0.31 M simulated cycles/s (up5k)
             # for a 5 s longer cold build. Scoped to this build, so other models keep their cache.
@@ -221,6 +226,7 @@ class RtlCore:
         if "end_v" in raw:
             self._V = raw["end_v"].astype(np.int64)
         self.lfsr_state = int(raw["end_lfsr"])
+        self._silent = raw["end_silent"].astype(np.int64)
         self._golden.set_weights_raw(self._views(raw["end_w"].astype(np.int64)))
         self.last_updates = {k[4:]: raw[k] for k in raw if k.startswith("upd_")}
         for f in self.last_updates.get("flags", ()):

@@ -128,6 +128,8 @@ def test_protocol_errors_leave_state_unchanged():
             (command(fr, Op.WRITE, region=Region.REG, addr=Reg.LR_MANT.value + cfg.n_layers, data=1),
              Status.BAD_ADDRESS),
             (command(fr, Op.WRITE, region=Region.REG, addr=Reg.CYC_UPDATE.value, data=1), Status.BAD_ADDRESS),
+            (command(fr, Op.READ, region=Region.REG, addr=Reg.SILENT.value + cfg.n_layers),
+             Status.BAD_ADDRESS),
             (command(fr, Op.READ, region=Region.ADAM_V, addr=cfg.n_synapses), Status.BAD_ADDRESS),
         ]
         for raw, want in cases:

@@ -102,6 +102,9 @@ def test_backend_options_outside_the_fixed_model_are_one_line_errors(argv, messa
 def test_rtl_backend_rejects_a_config_the_rtl_cannot_build():
     from evcore.sw.fixed_train import core_class
 
-    with pytest.raises(ConfigError, match=r"^--backend rtl: the RTL cannot build .*loss shaping") as info:
-        core_class("rtl", CoreConfig.up5k(silent_threshold=(0.5, 1.0)))
+    message = r"^--backend rtl: the RTL cannot build .*cyc_sweep_latency = 3"
+    with pytest.raises(ConfigError, match=message) as info:
+        core_class("rtl", CoreConfig.up5k(cyc_sweep_latency=3))
     assert "\n" not in str(info.value)
+    # Loss shaping (§6.5) is in the RTL since issue 17.
+    assert core_class("rtl", CoreConfig.up5k(silent_threshold=(0.5, 1.0))).__name__ == "RtlCore"
