@@ -1096,10 +1096,12 @@ class CoreConfig:
             record_capacity=2048,
             revive_hidden=4.0,
             # §8: the block-RAM reads registered and the jump's wide stages split for the ECP5's
-            # 80 MHz: one more cycle of sweep fill and five more per jump (hdl.core.check_buildable).
+            # 80 MHz: one more cycle of sweep fill, five more per jump and one more per backward
+            # synapse read-modify-write (hdl.core.check_buildable).
             ram_read_regs=1,
             cyc_sweep_latency=5,
             cyc_jump=13,
+            cyc_synapse_rmw=3,
         )
         return cls._preset(base, changes)
 

@@ -674,8 +674,10 @@ class FixedCore:
         return Flag(int(fl))
 
     def update_cycles(self) -> int:
-        """§7: one synapse read-modify-write per weight plus the pipeline fill."""
-        return self.cfg.cyc_synapse_rmw * self.cfg.n_synapses + self.cfg.cyc_sweep_latency
+        """§7: one read and one write of each synapse word (the update streams them through its
+        pipeline, one port access per cycle, whatever `cyc_synapse_rmw` the replay needs) plus the
+        pipeline fill."""
+        return 2 * self.cfg.n_synapses + self.cfg.cyc_sweep_latency
 
     def train_step(self, inputs, labels):
         """gradient + update of one minibatch. Returns (losses, FixedResult)."""

@@ -190,10 +190,12 @@ def check_buildable(cfg: CoreConfig) -> None:
     need = jump_start_cycle(cfg) + jump_latency(cfg) + 1
     if cfg.cyc_jump < need:
         raise ValueError(f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL jump needs >= {need} cycles")
-    if cfg.cyc_synapse_rmw != 2:
+    rmw = 2 + cfg.ram_read_regs
+    if cfg.cyc_synapse_rmw != rmw:
         raise ValueError(
             f"CoreConfig.cyc_synapse_rmw = {cfg.cyc_synapse_rmw}: the RTL reads and writes a synapse "
-            "in 2 cycles (one port)"
+            f"in {rmw} cycles (one port" + (", the gradient sum registered" if cfg.ram_read_regs else "")
+            + ")"
         )
 
 
@@ -595,7 +597,11 @@ class Core(wiring.Component):
             m.d.sync += [rp_src_l.eq(terms[0]), rp_syn_base.eq(terms[1]), rp_tgt_base.eq(terms[2])]
         else:
             rp_src_l, rp_syn_base, rp_tgt_base = src_l, syn_base, tgt_base
-        half = Signal()  # read-modify-write of one synapse: 0 = read, 1 = write
+        # Read-modify-write of one synapse: 0 = read, last = write (`cyc_synapse_rmw` cycles; with
+        # ram_read_regs a middle cycle registers the gradient sum, §8).
+        half = Signal(range(cfg.cyc_synapse_rmw))
+        rmw_last = half == cfg.cyc_synapse_rmw - 1
+        rmw_next = Mux(rmw_last, 0, half + 1)
         mac_p = Signal(signed(cfg.w_bits + cfg.lam_bits))
         mac_v = Signal()
         err = Signal(signed(err_bits(cfg)))
@@ -605,7 +611,14 @@ class Core(wiring.Component):
         # The saturations of the replay read the top bits with ram_read_regs (§8: fewer levels).
         saturate = sat_by_bits if rr else sat
         d_k, d_sat = saturate(st_lam.lam_v - st_lam.lam_i, cfg.lam_bits)
-        g_new, g_sat = saturate(syn_rp.data.g + st_lam.lam_i, cfg.grad_bits)
+        g_sum = syn_rp.data.g + st_lam.lam_i
+        if rr:
+            # §8: Ĝ + Λ̂_I is registered between the read and the write (the read data is the same
+            # in the middle cycle and the write cycle: the address holds, the port reads again).
+            g_sum_r = Signal(signed(max(cfg.grad_bits, cfg.lam_bits) + 1))
+            m.d.sync += g_sum_r.eq(g_sum)
+            g_sum = g_sum_r
+        g_new, g_sat = saturate(g_sum, cfg.grad_bits)
         if rr:
             # §8: ŵ and D̂_k registered at the write half, the product one cycle later, the sum
             # the next: the last term is in `err` 2 cycles after the replay (the jump starts then).
@@ -785,7 +798,7 @@ class Core(wiring.Component):
 
         # -- flags and counters --------------------------------------------------------------
         raised, raised_fwd = Signal.like(flags), Signal.like(flags)
-        rmw_check = bwd & half & ((phase == Phase.REPLAY) | (phase == Phase.IN_GRAD))
+        rmw_check = bwd & rmw_last & ((phase == Phase.REPLAY) | (phase == Phase.IN_GRAD))
         m.d.comb += raised_fwd.eq(
             Mux(s3_valid & out.v_sat, int(Flag.V_SAT), 0)
             | Mux(s3_valid & out.i_sat, int(Flag.I_SAT), 0)
@@ -1041,9 +1054,9 @@ class Core(wiring.Component):
                         m.d.comb += rec_addr_nxt.eq(lo)
                 with m.Case(Phase.REPLAY):
                     # Target k of the entry: read (half 0), then write its gradient and take its MAC
-                    # term (half 1).
-                    m.d.sync += half.eq(~half)
-                    with m.If(half):
+                    # term (the last cycle).
+                    m.d.sync += half.eq(rmw_next)
+                    with m.If(rmw_last):
                         m.d.comb += rmw_write.eq(1)
                         if rr:
                             m.d.sync += [mac_w.eq(syn_rp.data.w), mac_d.eq(d_k), mac_v0.eq(1)]
@@ -1073,8 +1086,8 @@ class Core(wiring.Component):
                         with m.Else():
                             m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
                 with m.Case(Phase.IN_GRAD):
-                    m.d.sync += half.eq(~half)
-                    with m.If(half):
+                    m.d.sync += half.eq(rmw_next)
+                    with m.If(rmw_last):
                         m.d.comb += rmw_write.eq(1)
                         with m.If(k == s[1] - 1):
                             m.d.comb += ptr_nxt.eq(ptr - 1)

@@ -174,6 +174,7 @@ def random_config(rng) -> CoreConfig:
                 cyc_sweep_latency=latency,
                 ram_read_regs=ram_read_regs,
                 cyc_jump=8 + 5 * ram_read_regs,  # the least hdl.core.check_buildable accepts
+                cyc_synapse_rmw=2 + ram_read_regs,
                 revive_hidden=float(rng.choice([0.0, 1.0])),
             )  # fmt: skip
         except ConfigError:

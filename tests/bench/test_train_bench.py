@@ -46,7 +46,7 @@ def test_update_cycles_per_sample():
     assert update_cycles_per_sample(3208, 32) == pytest.approx(100.25)
     cfg = CoreConfig.up5k()
     per = update_cycles_per_sample(FixedCore(cfg).update_cycles(), cfg.batch_size)
-    want = (cfg.cyc_synapse_rmw * cfg.n_synapses + cfg.cyc_sweep_latency) / cfg.batch_size
+    want = (2 * cfg.n_synapses + cfg.cyc_sweep_latency) / cfg.batch_size
     assert per == pytest.approx(want)
     with pytest.raises(ValueError):
         update_cycles_per_sample(100, 0)

@@ -186,7 +186,8 @@ def test_core_rejects_short_sweep_latency():
 # §8, ram_read_regs = 1: the LIF operands and the fan-out's synapse address, weight and accumulator
 # word registered. Layers of exactly FANOUT_RMW_DISTANCE = 3 neurons put a target's next read in the
 # cycle of its write (the transparent port), and the sweep's first read right behind the fan-out.
-REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=5, cyc_jump=13)
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=5, cyc_jump=13,
+                  cyc_synapse_rmw=3)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -217,6 +218,8 @@ def test_core_ram_read_regs_training():
     (dict(cyc_sweep_latency=4), r"^CoreConfig.cyc_sweep_latency = 4: .* >= 5 with ram_read_regs = 1$"),
     (dict(sizes=(3, 4, 2)), r"^CoreConfig.sizes = \(3, 4, 2\): with ram_read_regs = 1 .* >= 3 neurons"),
     (dict(cyc_jump=12), r"^CoreConfig.cyc_jump = 12: the RTL jump needs >= 13 cycles$"),
+    (dict(cyc_synapse_rmw=2),
+     r"^CoreConfig.cyc_synapse_rmw = 2: .* in 3 cycles \(one port, the gradient sum"),
 ])
 def test_core_rejects_unbuildable_ram_read_regs(changes, message):
     with pytest.raises(ValueError, match=message):
