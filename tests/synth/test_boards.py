@@ -233,6 +233,14 @@ def test_board_core_over_the_uart_line():
         assert (await transact(ctx, command(frame, Op.PUSH, entry=0)))[0] is Status.TOO_MANY
         await send(ctx, [1] * 10)
         assert leds[-1][1] == 1, "IN_OVF is a sticky flag: the flag LED is lit"
+        # A sample: busy for the pass, the LED for hold cycles longer.
+        start = len(leds)
+        assert (await transact(ctx, command(frame, Op.START)))[0] is Status.OK
+        await send(ctx, [1] * (20 * hold))
+        busy = [b for b, _, _ in leds[start:]]
+        first, last = busy.index(1), len(busy) - 1 - busy[::-1].index(1)
+        assert all(busy[first : last + 1]) and busy[-1] == 0 and last - first + 1 > hold
+        assert leds[-1][1] == 1, "the flag stays lit until the host clears it"
 
     async def monitor(ctx):
         while True:
@@ -345,3 +353,19 @@ def test_readme_table_is_rendered_from_the_committed_reports():
         check_report(r)
     readme = boards.README.read_text()
     assert readme_table_block(reports) in readme, "README table differs from synth/reports: run make synth"
+
+
+def test_cli_readme_table_and_board_failure(capsys, monkeypatch):
+    from evcore.synth import flow
+
+    assert flow.main(["--readme-table"]) == 0
+    assert capsys.readouterr().out.strip() == render_resource_table(load_reports())
+
+    def miss(name, **_kwargs):
+        raise SynthError(f"{name}: misses its clock: clk 20.00 MHz < 24 MHz")
+
+    monkeypatch.setattr(boards, "build_board", miss)
+    monkeypatch.setattr(boards, "update_readme", lambda: False)
+    assert flow.main(["--board", "icebreaker"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["evcore synth: error: icebreaker: misses its clock: clk 20.00 MHz < 24 MHz"]
