@@ -280,7 +280,9 @@ class BoardTop(Elaboratable):
         else:
             m.submodules.osc = osc = io.Buffer("i", platform.request(board.osc, dir="-"))
             m.submodules.pll = self.pll.instance(clk_in=osc.i, clk_out=cd.clk, lock=locked)
-        platform.add_clock_constraint(cd.clk, self.clk_hz)
+        # No constraint on `clk` here: nextpnr derives the PLL output's from the oscillator's and the
+        # dividers (its log: "Derived frequency constraint"), which also checks the solver; a
+        # constraint on the net would name a net flattening renames (nextpnr ignores it, warning).
         m.submodules.por = por = PowerOnReset(self.por_cycles)
         m.d.comb += [por.locked.eq(locked), cd.rst.eq(por.rst)]
         m.submodules.board_core = bc = self.board_core
@@ -353,9 +355,17 @@ RESOURCES = ("LUT", "FF", "BRAM", "SPRAM", "DSP")
 RESOURCE_LABELS = {"ice40": {"LUT": "LC", "BRAM": "EBR"}, "ecp5": {"LUT": "LUT4", "BRAM": "EBR"}}
 
 
+def derived_constraints_mhz(nextpnr_log: str) -> dict[str, float]:
+    """The clock constraints nextpnr derived from PLL settings, by net (from its log)."""
+    return {m[2]: float(m[1]) for m in re.finditer(
+        r"Derived frequency constraint of ([0-9.]+) MHz for net (\S+)", nextpnr_log)}
+
+
 def board_report(board: Board, top: BoardTop, *, pnr_report: Mapping, yosys_stat: Mapping,
-                 tools: Mapping, wall_time_s: Mapping, bitstream: str, seed: int) -> dict:
-    """The report of one board build from the tools' outputs (no tools run here)."""
+                 tools: Mapping, wall_time_s: Mapping, bitstream: str, seed: int,
+                 derived_mhz: Mapping[str, float] | None = None) -> dict:
+    """The report of one board build from the tools' outputs (no tools run here). `derived_mhz`:
+    the constraints nextpnr derived from the PLL (`derived_constraints_mhz`)."""
     family, device = board.family, DEVICES[board.device]
     util = pnr_report.get("utilization", {})
     resources = {}
@@ -397,7 +407,7 @@ def board_report(board: Board, top: BoardTop, *, pnr_report: Mapping, yosys_stat
                  "config_sha256": hashlib.sha256(cfg.to_json().encode()).hexdigest(),
                  "config_id": f"0x{config_id(cfg):08x}"},
         "pll": {**dataclasses.asdict(top.pll), "f_out_hz": top.pll.f_out_hz, "f_vco_hz": top.pll.f_vco_hz,
-                "f_pfd_hz": top.pll.f_pfd_hz},
+                "f_pfd_hz": top.pll.f_pfd_hz, "nextpnr_derived_mhz": dict(derived_mhz or {})},
         "uart": {"baud": board.baud, "clk_hz": top.clk_hz, "divisor": top.timing.divisor,
                  "baud_error": round(top.timing.baud_error, 6)},
         "resources": resources,
@@ -421,6 +431,11 @@ def check_report(report: Mapping) -> None:
         raise SynthError(f"{board}: does not fit {report['part']}: {', '.join(over)}")
     if not report["clocks"]:
         raise SynthError(f"{board}: nextpnr reported no clock (no constraint reached the PLL output?)")
+    pll_mhz = report["pll"]["f_out_hz"] / MHZ
+    for net, mhz in report["pll"].get("nextpnr_derived_mhz", {}).items():
+        if abs(mhz / pll_mhz - 1) > 1e-3:
+            raise SynthError(f"{board}: nextpnr derives {mhz:g} MHz on {net} from the PLL's dividers, "
+                             f"the solver meant {pll_mhz:g} MHz")
     missed = [f"{net} {c['fmax_mhz']:.2f} MHz < {c['constraint_mhz']:g} MHz"
               for net, c in report["clocks"].items() if not c["met"]]
     if missed:
@@ -485,7 +500,8 @@ def build_board(name: str, *, build_root: str | os.PathLike = BUILD_ROOT,
 
     report = board_report(board, top, pnr_report=flow._load_json(build_dir / "report.json", "nextpnr report"),
                           yosys_stat=stat, tools=tools, wall_time_s=wall,
-                          bitstream=str(build_dir / bitstream), seed=seed)
+                          bitstream=str(build_dir / bitstream), seed=seed,
+                          derived_mhz=derived_constraints_mhz((build_dir / "nextpnr.log").read_text()))
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     (reports_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")

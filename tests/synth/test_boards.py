@@ -272,7 +272,8 @@ def test_board_top_converts_on_its_platform(name, tmp_path):
         constraints = (tmp_path / f"{top_name}.pcf").read_text()
         for pin in ("35", "6", "9", "37", "11", "26"):  # osc, UART rx/tx, LEDs (iCEBreaker schematic)
             assert re.search(rf"^set_io \S+ {pin}$", constraints, re.M), pin
-        assert re.search(r"set_frequency \S+ 24\.0$", constraints, re.M)
+        assert re.search(r"^set_frequency clk12\S* 12\.0$", constraints, re.M)
+        assert len(re.findall("set_frequency", constraints)) == 1, "nextpnr derives the PLL output's"
         assert "synth_ice40 -dsp" in (tmp_path / f"{top_name}.ys").read_text()
     else:
         assert re.search(rf"cell \\EHXPLLL .*?parameter \\CLKI_DIV {pll.clki_div}\n.*?parameter \\CLKOP_DIV "
@@ -280,7 +281,8 @@ def test_board_top_converts_on_its_platform(name, tmp_path):
         constraints = (tmp_path / f"{top_name}.lpf").read_text()
         for site in ("G2", "M1", "L4", "B2", "C2", "C1"):  # osc, FTDI rx/tx, LEDs 0-2 (ULX3S schematic)
             assert f'SITE "{site}"' in constraints, site
-        assert re.search(r'FREQUENCY NET "\S+" 30000000\.0 HZ', constraints)
+        assert re.search(r'FREQUENCY PORT "clk25\S*" 25000000\.0 HZ', constraints)
+        assert "FREQUENCY NET" not in constraints, "nextpnr derives the PLL output's"
     assert "stat -json" in (tmp_path / f"{top_name}.ys").read_text()
 
 
@@ -329,6 +331,13 @@ def test_report_fields_and_checks():
         check_report(make_report(lc=5300))
     with pytest.raises(SynthError, match=r"does not fit .*BRAM 31/30"):
         check_report(make_report(ram=31))
+    log = ("Info:     Input frequency of PLL 'pll' is constrained to 12.0 MHz\n"
+           "Info:     Derived frequency constraint of 24.0 MHz for net board_core.clk\n")
+    assert boards.derived_constraints_mhz(log) == {"board_core.clk": 24.0}
+    off = copy.deepcopy(r)
+    off["pll"]["nextpnr_derived_mhz"] = {"board_core.clk": 25.0}
+    with pytest.raises(SynthError, match="derives 25 MHz on board_core.clk .* the solver meant 24 MHz"):
+        check_report(off)
     none = copy.deepcopy(r)
     none["clocks"] = {}
     with pytest.raises(SynthError, match="no clock"):
