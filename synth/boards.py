@@ -31,6 +31,8 @@ from amaranth.hdl._ast import Assign
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from ..golden.config import ConfigError, CoreConfig
 from ..hdl.core import Core, config_id
@@ -102,22 +104,13 @@ class Board:
         return platform
 
 
-def _platforms():
-    from amaranth_boards.icebreaker import ICEBreakerPlatform
-    from amaranth_boards.ulx3s import ULX3S_85F_Platform
-
-    return ICEBreakerPlatform, ULX3S_85F_Platform
-
-
-_ICEBREAKER, _ULX3S = _platforms()
-
 #: The board tops. The UP5K training core does not fit yet (7533 LUT4 with Adam), so the
 #: iCEBreaker builds the inference-only core; switch `preset`/`training` when a variant fits.
 #: Clocks: the inference core alone places at 28.2 MHz on the UP5K and the training core at
 #: 39.3 MHz on the ECP5-85F (docs/synth.md); 24 and 35 MHz give 1 Mbaud with an exact divisor.
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
-        "icebreaker", _ICEBREAKER, device="up5k", preset="up5k", training=False,
+        "icebreaker", ICEBreakerPlatform, device="up5k", preset="up5k", training=False,
         osc="clk12", osc_mhz=12.0, clk_mhz=24.0, baud=1_000_000,
         # Green (pin 37) busy, red (pin 11) flag on the main board; frame error on the snap-off
         # section's LED 2 (PMOD2 pin 7, the red one in the middle).
@@ -125,7 +118,7 @@ BOARDS: dict[str, Board] = {
         program="iceprog build/boards/icebreaker/evcore_icebreaker.bin",
     ),
     "ulx3s": Board(
-        "ulx3s", _ULX3S, device="ecp5-85f", preset="ecp5_85f", training=True,
+        "ulx3s", ULX3S_85F_Platform, device="ecp5-85f", preset="ecp5_85f", training=True,
         osc="clk25", osc_mhz=25.0, clk_mhz=35.0, baud=1_000_000,
         leds=(0, 1, 2),
         program="openFPGALoader -b ulx3s build/boards/ulx3s/evcore_ulx3s.bit",
