@@ -378,9 +378,8 @@ def board_report(board: Board, top: BoardTop, *, pnr_report: Mapping, yosys_stat
         if bel in util:
             resources[extra] = {"used": int(util[bel]["used"]), "available": int(util[bel]["available"])}
     fmax = pnr_report.get("fmax") or {}
-    # Every clocked path runs in the PLL's domain, so every clock nextpnr lists is held to the PLL
-    # frequency as well as to the constraint it applied (its own derived one if the .pcf/.lpf
-    # net name did not match).
+    # Every register runs in the PLL's domain, so every clock nextpnr lists is held to the PLL
+    # frequency as well as to the constraint nextpnr applied (the one it derived from the PLL).
     pll_mhz = top.clk_hz / MHZ
     clocks = {}
     for net, v in sorted(fmax.items()):
@@ -440,8 +439,9 @@ def build_board(name: str, *, build_root: str | os.PathLike = BUILD_ROOT,
                 progress: Callable[[str], None] | None = None) -> dict:
     """Place and route board `name`, pack its bitstream and write ``<reports_dir>/<name>.json``.
 
-    The report is written even when the design misses its clock (it says so); then, or when it
-    does not fit, `SynthError` is raised after writing it."""
+    A design that does not fit stops with `SynthError` before a report is written (yosys's hard-block
+    counts, or nextpnr failing to place). One that misses its clock gets its report (it says so),
+    then `SynthError`."""
     if name not in BOARDS:
         raise ValueError(f"unknown board {name!r}; known: {', '.join(BOARDS)}")
     board = BOARDS[name]
