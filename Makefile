@@ -48,8 +48,10 @@ sim: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/evcore train $(DATASET) $(ARGS)
 
+# Plain `make synth`: both board tops (bitstreams in build/boards/, reports in synth/reports/,
+# docs/boards.md); `make synth ARGS="--top core --device up5k"` runs the unit flow instead.
 synth: $(STAMP)
-	$(VENV)/bin/evcore synth $(ARGS)
+	$(VENV)/bin/evcore synth $(if $(ARGS),$(ARGS),--board all)
 
 bench: $(STAMP)
 	$(PY) -m evcore.bench.run $(ARGS)

@@ -757,12 +757,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--build-dir", default=str(BUILD_ROOT),
                         help=f"parent of the per-run dirs and report.json (default {BUILD_ROOT})")
+    from .boards import BOARDS  # boards imports this module
+
+    parser.add_argument("--board", choices=[*BOARDS, "all"],
+                        help="build a board top instead (bitstream in build/boards/, report in "
+                             "synth/reports/, README table updated; `make synth` = --board all); "
+                             "--top/--device/--freq do not apply")
+    parser.add_argument("--readme-table", action="store_true",
+                        help="print the README's board resource table from synth/reports/*.json and exit")
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``evcore synth``: progress on stderr, the table on stdout; 1 if any run failed."""
     from ..toolenv import setup_tool_environment
 
+    if args.readme_table or args.board:
+        from . import boards
+
+        if args.readme_table:
+            print(boards.render_resource_table(boards.load_reports()))
+            return 0
+        names = list(boards.BOARDS) if args.board == "all" else [args.board]
+        build_root = boards.BUILD_ROOT if args.build_dir == str(BUILD_ROOT) else args.build_dir
+        return boards.run_boards(names, build_root=build_root, seed=args.seed)
     setup_tool_environment()
     tops = list(TOPS) if args.top == "all" else [args.top]
     devices = list(DEVICES) if args.device == "all" else [args.device]
