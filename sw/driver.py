@@ -40,6 +40,7 @@ from ..golden.core import FixedCore, FixedResult
 
 __all__ = ["LinkError", "Transport", "SerialTransport", "ReplayTransport", "Link", "BoardCore",
            "read_session", "write_session", "parse_backend", "core_state", "restore_core_state",
+           "board_factory", "board_cli", "add_board_arguments",
            "DEFAULT_BAUD"]
 
 #: 1 Mbaud: 24 cycles per bit at 24 MHz, 48 at 48 MHz (docs/protocol.md, "UART").
@@ -83,7 +84,12 @@ class SerialTransport(Transport):
     def __init__(self, port: str, baud: int = DEFAULT_BAUD):
         import serial
 
-        self._serial_exc = serial.SerialException
+        try:
+            import termios  # pyserial's flush and buffer resets raise termios.error, not OSError
+
+            self._serial_exc = (serial.SerialException, termios.error)
+        except ImportError:  # Windows
+            self._serial_exc = (serial.SerialException,)
         self.name = port
         try:
             self._port = serial.serial_for_url(port, baudrate=baud, timeout=0, write_timeout=10.0)
@@ -94,7 +100,7 @@ class SerialTransport(Transport):
         try:
             self._port.write(data)
             self._port.flush()
-        except (self._serial_exc, OSError) as err:
+        except (*self._serial_exc, OSError) as err:
             raise LinkError(f"{self.name}: the serial port disappeared while writing "
                             f"({_short(err)})") from None
 
@@ -105,7 +111,7 @@ class SerialTransport(Transport):
             if not first:
                 return b""
             return first + self._port.read(self._port.in_waiting)
-        except (self._serial_exc, OSError, TypeError) as err:
+        except (*self._serial_exc, OSError, TypeError) as err:
             # TypeError: pyserial's read after the fd was closed under it (a vanished pty).
             raise LinkError(f"{self.name}: the serial port disappeared while reading "
                             f"({_short(err)})") from None
@@ -113,13 +119,13 @@ class SerialTransport(Transport):
     def discard_input(self) -> None:
         try:
             self._port.reset_input_buffer()
-        except (self._serial_exc, OSError) as err:
+        except (*self._serial_exc, OSError) as err:
             raise LinkError(f"{self.name}: the serial port disappeared ({_short(err)})") from None
 
     def close(self) -> None:
         try:
             self._port.close()
-        except (self._serial_exc, OSError):
+        except (*self._serial_exc, OSError):
             pass
 
 
@@ -355,7 +361,7 @@ class BoardCore:
     samples_per_run = 100
 
     def __init__(self, cfg: CoreConfig, transport: Transport, weights_raw=None, *, timeout_s: float = 1.0,
-                 busy_timeout_s: float = 10.0, exchanges: list | None = None):
+                 busy_timeout_s: float = 10.0, exchanges: list | None = None, load: bool = True):
         self.cfg = cfg
         self.transport = transport
         self.link = Link(transport, frame_of(cfg), timeout_s=timeout_s, exchanges=exchanges)
@@ -375,7 +381,8 @@ class BoardCore:
         self.check_id()
         if weights_raw is not None:
             self._golden.set_weights_raw(weights_raw)
-        self.load_state()
+        if load:  # load=False: leave the board as it is (`evcore board info`)
+            self.load_state()
 
     # -- identification and state -----------------------------------------------------------
 
@@ -389,6 +396,7 @@ class BoardCore:
             raise LinkError(f"{self.transport.name}: the board's identification word is 0x{got:08x}, "
                             f"but this CoreConfig hashes to 0x{want:08x} (the bitstream was built for "
                             "another config)")
+        self.id_word = got
         return got
 
     def load_state(self):
@@ -437,13 +445,11 @@ class BoardCore:
         from ..hdl.core import Reg, Region
         from ..tb.core.host import REG_FIELDS, TRAIN_REG_FIELDS
 
-        fields = list(REG_FIELDS + TRAIN_REG_FIELDS) + [("lfsr", Reg.LFSR)]
-        if self.cfg.n_layers:
-            fields += [("cyc_update", Reg.CYC_UPDATE)]
+        fields = list(REG_FIELDS + TRAIN_REG_FIELDS) + [("lfsr", Reg.LFSR), ("cyc_update", Reg.CYC_UPDATE)]
         values = _run(self._bus.read_many([(Region.REG, r.value) for _, r in fields]))
         counters = {k: int(v) for (k, _), v in zip(fields, values)}
         counters["flags"] = Flag(counters["flags"]).name or "none"
-        return BoardInfo(self.check_id(), counters)
+        return BoardInfo(self.id_word, counters)
 
     # -- FixedCore's interface --------------------------------------------------------------
 
@@ -666,3 +672,105 @@ def restore_core_state(core, state: dict) -> None:
         core.load_state()
     else:
         core.set_weights_raw(views)
+
+
+def board_factory(backend: str):
+    """`make_core` of ``--backend serial:PORT[@BAUD]``: each core opens the port (default 1 Mbaud)."""
+    spec = backend.split(":", 1)[1]
+    port, _, baud = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    try:
+        baud = int(baud) if baud else DEFAULT_BAUD
+    except ValueError:
+        raise LinkError(f"--backend {backend}: {baud!r} is not a baud rate (serial:PORT@BAUD)") from None
+    return BoardCore.factory(lambda: SerialTransport(port, baud))
+
+
+# --- `evcore board` ------------------------------------------------------------------------------
+
+
+def add_board_arguments(p):
+    sub = p.add_subparsers(dest="board_command", required=True)
+    q = sub.add_parser("info", help="the identification word and the counters of a board")
+    q.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1 (or a simulated "
+                   "board's pty)")
+    q.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"line rate (default {DEFAULT_BAUD})")
+    _config_arguments(q)
+    q.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="answer timeout (default 1)")
+    q = sub.add_parser("sim", help="a simulated board: the UART top under Verilator behind a pty "
+                       "(dev install)")
+    _config_arguments(q)
+    q.add_argument("--divisor", type=int, default=8, help="UART cycles per bit (default 8)")
+
+
+def _config_arguments(q):
+    q.add_argument("--core", choices=["up5k", "ecp5-85f"],
+                   help="the board's CoreConfig preset (info: default, try every preset)")
+    q.add_argument("--config", metavar="FILE", help="a CoreConfig as JSON (CoreConfig.to_json) or a "
+                   "fixed-point checkpoint whose config the board was built for")
+
+
+def _configs(args) -> dict:
+    from ..golden.config import CoreConfig
+
+    if args.config:
+        path = Path(args.config)
+        if path.is_dir() or path.suffix == ".npz":
+            from .train import load_fixed_checkpoint
+
+            return {str(path): load_fixed_checkpoint(path)[0].cfg}
+        if not path.is_file():
+            raise FileNotFoundError(f"--config {path} does not exist")
+        return {str(path): CoreConfig.from_json(path.read_text())}
+    presets = {"up5k": CoreConfig.up5k, "ecp5-85f": CoreConfig.ecp5_85f}
+    names = [args.core] if args.core else list(presets)
+    return {f"CoreConfig preset {n}": presets[n]() for n in names}
+
+
+def board_cli(args) -> int:
+    if args.board_command == "sim":
+        return _board_sim(args)
+    from ..hdl.core import config_id
+    from ..hdl.protocol import Op
+
+    configs = _configs(args)
+    transport = SerialTransport(args.port, args.baud)
+    try:
+        word = Link(transport, None, timeout_s=args.timeout).transact(Op.ID)[1]
+        print(f"board on {args.port} at {args.baud} baud: identification word 0x{word:08x}")
+        match = [(name, cfg) for name, cfg in configs.items() if config_id(cfg) == word]
+        if not match:
+            tried = ", ".join(f"{n} 0x{config_id(c):08x}" for n, c in configs.items())
+            print(f"no known config has this hash (tried {tried}); give the board's --config to read its "
+                  "counters")
+            return 1
+        name, cfg = match[0]
+        print(f"= {name}: sizes {'-'.join(map(str, cfg.sizes))}, {cfg.optimizer.value}, "
+              f"{cfg.n_synapses} synapses")
+        core = BoardCore(cfg, transport, timeout_s=args.timeout, load=False)
+        counters = core.info().counters
+        print("counters (last sample and update): " + ", ".join(f"{k} {v}" for k, v in counters.items()))
+    finally:
+        transport.close()
+    return 0
+
+
+def _board_sim(args) -> int:
+    from ..hdl.core import config_id
+
+    try:
+        from ..tb.link.sim_board import SimulatedBoard
+    except ImportError as err:
+        raise LinkError(f"evcore board sim needs the dev install (cocotb, Verilator): {err}") from None
+    if args.core is None and args.config is None:
+        args.core = "up5k"
+    (name, cfg), = _configs(args).items()
+    print(f"evcore: building the UART top for {name} (hash 0x{config_id(cfg):08x}) ...", flush=True)
+    with SimulatedBoard(cfg, divisor=args.divisor, max_wall_s=7 * 24 * 3600) as board:
+        print(f"simulated board on {board.port} ({args.divisor} cycles per bit); Ctrl-C stops it, e.g. "
+              f"`evcore board info --port {board.port}`", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("evcore: simulated board stopped")
+    return 0
