@@ -345,24 +345,53 @@ class BoardInfo:
     counters: dict
 
 
+def _lazy(name: str, group: str):
+    """A BoardCore attribute that is read from the board on first use after an update (lean mode)."""
+
+    def get(self):
+        self._refresh(group)
+        return getattr(self, "_store" + name)
+
+    def put(self, value):
+        setattr(self, "_store" + name, value)
+
+    return property(get, put)
+
+
 class BoardCore:
     """The core on a board behind `FixedCore`'s interface, over the framed protocol.
 
     The chip holds the state (weights, gradient and moment words, Adam's v̂, LFSR, the §5.6 dead and
-    fired bits); this object keeps a copy, exact after every call (each call reads back what it
-    changed), so ``weights_raw``, ``grads_raw`` & co. cost no traffic. `__init__` reads the
-    identification word first: a board built for another CoreConfig is a one-line `LinkError`
-    naming both hashes; then it loads the whole state (``weights_raw`` or zeros, cleared
-    accumulators, LFSR seed), so a board is always in a known state after it.
+    fired bits); this object keeps a copy. `__init__` reads the identification word first: a board
+    built for another CoreConfig is a one-line `LinkError` naming both hashes; then it loads the
+    whole state (``weights_raw`` or zeros, cleared accumulators, LFSR seed), so a board is always
+    in a known state after it.
+
+    ``full_readback=True`` reads back everything each call changes, as `RtlCore` does: every value
+    of each sample (the final state V, I or Λ, the vmax memory included) and every synapse word,
+    v̂ and the dead and fired bits after each update. The default (lean) leaves out what training
+    does not use, for a link 10 to 100 times slower than the core: the final state and vmax of a
+    sample (its FixedResult has zeros there and ``state_read = False``), and the state after an
+    update, which is read when first asked for (``weights_raw``, ``momentum_raw``, ...); the
+    gradient words are read after every `gradient` (its result), which also refreshes w and m.
     """
+
+    _M = _lazy("_M", "wm")
+    _V = _lazy("_V", "extra")
+    dead = _lazy("_dead", "extra")
+    fired = _lazy("_fired", "extra")
 
     minibatches_per_run = 1
     #: Samples per `run` call of `evaluate_fixed` (the progress bar's step).
     samples_per_run = 100
 
     def __init__(self, cfg: CoreConfig, transport: Transport, weights_raw=None, *, timeout_s: float = 1.0,
-                 busy_timeout_s: float = 10.0, exchanges: list | None = None, load: bool = True):
+                 busy_timeout_s: float = 10.0, exchanges: list | None = None, load: bool = True,
+                 full_readback: bool = False):
         self.cfg = cfg
+        self.full_readback = full_readback
+        #: What an update changed and was not read yet: "wm" (w, m), "extra" (v̂, dead, fired).
+        self._stale: set = set()
         self.transport = transport
         self.link = Link(transport, frame_of(cfg), timeout_s=timeout_s, exchanges=exchanges)
         self._bus = _FrameBus(self.link, busy_timeout_s)
@@ -429,10 +458,31 @@ class BoardCore:
 
         _run(load())
 
+    def _refresh(self, group: str):
+        from ..hdl.core import Region, vmax_layout
+
+        if group not in self._stale:
+            return
+        self._stale.discard(group)
+        cfg = self.cfg
+        if group == "wm":
+            self.read_back()
+            return
+        if cfg.optimizer is Optimizer.ADAM:
+            self._V = np.array(_run(self._bus.read_many([(Region.ADAM_V, a) for a in range(cfg.n_synapses)])),
+                               dtype=np.int64)
+        if cfg.revive_hidden > 0:
+            vl = vmax_layout(cfg)
+            words = [vl.from_bits(v) for v in _run(self._bus.read_many([(Region.VMAX, h)
+                                                                         for h in range(cfg.n_hidden)]))]
+            self.dead = np.array([w.dead for w in words], dtype=bool)
+            self.fired = np.array([w.fired for w in words], dtype=bool)
+
     def read_back(self) -> dict:
         """Read every synapse word from the board into this object; returns them (w, g, m)."""
         from ..tb.core.host import read_synapses
 
+        self._stale.discard("wm")
         words = _run(read_synapses(self._bus, self.cfg))
         self._golden.set_weights_raw(self._golden._views(words["w"]))
         self._G = words["g"]
@@ -455,6 +505,7 @@ class BoardCore:
 
     @property
     def weights_raw(self) -> list:
+        self._refresh("wm")
         return self._golden.weights_raw
 
     def set_weights_raw(self, weights_raw):
@@ -512,7 +563,9 @@ class BoardCore:
             self._G[:] = 0
             self.set_weights_raw(self.weights_raw)
         res = self._samples(inputs, labels)
-        self._G = _run(_read_gradients(self._bus, self.cfg))
+        self.read_back()  # the gradient words (and w, m, unchanged)
+        if not self.full_readback:
+            self._stale.add("extra")  # the samples set fired bits
         res.grads_raw = self.grads_raw
         n_b = len(labels)
         scale = self.cfg.grad_scale() / max(n_b, 1)
@@ -523,8 +576,15 @@ class BoardCore:
         v̂, LFSR and the dead and fired bits. Returns the flags it raised."""
         from ..tb.core.host import run_update
 
-        out = _run(run_update(self._bus, self.cfg, self.lr_mant))
+        out = _run(run_update(self._bus, self.cfg, self.lr_mant, read_back=self.full_readback))
         self.last_update = out
+        self.lfsr_state = out["lfsr"]
+        flags = Flag(out["flags"])
+        self.flags |= flags
+        if not self.full_readback:
+            self._G[:] = 0  # the update clears them; the rest is read when asked for
+            self._stale |= {"wm", "extra"}
+            return flags
         self._golden.set_weights_raw(self._golden._views(out["w"]))
         self._G = out["g"]
         if "m" in out:
@@ -564,7 +624,8 @@ class BoardCore:
         rows = []
         for b in range(len(counts)):
             label = None if labels is None else int(labels[b])
-            rows.append(_run(run_sample(self._bus, cfg, all_steps[b], all_ids[b], int(all_counts[b]), label)))
+            rows.append(_run(run_sample(self._bus, cfg, all_steps[b], all_ids[b], int(all_counts[b]), label,
+                                        read_state=self.full_readback)))
         return self._result(rows, steps, ids, counts, train=labels is not None)
 
     def _result(self, rows, steps, ids, counts, train) -> FixedResult:
@@ -581,6 +642,11 @@ class BoardCore:
                 out[b, : len(r[key])] = r[key]
             return out
 
+        if not self.full_readback:  # not read: zeros
+            for r in rows:
+                r["final_v"] = r["final_cur"] = np.zeros(n_neur, dtype=np.int64)
+                if train:
+                    r["final_lam_v"] = r["final_lam_i"] = r["final_v"]
         spiked = np.zeros((n_b, n_neur), dtype=np.int64)
         first_step = stack("first_step", cfg.sizes[-1])
         for b, r in enumerate(rows):
@@ -596,7 +662,8 @@ class BoardCore:
             stack("final_v", n_neur), stack("final_cur", n_neur), stack("n_end"), spiked,
             stack("layer_counts", cfg.n_layers), stack("flags"), stack("cyc_total"),
         )  # fmt: skip
-        if cfg.revive_hidden > 0:
+        res.state_read = self.full_readback
+        if cfg.revive_hidden > 0 and self.full_readback:
             res.vmax, res.vmax_step = stack("vmax", cfg.n_hidden), stack("vmax_step", cfg.n_hidden)
             if train and n_b:
                 self.fired = np.asarray(rows[-1]["fired_hidden"], dtype=bool)
@@ -614,12 +681,6 @@ class BoardCore:
         res.layers = self._golden._spike_batches(res)
         self.flags |= Flag(int(np.bitwise_or.reduce(res.flags, initial=0)))
         return res
-
-
-async def _read_gradients(bus, cfg) -> np.ndarray:
-    from ..tb.core.host import read_synapses
-
-    return (await read_synapses(bus, cfg))["g"]
 
 
 class _BoardFactory:
@@ -659,6 +720,8 @@ def core_state(core) -> dict:
 
 def restore_core_state(core, state: dict) -> None:
     """Put a `core_state` back into a core; a BoardCore writes it onto the board (`load_state`)."""
+    if isinstance(core, BoardCore):
+        core._stale.clear()  # all of it is written below
     for name in ("_G", "_M", "_V"):
         getattr(core, name)[...] = state[name[1:].lower()]
     core.dead = np.array(state["dead"], dtype=bool)

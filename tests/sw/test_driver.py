@@ -34,9 +34,15 @@ from evcore.sw.driver import (
     write_session,
 )
 
-SESSION = Path(__file__).parent / "data" / "board_session.txt"
+#: The recorded sessions: full read-back (every value, as RtlCore) and lean (the default).
+SESSIONS = {"full": Path(__file__).parent / "data" / "board_session.txt",
+            "lean": Path(__file__).parent / "data" / "board_session_lean.txt"}
+SESSION = SESSIONS["full"]
 SMALL = dict(sizes=(3, 4, 2), n_steps=16, dt_s=1e-3, record_capacity=8, input_capacity=5,
              lr_mant=(1, 1), lr_shift=(1, 1), silent_threshold=(1.0, 1.0))
+#: The driver's test config: SMALL with the revival of dead hidden neurons, so that the vmax memory
+#: and the dead and fired bits (§5.6) travel over the link too.
+DRIVER = dict(SMALL, revive_hidden=1.0)
 #: FixedResult fields the board exposes (as sw/cli.py RTL_FIELDS, plus the training ones).
 FIELDS = ("rec_count", "rec_step", "rec_neuron", "rec_cur", "first_step", "first_cur", "first_v",
           "final_v", "final_cur", "n_end", "flags", "layer_counts", "cycles_forward", "spiked")
@@ -45,7 +51,7 @@ TRAIN_FIELDS = ("prob", "lterm", "active", "n_jumps", "n_revived", "cycles_loss"
 
 
 def small_problem():
-    cfg = CoreConfig(**SMALL)
+    cfg = CoreConfig(**DRIVER)
     rng = np.random.default_rng(0)  # every output spikes in each sample, no record overflow
     hi = (1 << (cfg.w_bits - 1)) - 1
     weights = [rng.integers(-hi // 4, hi + 1, size=(b, a)) for a, b in zip(cfg.sizes, cfg.sizes[1:])]
@@ -57,7 +63,8 @@ def small_problem():
 def session(core):
     """The recorded session after the identification and the state load of BoardCore(...): three
     inference samples, one training minibatch (2 samples, each labelled with its later output)
-    with its update at a raised learning rate, then inference again. Returns what a test compares."""
+    with its update at a raised learning rate, a second minibatch (1 sample: hidden neurons the
+    first left dead are revived), then inference again. Returns what a test compares."""
     cfg, _, x = small_problem()
     out = {"run0": core.run(x)}
     labels = np.array([int(np.argmax(out["run0"].first_step[b])) for b in (1, 2)])
@@ -66,20 +73,32 @@ def session(core):
     # Copies: FixedCore's are views of its memories, which the update rewrites.
     out |= {"losses": losses, "train": res, "grads_raw": [g.copy() for g in core.grads_raw]}
     out["update_flags"] = core.update()
+    out["losses2"], out["train2"] = core.train_step((x[0][:1], x[1][:1], x[2][:1]), labels[:1])
     out |= {"weights": core.weights_raw, "m": core.momentum_raw, "v": core.second_moment_raw,
             "lfsr": core.lfsr_state, "run1": core.run((x[0][:1], x[1][:1], x[2][:1]))}
     return out
 
 
-def check_against_golden(out):
+def check_against_golden(out, full=True):
+    """`out` (a session on the board) equals golden's; `full`: the final state was read too."""
     cfg, weights, _ = small_problem()
     gold = session(FixedCore(cfg, weights))
+    state = ("final_v", "final_cur", "final_lam_v", "final_lam_i")
     for run in ("run0", "run1"):
         for f in FIELDS:
-            assert np.array_equal(getattr(out[run], f), getattr(gold[run], f)), f"{run}: {f}"
-    for f in FIELDS[:-3] + TRAIN_FIELDS:  # final V, I: the state memory holds Λ after the backward pass
-        if f not in ("final_v", "final_cur"):
-            assert np.array_equal(getattr(out["train"], f), getattr(gold["train"], f)), f"train: {f}"
+            if full or f not in state:
+                assert np.array_equal(getattr(out[run], f), getattr(gold[run], f)), f"{run}: {f}"
+        assert out[run].state_read == full
+    for run in ("run0", "run1", "train", "train2"):
+        for f in ("vmax", "vmax_step"):  # read with the state (full read-back only)
+            assert np.array_equal(getattr(out[run], f), getattr(gold[run], f)) if full else \
+                getattr(out[run], f) is None, f"{run}: {f}"
+    for train in ("train", "train2"):
+        for f in FIELDS[:-3] + TRAIN_FIELDS:  # final V, I: the state memory holds Λ after the backward pass
+            if f not in ("final_v", "final_cur") and (full or f not in state):
+                assert np.array_equal(getattr(out[train], f), getattr(gold[train], f)), f"{train}: {f}"
+    assert gold["train2"].n_revived.sum() > 0, "the second minibatch must revive a dead neuron"
+    np.testing.assert_array_equal(out["losses2"], gold["losses2"])
     assert gold["train"].active.all(), "both training samples must run their backward pass"
     for key in ("grads_raw", "weights", "m", "v"):
         assert all(np.array_equal(a, b) for a, b in zip(out[key], gold[key])), key
@@ -99,16 +118,28 @@ def test_board_over_a_pty_equals_golden():
     from evcore.tb.link.sim_board import SimulatedBoard
 
     cfg, weights, x = small_problem()
-    exchanges = []
+    recorded = {}
     with SimulatedBoard(cfg) as board:
-        core = BoardCore(cfg, SerialTransport(board.port), weights, timeout_s=30, exchanges=exchanges)
-        out = session(core)
-        check_against_golden(out)
-        stats = dict(core.link.stats)
+        for mode in ("lean", "full"):
+            exchanges = []
+            core = BoardCore(cfg, SerialTransport(board.port), weights, timeout_s=30, exchanges=exchanges,
+                             full_readback=mode == "full")
+            out = session(core)
+            check_against_golden(out, full=mode == "full")
+            recorded[mode] = list(exchanges)  # the session; core_state's reads below are not in it
+            assert core.link.stats["resends"] == 0
+            if mode == "lean":
+                # What the update changed, read when asked for: the whole state equals golden's.
+                state = core_state(core)
+                gold = FixedCore(cfg, weights)
+                session(gold)
+                want = core_state(gold)
+                # Without revival (revive_hidden = 0) the chip has no dead and fired bits (§5.6).
+                for k in set(want) - ({"dead", "fired"} if cfg.revive_hidden == 0 else set()):
+                    assert np.array_equal(state[k], want[k]), k
+            core.close()
         # A second host object (the host restarted): the state goes back onto the board and the
         # next sample equals golden's.
-        state = core_state(core)
-        core.close()
         again = BoardCore(cfg, SerialTransport(board.port), timeout_s=30)
         restore(again, state)
         gold = FixedCore(cfg, out["weights"])
@@ -117,12 +148,13 @@ def test_board_over_a_pty_equals_golden():
         other = cfg.replace(lr_mant=(2, 2))
         with pytest.raises(LinkError, match=f"0x{config_id(cfg):08x}.*0x{config_id(other):08x}"):
             BoardCore(other, SerialTransport(board.port), timeout_s=30)
-    if os.environ.get("EVCORE_WRITE_SESSION") or not SESSION.exists():
-        write_session(SESSION, exchanges, "tests/sw/test_driver.py session() on the UART top under "
-                      f"Verilator; config hash 0x{config_id(cfg):08x}; rewrite with EVCORE_WRITE_SESSION=1")
-    # The committed recording is this RTL's traffic (STATUS polls aside, which depend on timing).
-    assert without_polls(read_session(SESSION)) == without_polls(exchanges)
-    assert stats["resends"] == 0
+    for mode, path in SESSIONS.items():
+        if os.environ.get("EVCORE_WRITE_SESSION") or not path.exists():
+            write_session(path, recorded[mode], f"tests/sw/test_driver.py session() ({mode} read-back) on "
+                          f"the UART top under Verilator; config hash 0x{config_id(cfg):08x}; rewrite with "
+                          "EVCORE_WRITE_SESSION=1")
+        # The committed recording is this RTL's traffic (STATUS polls aside, which depend on timing).
+        assert without_polls(read_session(path)) == without_polls(recorded[mode]), mode
 
 
 def core_state(core):
@@ -137,12 +169,13 @@ def restore(core, state):
     restore_core_state(core, state)
 
 
-def test_replayed_session_equals_golden():
+@pytest.mark.parametrize("mode", ["full", "lean"])
+def test_replayed_session_equals_golden(mode):
     cfg, weights, _ = small_problem()
-    replay = ReplayTransport(read_session(SESSION))
-    out = session(BoardCore(cfg, replay, weights))
+    replay = ReplayTransport(read_session(SESSIONS[mode]))
+    out = session(BoardCore(cfg, replay, weights, full_readback=mode == "full"))
     assert replay.finished
-    check_against_golden(out)
+    check_against_golden(out, full=mode == "full")
 
 
 def test_replay_catches_a_different_command():
@@ -201,7 +234,7 @@ def test_serial_transport_against_a_scripted_board():
     cfg, weights, _ = small_problem()
     board = ScriptedBoard(read_session(SESSION))
     try:
-        out = session(BoardCore(cfg, SerialTransport(board.port), weights))
+        out = session(BoardCore(cfg, SerialTransport(board.port), weights, full_readback=True))
         check_against_golden(out)
     finally:
         board.close()
@@ -247,7 +280,7 @@ def test_a_link_error_frame_is_resent():
     script = exchanges[:2] + [(exchanges[2][0], bad)] + exchanges[2:]
     board = ScriptedBoard(script)
     try:
-        core = BoardCore(cfg, SerialTransport(board.port), weights)
+        core = BoardCore(cfg, SerialTransport(board.port), weights, full_readback=True)
         check_against_golden(session(core))
         assert core.link.stats["resends"] == 1
     finally:
