@@ -81,6 +81,9 @@ class SerialTransport(Transport):
     one-line `LinkError`.
     """
 
+    #: Longest wait of one `read`.
+    POLL_S = 0.02
+
     def __init__(self, port: str, baud: int = DEFAULT_BAUD):
         import serial
 
@@ -92,7 +95,8 @@ class SerialTransport(Transport):
             self._serial_exc = (serial.SerialException,)
         self.name = port
         try:
-            self._port = serial.serial_for_url(port, baudrate=baud, timeout=0, write_timeout=10.0)
+            # A fixed read timeout: setting pyserial's timeout reconfigures the port (tcsetattr).
+            self._port = serial.serial_for_url(port, baudrate=baud, timeout=self.POLL_S, write_timeout=10.0)
         except (serial.SerialException, OSError, ValueError) as err:
             raise LinkError(f"cannot open serial port {port}: {_short(err)}") from None
 
@@ -105,8 +109,8 @@ class SerialTransport(Transport):
                             f"({_short(err)})") from None
 
     def read(self, timeout_s: float) -> bytes:
+        """What arrived, waiting for the first byte up to POLL_S (`Link` loops to its timeout)."""
         try:
-            self._port.timeout = max(timeout_s, 0.0)
             first = self._port.read(1)
             if not first:
                 return b""

@@ -1,12 +1,15 @@
-"""cocotb side of `evcore.tb.link.sim_board.SimulatedBoard`: the UART pins of `UartHostLink` bridged
-to a pseudo-terminal, so a host opens the pty's slave as its serial port (a simulated serial line).
+"""cocotb side of `evcore.tb.link.sim_board.SimulatedBoard`: the UART top of a board bridged to a
+pseudo-terminal, so a host opens the pty's slave as its serial port (a simulated serial line).
 
-Host -> board: bytes read from the pty master are driven onto ``rx`` as 8N1 characters, one bit
-every `UartTiming.divisor` clock cycles, back to back. Board -> host: each character on ``tx`` is
-sampled at the middle of its bits and written to the master. Between bytes the simulation runs on
-in steps of a few characters (the core computes meanwhile); when the host has been quiet for a
-while the bridge waits for it in `select` with a 1 ms timeout per step, so an idle board costs
-little CPU. The pty's slave stays open here too, so the host may close and reopen it.
+The simulated design (`sim_board.BridgeTop`) is the board's `UartHostLink` with the host's end of
+the line in the simulation too: a `UartTx` drives the board's ``rx`` pin and a `UartRx` listens
+on its ``tx`` pin, 8N1 at `UartTiming.divisor` cycles per bit. This coroutine moves bytes between
+the pty master and those two UARTs' byte ports (``host_tx``, ``host_rx``), a few awaits per byte
+rather than one per bit. Between bytes the simulation runs on in steps of a few characters (the
+core computes meanwhile); when neither side has sent a byte for IDLE_STEPS steps the bridge
+waits for the host in `select` with a 1 ms timeout per step, so an idle board costs little CPU
+(and a board still answering is never slowed). The pty's slave stays open here too, so the host
+may close and reopen it.
 
 The run ends when the stop file appears (or after `max_wall_s`); the slave's name goes to the
 port file, written once the pty exists.
@@ -19,7 +22,7 @@ import tty
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, Timer
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
 
 from evcore.tb.harness import check_ports, tb_config
 
@@ -27,6 +30,7 @@ from evcore.tb.harness import check_ports, tb_config
 #: also waits up to 1 ms of wall time for the host.
 STEP_CHARS = 4
 IDLE_STEPS = 200
+BITS_PER_CHAR = 10
 
 
 @cocotb.test()
@@ -35,11 +39,12 @@ async def bridge(dut):
     divisor, period_ns = int(tb["divisor"]), int(tb["period_ns"])
     check_ports(dut)
     Clock(dut.clk, period_ns, unit="ns").start()
-    dut.rx.value = 1
+    dut.host_tx__valid.value = 0
+    dut.host_tx__payload.value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
-    await FallingEdge(dut.clk)  # from here every rx change falls on a falling clock edge
+    await FallingEdge(dut.clk)  # from here every input changes on a falling clock edge
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no line discipline: bytes pass unchanged both ways
     os.set_blocking(master, False)
@@ -47,10 +52,11 @@ async def bridge(dut):
     with open(port_file + ".tmp", "w") as f:
         f.write(os.ttyname(slave))
     os.replace(port_file + ".tmp", port_file)
-    bit_ns = divisor * period_ns
-    cocotb.start_soon(_board_to_host(dut, master, bit_ns))
+    sent = [0]  # characters the board has sent
+    cocotb.start_soon(_board_to_host(dut, master, sent))
     stop_file, t_end = tb["stop_file"], time.monotonic() + float(tb["max_wall_s"])
-    idle = 0
+    char_ns = BITS_PER_CHAR * divisor * period_ns
+    idle, seen = 0, 0
     try:
         while not os.path.exists(stop_file) and time.monotonic() < t_end:
             wait = 0.001 if idle >= IDLE_STEPS else 0
@@ -62,32 +68,35 @@ async def bridge(dut):
                 except BlockingIOError:
                     data = b""
             if not data:
-                idle += 1
-                await Timer(STEP_CHARS * 10 * bit_ns, unit="ns")
+                idle = 0 if sent[0] != seen else idle + 1
+                seen = sent[0]
+                await Timer(STEP_CHARS * char_ns, unit="ns")
                 continue
             idle = 0
             for byte in data:
-                for level in (0, *((byte >> i) & 1 for i in range(8)), 1):  # start, LSB first, stop
-                    dut.rx.value = level
-                    await Timer(bit_ns, unit="ns")
+                # A Timer may end in the time step of a falling edge but before it: wait for the
+                # edge itself, so that valid below spans a whole cycle.
+                await FallingEdge(dut.clk)
+                while not int(dut.host_tx__ready.value):
+                    await FallingEdge(dut.clk)
+                dut.host_tx__payload.value = byte
+                dut.host_tx__valid.value = 1
+                await FallingEdge(dut.clk)  # the rising edge between took it
+                dut.host_tx__valid.value = 0
+                # Skip most of the character (the transmitter is ready again in its last cycle).
+                await Timer(char_ns - 4 * period_ns, unit="ns")
     finally:
         os.close(master)
         os.close(slave)
 
 
-async def _board_to_host(dut, master, bit_ns):
+async def _board_to_host(dut, master, sent):
     while True:
-        await FallingEdge(dut.tx)  # a start bit
-        await Timer(bit_ns // 2, unit="ns")
-        if dut.tx.value:
-            continue  # a glitch (the transmitter has none)
-        byte = 0
-        for i in range(8):
-            await Timer(bit_ns, unit="ns")
-            byte |= int(dut.tx.value) << i
-        await Timer(bit_ns, unit="ns")
-        if int(dut.tx.value) == 1:  # stop bit
-            try:
-                os.write(master, bytes([byte]))
-            except OSError:
-                return
+        await RisingEdge(dut.host_rx__valid)  # one cycle per character (ready is always high)
+        await ReadOnly()
+        byte = int(dut.host_rx__payload.value)
+        sent[0] += 1
+        try:
+            os.write(master, bytes([byte]))
+        except OSError:
+            return

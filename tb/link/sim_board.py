@@ -18,7 +18,7 @@ from pathlib import Path
 
 from evcore.golden.config import CoreConfig
 
-__all__ = ["SimulatedBoard", "uart_top"]
+__all__ = ["SimulatedBoard", "bridge_top", "uart_top"]
 
 #: Clock of the simulated board: 8 MHz, so divisor 8 is 1 Mbaud (the clock's value only names
 #: the baud rate; the simulation runs as fast as Verilator goes).
@@ -32,6 +32,33 @@ def uart_top(cfg: CoreConfig, divisor: int = 8, timeout_s: float = 1e-3):
     from evcore.hdl.uart import UartTiming
 
     return UartHostLink(Core(cfg), UartTiming(SIM_CLK_HZ, SIM_CLK_HZ // divisor), timeout_s)
+
+
+def bridge_top(board, timing):
+    """The simulated design: the board's UART top and the host's end of the line, a `UartTx` on the
+    board's rx pin and a `UartRx` on its tx pin; cocotb moves bytes through ``host_tx`` (in) and
+    ``host_rx`` (out, one-cycle valid per character)."""
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from evcore.hdl.uart import UartRx, UartTx
+
+    class _BridgeTop(wiring.Component):
+        def __init__(self):
+            super().__init__({"host_tx": In(stream.Signature(8)), "host_rx": Out(stream.Signature(8))})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.board = board
+            m.submodules.tx = tx = UartTx(timing)
+            m.submodules.rx = rx = UartRx(timing)
+            wiring.connect(m, wiring.flipped(self.host_tx), tx.data)
+            m.d.comb += [board.rx.eq(tx.tx), rx.rx.eq(board.tx), self.host_rx.payload.eq(rx.data.payload),
+                         self.host_rx.valid.eq(rx.data.valid), rx.data.ready.eq(1)]
+            return m
+
+    return _BridgeTop()
 
 
 class SimulatedBoard:
@@ -71,17 +98,18 @@ class SimulatedBoard:
     def _simulate(self):
         from evcore.tb.harness import run_cocotb
 
-        top = uart_top(self.cfg, self.divisor)
+        board = uart_top(self.cfg, self.divisor)
+        top = bridge_top(board, board.timing)
         try:
             run_cocotb(
-                top, toplevel="evcore_uart_core", test_module="evcore.tb.link.pty_bridge",
+                top, toplevel="evcore_uart_bridge", test_module="evcore.tb.link.pty_bridge",
                 config={"divisor": self.divisor, "period_ns": 1_000_000_000 // SIM_CLK_HZ,
                         "port_file": str(self.port_file), "stop_file": str(self.stop_file),
                         "max_wall_s": self.max_wall_s},
                 node_id=self.node,
                 build_args=["-Wno-CASEINCOMPLETE", "-Wno-ASCRANGE"],  # as RtlCore's build
                 extra_env={"COCOTB_TRUST_INERTIAL_WRITES": "1"},
-                fast=True,  # the bridge touches the ports only
+                fast=True,  # the bridge touches the top's ports only
             )
         except BaseException as err:  # pytest.fail raises a BaseException; reported by stop()
             self._error = err
