@@ -29,6 +29,7 @@ by replaying that recorded traffic.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,8 @@ class SerialTransport(Transport):
             # A fixed read timeout: setting pyserial's timeout reconfigures the port (tcsetattr).
             self._port = serial.serial_for_url(port, baudrate=baud, timeout=self.POLL_S, write_timeout=10.0)
         except (serial.SerialException, OSError, ValueError) as err:
-            raise LinkError(f"cannot open serial port {port}: {_short(err)}") from None
+            reason = os.strerror(err.errno) if isinstance(getattr(err, "errno", None), int) else _short(err)
+            raise LinkError(f"cannot open serial port {port}: {reason}") from None
 
     def write(self, data: bytes) -> None:
         try:
