@@ -413,6 +413,9 @@ class BoardCore:
         self.lr_mant = np.array(cfg.lr_mant, dtype=np.int64)
         self.flags = Flag(0)
         self.last_update: dict = {}
+        # Bytes left in the port's buffer (an answer to a command of an earlier, interrupted
+        # process) would be taken for the answer to ID.
+        transport.discard_input()
         self.check_id()
         if weights_raw is not None:
             self._golden.set_weights_raw(weights_raw)

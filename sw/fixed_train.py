@@ -167,6 +167,10 @@ def train_fixed_cli(args, float_cfg) -> int:
               f"{t['wall_s']:.0f} s "
               f"({t['cycles'] / max(t['wall_s'], 1e-9) / 1e6:.3f} M cycles/s; inside the simulation loops "
               f"{t['cycles'] / max(t['sim_wall_s'], 1e-9) / 1e6:.3f} M cycles/s)")
+    if backend.startswith("serial:"):
+        s = core.link.stats
+        print(f"board: {s['commands']} commands, {s['tx_bytes'] / 1e3:.1f} kB sent, "
+              f"{s['rx_bytes'] / 1e3:.1f} kB received, {s['resends']} resends")
     print(f"wrote {out / 'checkpoint.npz'} (raw weights and CoreConfig; `evcore eval` runs it on the core), "
           f"{out / 'metrics.json'}, {out / 'learning_curve.png'}")
     return 0

@@ -113,3 +113,29 @@ def test_board_info_names_an_unknown_hash(capsys):
     out = capsys.readouterr().out
     assert "identification word 0x12345678" in out
     assert f"CoreConfig preset up5k 0x{config_id(CoreConfig.up5k()):08x}" in out
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_train_and_eval_on_a_simulated_board_equal_golden(tmp_path, capsys):
+    """`--backend serial:PTY` against the up5k UART top under Verilator (minutes: the state load
+    and every gradient read move 1600 synapse words through the simulated line)."""
+    from evcore.tb.link.sim_board import SimulatedBoard
+
+    short = ["train", "yinyang", "--model", "fixed", "--epochs", "1", "--train-samples", "32",
+             "--eval-samples", "4", "--fresh-samples", "0", "--quiet"]
+    assert cli.main([*short, "--out", str(tmp_path / "golden")]) == 0
+    with SimulatedBoard(CoreConfig.up5k()) as board:
+        assert cli.main([*short, "--backend", f"serial:{board.port}", "--out", str(tmp_path / "board")]) == 0
+        capsys.readouterr()
+        argv = ["eval", str(tmp_path / "board"), "--samples", "4", "--backend", f"serial:{board.port}"]
+        assert cli.main(argv) == 0
+        on_board = capsys.readouterr().out
+    gold, got = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("golden", "board"))
+    assert got.pop("backend").startswith("serial:") and gold.pop("backend") == "golden"
+    assert without_wall_times(got) == without_wall_times(gold)
+    with np.load(tmp_path / "golden/checkpoint.npz") as a, np.load(tmp_path / "board/checkpoint.npz") as b:
+        assert all(np.array_equal(a[k], b[k]) for k in a.files if k.startswith("weights_raw"))
+    assert cli.main(["eval", str(tmp_path / "board"), "--samples", "4"]) == 0
+    golden_eval = capsys.readouterr().out
+    assert on_board.split("):")[1] == golden_eval.split("):")[1]  # the same accuracy, loss and spikes
