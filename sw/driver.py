@@ -840,9 +840,17 @@ def _board_sim(args) -> int:
     with SimulatedBoard(cfg, divisor=args.divisor, max_wall_s=7 * 24 * 3600) as board:
         print(f"simulated board on {board.port} ({args.divisor} cycles per bit); Ctrl-C stops it, e.g. "
               f"`evcore board info --port {board.port}`", flush=True)
+        import signal
+
+        def stop(signum, frame):
+            raise KeyboardInterrupt
+
+        # As a background job SIGINT may be ignored: SIGTERM stops the simulator cleanly too.
+        signal.signal(signal.SIGTERM, stop)
         try:
-            while True:
-                time.sleep(1)
+            while board.running:
+                time.sleep(0.5)
         except KeyboardInterrupt:
-            print("evcore: simulated board stopped")
+            pass
+        print("evcore: simulated board stopped")
     return 0

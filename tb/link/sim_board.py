@@ -114,6 +114,10 @@ class SimulatedBoard:
         except BaseException as err:  # pytest.fail raises a BaseException; reported by stop()
             self._error = err
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self):
         if self._thread is not None:
             Path(self.stop_file).touch()
