@@ -221,15 +221,18 @@ class Link:
     def transact(self, op, **fields) -> tuple:
         """Send `op` (an `hdl.protocol.Op`) with its fields; returns (Status, value) of the answer.
 
-        A link error frame (the command never reached the core) is answered by a rest and a resend,
-        whatever the command. A missing answer is resent only for ID, READ, WRITE and STATUS (PUSH,
-        START, TRAIN and UPDATE must not run twice); then, or after `retries` resends, LinkError.
+        A link error frame means a frame was dropped before the core: if no answer follows within
+        `rest_s` (the error was about this command, not about stray bytes before it), the command
+        is resent, whatever it is. A missing answer is resent only for ID, READ, WRITE and STATUS
+        (PUSH, START, TRAIN and UPDATE must not run twice); then, or after `retries` resends,
+        LinkError.
         """
         from ..hdl.link import LinkStatus, encode_frame
         from ..hdl.protocol import Op, command
 
         raw = encode_frame(command(self.frame, op, **fields))
         repeatable = op in (Op.ID, Op.READ, Op.WRITE, Op.STATUS)
+        link_codes = {s.value for s in LinkStatus}
         problem = None
         for attempt in range(self.retries + 1):
             if attempt:
@@ -239,40 +242,40 @@ class Link:
             self.transport.write(raw)
             self.stats["tx_bytes"] += len(raw)
             self.stats["commands"] += 1
-            answer, inner, bad = self._receive()
+            answer, frames = self._receive(self.timeout_s, link_codes)
+            if frames and all(f[0] in link_codes for f in frames):  # the answer may still follow
+                answer, frames = self._receive(self.rest_s, link_codes, answer, wait_for_answer=True)
             if self.exchanges is not None:
                 self.exchanges.append((raw, answer))
-            if inner is None:
-                problem = (f"no answer to {op.name} within {self.timeout_s:g} s"
-                           + (f" ({len(answer)} bytes of garbage: {answer[:16].hex(' ')})" if answer else ""))
-                if not repeatable:
-                    break
+            answers = [f for f in frames if f[0] not in link_codes]
+            if answers:
+                return self._parse(op, answers[0])
+            if frames:
+                problem = f"the board answered {op.name} with the link error {LinkStatus(frames[0][0]).name}"
                 continue
-            if inner[0] in {s.value for s in LinkStatus}:
-                problem = f"the board answered {op.name} with the link error {LinkStatus(inner[0]).name}"
-                continue
-            return self._parse(op, inner)
+            problem = (f"no answer to {op.name} within {self.timeout_s:g} s"
+                       + (f" ({len(answer)} bytes of garbage: {answer[:16].hex(' ')})" if answer else ""))
+            if not repeatable:
+                break
         raise LinkError(f"{self.transport.name}: {problem} (is the board connected and running an evcore "
                         f"bitstream at this baud rate?)")
 
-    def _receive(self):
-        """(bytes received, the first good inner frame or None, bad bytes) within the timeout."""
+    def _receive(self, timeout_s, link_codes, buf=b"", wait_for_answer=False):
+        """(bytes received, the CRC-good frames in them) within `timeout_s`: returns at the first
+        answer, or at the first link error frame unless `wait_for_answer`."""
         from ..hdl.link import decode_frames
 
-        deadline = time.monotonic() + self.timeout_s
-        buf = b""
+        deadline = time.monotonic() + timeout_s
         while True:
+            frames = decode_frames(buf).frames
+            if any(f[0] not in link_codes for f in frames) or (frames and not wait_for_answer):
+                return buf, frames
             left = deadline - time.monotonic()
             if left <= 0:
-                return buf, None, len(buf)
+                return buf, frames
             chunk = self.transport.read(left)
             buf += chunk
             self.stats["rx_bytes"] += len(chunk)
-            dec = decode_frames(buf)
-            if dec.frames:
-                # One command outstanding: one frame answers it; later bytes are stale.
-                end = _frame_end(buf)
-                return buf[:end], dec.frames[0], dec.bad
 
     def _parse(self, op, inner):
         from ..hdl.protocol import Status, parse_response
@@ -285,18 +288,6 @@ class Link:
         if status not in (Status.OK, Status.TOO_MANY):
             raise LinkError(f"{self.transport.name}: the board refused {op.name}: {status.name}")
         return status, value
-
-
-def _frame_end(buf: bytes) -> int:
-    """End of the first CRC-good frame in `buf` (after any bytes before it)."""
-    from ..hdl.link import CRC_BYTES, START_BYTE, crc16
-
-    for i, b in enumerate(buf):
-        if b == START_BYTE and i + 3 <= len(buf):
-            end = i + 3 + buf[i + 2] + CRC_BYTES
-            if end <= len(buf) and crc16(buf[i + 1 : end]) == 0:
-                return end
-    return len(buf)
 
 
 class _FrameBus:

@@ -271,18 +271,23 @@ def test_link_failures_are_one_line(case):
         assert 0.9 <= time.monotonic() - t0 < 3
 
 
-def test_a_link_error_frame_is_resent():
-    """BAD_CRC means the frame never reached the core: the driver rests and resends it."""
+@pytest.mark.parametrize("then_answer", [False, True])
+def test_a_link_error_frame_is_resent_unless_the_answer_follows(then_answer):
+    """BAD_CRC alone means the frame never reached the core: the driver rests and resends it. An
+    error frame followed by the answer was about other bytes (noise before the frame): no resend,
+    so a command that must not run twice does not."""
     cfg, weights, _ = small_problem()
     exchanges = read_session(SESSION)
     bad = encode_frame(bytes([LinkStatus.BAD_CRC.value, 0]))
-    # The answer to the 3rd command is a link error, then the recording goes on with that command.
-    script = exchanges[:2] + [(exchanges[2][0], bad)] + exchanges[2:]
+    if then_answer:  # the 3rd answer comes after an error frame
+        script = exchanges[:2] + [(exchanges[2][0], bad + exchanges[2][1])] + exchanges[3:]
+    else:  # the 3rd answer is a link error, then the recording goes on with that command
+        script = exchanges[:2] + [(exchanges[2][0], bad)] + exchanges[2:]
     board = ScriptedBoard(script)
     try:
         core = BoardCore(cfg, SerialTransport(board.port), weights, full_readback=True)
         check_against_golden(session(core))
-        assert core.link.stats["resends"] == 1
+        assert core.link.stats["resends"] == (0 if then_answer else 1)
     finally:
         board.close()
 
