@@ -18,7 +18,7 @@ from evcore.golden.core import FixedCore
 from evcore.hdl.core import Reg, config_id
 from evcore.hdl.link import encode_frame
 from evcore.sw import cli
-from evcore.sw.driver import frame_of
+from evcore.sw.driver import LinkError, frame_of
 from evcore.tb.core.host import REG_FIELDS, TRAIN_REG_FIELDS
 
 from .test_driver import SMALL, ScriptedBoard, id_answer
@@ -34,7 +34,8 @@ def without_wall_times(metrics: dict) -> dict:
     return out
 
 
-def test_an_interrupted_fixed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("stop", ["ctrl-c", "lost board"])
+def test_an_interrupted_fixed_run_resumes_to_the_uninterrupted_result(stop, tmp_path, monkeypatch, capsys):
     assert cli.main([*SHORT, "--out", str(tmp_path / "whole")]) == 0
     calls = {"n": 0}
     update = FixedCore.update
@@ -42,12 +43,16 @@ def test_an_interrupted_fixed_run_resumes_to_the_uninterrupted_result(tmp_path, 
     def interrupted(self):
         calls["n"] += 1
         if calls["n"] == 5:  # the 2nd minibatch of epoch 2 (3 per epoch)
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt if stop == "ctrl-c" else LinkError("/dev/x: the serial port disappeared")
         return update(self)
 
     monkeypatch.setattr(FixedCore, "update", interrupted)
     part = tmp_path / "part"
-    assert cli.main([*SHORT, "--out", str(part)]) == 130
+    capsys.readouterr()
+    assert cli.main([*SHORT, "--out", str(part)]) == (130 if stop == "ctrl-c" else 2)
+    if stop == "lost board":
+        err = capsys.readouterr().err
+        assert err == "evcore: error: /dev/x: the serial port disappeared; continue the run with --resume\n"
     assert not (part / "metrics.json").exists() and (part / "train_state.npz").is_file()
     monkeypatch.setattr(FixedCore, "update", update)
     assert cli.main([*SHORT, "--out", str(part), "--resume"]) == 0
