@@ -808,6 +808,7 @@ def train_fixed(
     return_core: bool = False,
     make_core=FixedCore,
     n_eval: int | None = None,
+    epoch_state=None,
 ):
     """Train on a data set with the fixed-point core; returns a metrics dict (with the core).
 
@@ -824,6 +825,11 @@ def train_fixed(
     FixedCore, or the RTL under Verilator (tb/core/rtl_core.py RtlCore), which trains
     ``make_core.minibatches_per_run`` minibatches per simulator run (its start-up is seconds) and
     gives the same metrics. ``n_eval`` limits the validation and test splits (short runs).
+
+    ``epoch_state`` (sw/fixed_train.py EpochState) makes the run resumable: after every epoch it
+    saves the core's state, the random generator and the history; a state it loads at the start
+    (an interrupted run) replaces the initial core and epochs, so the run continues where it
+    stopped and ends as the uninterrupted run would, bit for bit.
     """
     from tqdm.auto import tqdm
 
@@ -846,14 +852,22 @@ def train_fixed(
     history = []
     best_val, best_weights, best_epoch = -1.0, None, 0
     n_batches = math.ceil(n / bs)
+    start_epoch = 0
+    saved = None if epoch_state is None else epoch_state.load(core, rng)
+    if saved is not None:
+        history, best_val, best_epoch, best_weights = (saved[k] for k in ("history", "best_val", "best_epoch",
+                                                                          "best_weights"))
+        start_epoch = len(history)
+        t0 -= saved["wall_s"]  # wall times go on from the interrupted run's
     bar = tqdm(
+        initial=start_epoch * n_batches,
         total=epochs * n_batches,
         disable=not progress,
         unit="batch",
         desc=f"train {dataset.name} (fixed)",
         dynamic_ncols=True,
     )
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         core.lr_mant = np.floor(lr0 * lr_decay**epoch + 0.5).astype(np.int64)
         perm = rng.permutation(n)
         epoch_losses = []  # summed once per epoch, however many minibatches a run takes
@@ -903,6 +917,8 @@ def train_fixed(
                 best_val, best_epoch = val_acc, epoch + 1
                 best_weights = [w.copy() for w in core.weights_raw]
         history.append(entry)
+        if epoch_state is not None:
+            epoch_state.save(core, rng, history, best_val, best_epoch, best_weights, time.perf_counter() - t0)
     bar.close()
     # Headline: the core as training left it (the last epoch, the paper's protocol), as on chip.
     test_acc, test_loss, test_spk, test_cyc = evaluate_fixed(core, test_spikes, y_test, progress=progress,

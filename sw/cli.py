@@ -25,7 +25,8 @@ def _cmd_train(args) -> int:
                           f"{args.method}")
     if args.model != "fixed":
         used = {"--backend": args.backend != "golden", "--eval-samples": args.eval_samples is not None,
-                "--fresh-samples": args.fresh_samples is not None}  # (--fresh-samples 0 is used too)
+                "--fresh-samples": args.fresh_samples is not None,  # (--fresh-samples 0 is used too)
+                "--resume": args.resume}
         for flag, is_used in used.items():
             if is_used:
                 raise ConfigError(f"{flag} applies to --model fixed only")
@@ -143,19 +144,20 @@ def _cmd_eval(args) -> int:
                          f"{ds_name} with {dataset.n_features}")
     if y.max(initial=0) >= n_out:
         raise ValueError(f"{what}: label {int(y.max())} out of range for {n_out} output neurons")
-    if args.backend == "rtl":
+    if args.backend != "golden":
         if model != "fixed-point core":
-            raise ConfigError(f"--backend rtl runs fixed-point checkpoints only; {args.checkpoint}: {model}")
-        from .fixed_train import rtl_core_from
+            raise ConfigError(f"--backend {args.backend} runs fixed-point checkpoints only; "
+                              f"{args.checkpoint}: {model}")
+        from .fixed_train import backend_name, rtl_core_from
 
-        core, model = rtl_core_from(core), "RTL core under Verilator"
-        if args.samples is None:
+        core, model = rtl_core_from(core, args.backend), backend_name(args.backend).removeprefix("the ")
+        if args.samples is None and args.backend == "rtl":
             print(f"evcore: {len(y)} samples on the RTL take minutes (--samples N: the first N)")
     if args.samples is not None:
         x, y, what = x[: args.samples], y[: args.samples], f"{what}, first {min(args.samples, len(y))}"
     if method_run:
         return eval_method_cli(args, x, y, what)
-    if model in ("fixed-point core", "RTL core under Verilator"):
+    if model == "fixed-point core" or args.backend != "golden":
         acc, loss, spikes, _ = evaluate_fixed(core, encode(dataset, x), y, progress=True, desc="eval")
     else:
         acc, loss, spikes, _ = evaluate(net, encode(dataset, x), y, cfg.loss_fn())
@@ -343,6 +345,18 @@ def _cmd_sweep(args) -> int:
     return cmd_sweep(args)
 
 
+def _cmd_board(args) -> int:
+    from .driver import board_cli
+
+    return board_cli(args)
+
+
+def _backend(text: str) -> str:
+    from .driver import parse_backend
+
+    return parse_backend(text)
+
+
 def _cmd_synth(args) -> int:
     from ..synth.flow import run
 
@@ -390,9 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float64 EventProp (default) or the fixed-point core model")
     p.add_argument("--core", choices=["up5k", "ecp5-85f"], default="up5k",
                    help="core configuration for --model fixed (golden/config.py presets)")
-    p.add_argument("--backend", choices=["golden", "rtl"], default="golden",
-                   help="--model fixed: run the core in the bit-accurate model (default) or in the RTL "
-                        "under Verilator (same results, about 0.2-0.3 s per training sample)")
+    p.add_argument("--backend", type=_backend, default="golden", metavar="golden|rtl|serial:PORT",
+                   help="--model fixed: run the core in the bit-accurate model (default), in the RTL "
+                        "under Verilator (same results, about 0.2-0.3 s per training sample) or on a "
+                        "board over its UART, serial:PORT[@BAUD] (docs/driver.md)")
+    p.add_argument("--resume", action="store_true",
+                   help="--model fixed: continue an interrupted run from its last epoch (train_state.npz "
+                        "in the run directory)")
     p.add_argument("--eval-samples", type=_positive_int,
                    help="--model fixed: validate and test on the first N samples of each split only")
     p.add_argument("--fresh-samples", type=_non_negative_int,
@@ -408,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=".npz with x (N, F) in [0, 1] and y (N,) labels")
     p.add_argument("--fresh", type=_positive_int, metavar="N",
                    help="N fresh samples of the distribution instead (yinyang: its generator)")
-    p.add_argument("--backend", choices=["golden", "rtl"], default="golden",
-                   help="fixed-point checkpoints: the bit-accurate model (default) or the RTL (Verilator)")
+    p.add_argument("--backend", type=_backend, default="golden", metavar="golden|rtl|serial:PORT",
+                   help="fixed-point checkpoints: the bit-accurate model (default), the RTL (Verilator) "
+                        "or a board, serial:PORT[@BAUD]")
     p.add_argument("--samples", type=_positive_int, metavar="N", help="evaluate the first N samples only")
     p.set_defaults(func=_cmd_eval)
 
@@ -454,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --core: run N random samples on the RTL under Verilator against golden")
     p.add_argument("--out", help="checkpoint to write (default runs/nir-<name>[-<core>]/checkpoint.npz)")
     p.set_defaults(func=_cmd_import)
+
+    from .driver import add_board_arguments
+
+    p = sub.add_parser("board", help="a board on a serial port: identification word, counters; "
+                       "a simulated board (docs/driver.md)")
+    add_board_arguments(p)
+    p.set_defaults(func=_cmd_board)
 
     from ..synth.flow import add_arguments as add_synth_arguments
 

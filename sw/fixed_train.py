@@ -3,14 +3,19 @@
 The host supplies input spikes and labels; forward, loss, backward and update run in the
 bit-accurate fixed-point core model (golden/core.py, docs/core.md) or, with ``--backend rtl``, in
 the RTL core under Verilator (tb/core/rtl_core.py RtlCore), which equals the model bit for bit:
-the same loop (golden.core.train_fixed), the same metrics.json, plots and checkpoint. The run
-directory gets the same files as a float run, in the same metrics schema.
+the same loop (golden.core.train_fixed), the same metrics.json, plots and checkpoint; with
+``--backend serial:PORT`` on a board over its UART (sw/driver.py BoardCore, docs/driver.md). The run
+directory gets the same files as a float run, in the same metrics schema, and ``train_state.npz``
+after every epoch, from which ``--resume`` continues an interrupted run (`EpochState`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import numpy as np
 
 from ..golden.config import CoreConfig, Flag
 from ..golden.core import FixedCore, evaluate_fixed, train_fixed
@@ -20,8 +25,8 @@ from .train import FRESH_SAMPLES, plot_learning_curve, save_fixed_checkpoint
 
 #: Named core configurations (golden/config.py presets) the CLI offers.
 CORE_PRESETS = {"up5k": CoreConfig.up5k, "ecp5-85f": CoreConfig.ecp5_85f}
-#: Where `--backend` runs the core.
-BACKENDS = ("golden", "rtl")
+#: Where `--backend` runs the core (and serial:PORT[@BAUD], a board, sw/driver.py).
+BACKENDS = ("golden", "rtl", "serial:PORT")
 
 
 def core_class(backend: str, cfg: CoreConfig):
@@ -29,6 +34,10 @@ def core_class(backend: str, cfg: CoreConfig):
     tools are installed; a one-line ConfigError otherwise."""
     if backend == "golden":
         return FixedCore
+    if backend.startswith("serial:"):
+        from .driver import board_factory
+
+        return board_factory(backend)
     if backend != "rtl":
         raise ConfigError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     try:
@@ -50,9 +59,60 @@ def train_rtl(cfg: CoreConfig, dataset, epochs: int, seed: int = 0, progress: bo
                        make_core=core_class("rtl", cfg), **kw)
 
 
-def rtl_core_from(core: FixedCore):
-    """The RTL core with a FixedCore's config and raw weights (`evcore eval --backend rtl`)."""
-    return core_class("rtl", core.cfg)(core.cfg, core.weights_raw)
+def rtl_core_from(core: FixedCore, backend: str = "rtl"):
+    """The RTL core (or a board: serial:PORT) with a FixedCore's config and raw weights
+    (`evcore eval --backend ...`)."""
+    return core_class(backend, core.cfg)(core.cfg, core.weights_raw)
+
+
+def backend_name(backend: str) -> str:
+    if backend == "golden":
+        return "the fixed-point core model"
+    if backend == "rtl":
+        return "the RTL core under Verilator"
+    return f"the board on {backend.split(':', 1)[1]}"
+
+
+class EpochState:
+    """`train_fixed`'s ``epoch_state``: the run's state after each epoch in one .npz (the core's
+    memories and registers, `golden.core` RNG, history, best-validation weights), written
+    atomically; `load` (with ``resume``) puts it back into the core (onto the board for
+    ``serial:``) and the generator. ``run_key`` (config, seed, splits) must match the saved one."""
+
+    def __init__(self, path, run_key: dict, resume: bool):
+        self.path, self.resume = Path(path), resume
+        self.key = json.dumps(run_key, sort_keys=True)
+
+    def load(self, core, rng):
+        from .driver import restore_core_state
+
+        if not self.resume:
+            return None
+        if not self.path.is_file():
+            raise FileNotFoundError(f"--resume: {self.path} does not exist (no interrupted --model fixed run "
+                                    f"in {self.path.parent})")
+        with np.load(self.path, allow_pickle=False) as z:
+            s = {k: z[k] for k in z.files}
+        if str(s["run_key"]) != self.key:
+            raise ConfigError(f"--resume: {self.path} belongs to another run (config, seed or sample counts "
+                              "differ); give the same options or a new --out")
+        restore_core_state(core, {k[5:]: v for k, v in s.items() if k.startswith("core_")})
+        rng.bit_generator.state = json.loads(str(s["rng"]))
+        n_best = int(s["n_best"])
+        return {"history": json.loads(str(s["history"])), "best_val": float(s["best_val"]),
+                "best_epoch": int(s["best_epoch"]), "wall_s": float(s["wall_s"]),
+                "best_weights": [s[f"best_{l}"] for l in range(n_best)] if n_best else None}
+
+    def save(self, core, rng, history, best_val, best_epoch, best_weights, wall_s):
+        from .driver import core_state
+
+        best = {f"best_{l}": np.asarray(w) for l, w in enumerate(best_weights or [])}
+        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, run_key=self.key, rng=json.dumps(rng.bit_generator.state), history=json.dumps(history),
+                 best_val=best_val, best_epoch=best_epoch, wall_s=wall_s, n_best=len(best),
+                 **{f"core_{k}": v for k, v in core_state(core).items()}, **best)
+        os.replace(tmp, self.path)  # an interruption while writing leaves the previous epoch's state
 
 
 def train_fixed_cli(args, float_cfg) -> int:
@@ -65,13 +125,26 @@ def train_fixed_cli(args, float_cfg) -> int:
     epochs = args.epochs or float_cfg.epochs
     fresh = FRESH_SAMPLES if args.fresh_samples is None else args.fresh_samples
     out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-fixed-seed{args.seed}"
-    where = "the fixed-point core model" if backend == "golden" else "the RTL core under Verilator"
-    print(f"evcore: training {args.dataset} {'-'.join(map(str, core_cfg.sizes))} on {where} "
-          f"({args.core}, {epochs} epochs) -> {out}")
+    resume = getattr(args, "resume", False)
+    print(f"evcore: {'resuming' if resume else 'training'} {args.dataset} "
+          f"{'-'.join(map(str, core_cfg.sizes))} on {backend_name(backend)} ({args.core}, {epochs} epochs) "
+          f"-> {out}")
     dataset = load_dataset(args.dataset)
-    core, metrics = train_fixed(core_cfg, dataset, epochs, seed=args.seed, progress=not args.quiet,
-                                init=float_cfg.init, lr_decay=float_cfg.lr_decay, return_core=True,
-                                make_core=make_core, n_train=args.train_samples, n_eval=args.eval_samples)
+    run_key = {"config": core_cfg.to_dict(), "seed": args.seed, "dataset": args.dataset,
+               "n_train": args.train_samples, "n_eval": args.eval_samples, "init": float_cfg.init,
+               "lr_decay": float_cfg.lr_decay}
+    epoch_state = EpochState(out / "train_state.npz", json.loads(json.dumps(run_key)), resume)
+    try:
+        core, metrics = train_fixed(core_cfg, dataset, epochs, seed=args.seed, progress=not args.quiet,
+                                    init=float_cfg.init, lr_decay=float_cfg.lr_decay, return_core=True,
+                                    make_core=make_core, n_train=args.train_samples, n_eval=args.eval_samples,
+                                    epoch_state=epoch_state)
+    except ValueError as err:
+        from .driver import LinkError
+
+        if isinstance(err, LinkError) and epoch_state.path.is_file():
+            raise LinkError(f"{err}; continue the run with --resume") from None
+        raise
     # train_fixed's metrics already use the float runs' keys; the config also names the data set.
     metrics["config"] = {**metrics["config"], "dataset": args.dataset}
     metrics["backend"] = backend
@@ -94,6 +167,10 @@ def train_fixed_cli(args, float_cfg) -> int:
               f"{t['wall_s']:.0f} s "
               f"({t['cycles'] / max(t['wall_s'], 1e-9) / 1e6:.3f} M cycles/s; inside the simulation loops "
               f"{t['cycles'] / max(t['sim_wall_s'], 1e-9) / 1e6:.3f} M cycles/s)")
+    if backend.startswith("serial:"):
+        s = core.link.stats
+        print(f"board: {s['commands']} commands, {s['tx_bytes'] / 1e3:.1f} kB sent, "
+              f"{s['rx_bytes'] / 1e3:.1f} kB received, {s['resends']} resends")
     print(f"wrote {out / 'checkpoint.npz'} (raw weights and CoreConfig; `evcore eval` runs it on the core), "
           f"{out / 'metrics.json'}, {out / 'learning_curve.png'}")
     return 0

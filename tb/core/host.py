@@ -73,9 +73,11 @@ def encode_uncut(cfg: CoreConfig, inputs):
     return steps, ids, counts
 
 
-async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | None = None) -> dict:
+async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | None = None,
+                     read_state: bool = True) -> dict:
     """Run one sample on the core (a training sample if `label` is given); returns the raw values
-    it exposes (ints and int arrays)."""
+    it exposes (ints and int arrays). `read_state` = False leaves out the final state (V, I or Λ)
+    and the vmax memory (most of the words, for a driver on a slow link: sw/driver.py)."""
     entry = input_entry_layout(cfg)
     train = label is not None
     await bus.write(Region.REG, Reg.FLAGS.value, (1 << len(Flag)) - 1)
@@ -95,7 +97,7 @@ async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | 
     n_out = cfg.sizes[-1]
     first = [first_l.from_bits(v) for v in await bus.read_many([(Region.FIRST, a) for a in range(n_out)])]
     n_neur = sum(cfg.sizes[1:])
-    state_raw = await bus.read_many([(Region.STATE, a) for a in range(n_neur)])
+    state_raw = await bus.read_many([(Region.STATE, a) for a in range(n_neur if read_state else 0)])
     state = [state_l.from_bits(v & ((1 << state_l.size) - 1)) for v in state_raw]
     out["rec_step"] = np.array([e.step for e in rec], dtype=np.int64)
     out["rec_neuron"] = np.array([e.nrn for e in rec], dtype=np.int64)
@@ -103,10 +105,11 @@ async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | 
     out["first_step"] = np.array([e.step for e in first], dtype=np.int64)
     out["first_cur"] = np.array([e.cur for e in first], dtype=np.int64)
     out["first_v"] = np.array([e.v for e in first], dtype=np.int64)
-    out["final_v"] = np.array([e.v for e in state], dtype=np.int64)
-    out["final_cur"] = np.array([e.cur for e in state], dtype=np.int64)
     out["layer_counts"] = np.array([out.pop(k) for k, _ in layers], dtype=np.int64)
-    if cfg.revive_hidden > 0:  # the vmax memory exists (§3.6)
+    if read_state:
+        out["final_v"] = np.array([e.v for e in state], dtype=np.int64)
+        out["final_cur"] = np.array([e.cur for e in state], dtype=np.int64)
+    if cfg.revive_hidden > 0 and read_state:  # the vmax memory exists (§3.6)
         vl = vmax_layout(cfg)
         vm = [vl.from_bits(v) for v in await bus.read_many([(Region.VMAX, a) for a in range(cfg.n_hidden)])]
         out["vmax"] = np.array([e.vmax for e in vm], dtype=np.int64)
@@ -120,17 +123,18 @@ async def run_sample(bus, cfg: CoreConfig, steps, ids, count: int, label: int | 
         lw = [ll.from_bits(v) for v in await bus.read_many([(Region.LOSS, a) for a in range(n_out)])]
         out["prob"] = np.array([e.prob for e in lw], dtype=np.int64)
         out["lterm"] = np.array([e.lterm for e in lw], dtype=np.int64)
+    if train and read_state:
         lam = [lam_layout(cfg).from_bits(v & ((1 << lam_layout(cfg).size) - 1)) for v in state_raw]
         out["final_lam_v"] = np.array([e.lam_v for e in lam], dtype=np.int64)
         out["final_lam_i"] = np.array([e.lam_i for e in lam], dtype=np.int64)
     return out
 
 
-async def run_update(bus, cfg: CoreConfig, lr_mant=None) -> dict:
+async def run_update(bus, cfg: CoreConfig, lr_mant=None, read_back: bool = True) -> dict:
     """The update (§6) at the end of a minibatch, with learning-rate mantissas `lr_mant` (default:
     leave the registers as they are); returns its cycles, the flags it raised, the LFSR state and
-    every synapse word (w, g, m) and, for Adam, v̂ afterwards, and the loss-shaping counters
-    before it (``silent``, §6.5)."""
+    (unless `read_back` is False) every synapse word (w, g, m) and, for Adam, v̂ afterwards, and the
+    loss-shaping counters before it (``silent``, §6.5)."""
     await bus.write(Region.REG, Reg.FLAGS.value, (1 << len(Flag)) - 1)
     silent = await read_silent(bus, cfg)  # what the update's loss shaping decides from (§6.5)
     if lr_mant is not None:
@@ -140,7 +144,10 @@ async def run_update(bus, cfg: CoreConfig, lr_mant=None) -> dict:
     regs = (Reg.CYC_UPDATE, Reg.FLAGS, Reg.LFSR)
     cyc, flags, lfsr = await bus.read_many([(Region.REG, r.value) for r in regs])
     out = {"cyc_update": int(cyc), "flags": int(flags), "lfsr": int(lfsr),
-           "silent": np.array(silent, dtype=np.int64)} | await read_synapses(bus, cfg)
+           "silent": np.array(silent, dtype=np.int64)}
+    if not read_back:
+        return out
+    out |= await read_synapses(bus, cfg)
     if cfg.revive_hidden > 0:
         vl = vmax_layout(cfg)
         raw = await bus.read_many([(Region.VMAX, h) for h in range(cfg.n_hidden)])

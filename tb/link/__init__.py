@@ -1,0 +1,1 @@
+"""The UART top (`hdl.link.UartHostLink`) under Verilator behind a pseudo-terminal: a simulated board."""
