@@ -62,12 +62,15 @@ class FamilySim:
     verilator_args: tuple[str, ...]
 
 
-# Verilator on Yosys's models: the models carry `timescale 1ps/1ps (the netlist none: the harness
-# gives one); PINMISSING: the netlist leaves unused cell outputs and inputs with defaults unconnected;
-# SPECIFYIGN/UNOPTFLAT/MULTIDRIVEN are in the models (specify blocks, the combinational SB_MAC16).
-# NO_ICE40_DEFAULT_ASSIGNMENTS drops the models' SystemVerilog input-port defaults: yosys's
-# netlist connects every input it relies on (an unconnected SB_RAM40_4K RCLKE would then float;
-# it never is). NO_INCLUDES: cells_sim.v and common_sim.vh include the same ECP5 FF/IO files.
+# Verilator on Yosys's models. `verilator --lint-only` on the up5k netlist + ice40/cells_sim.v
+# reports only PINMISSING: yosys leaves SB_MAC16 inputs it does not use unconnected (C, D, CLK, CE,
+# the hold/reset/load/add-sub and carry inputs of 9 of the 24), which Verilator reads as 0, as the
+# chip ties them. The model declares no defaults for them; SB_RAM40_4K's defaults (RCLKE = 1 ...)
+# are SystemVerilog port defaults Verilator accepts (Icarus needs NO_ICE40_DEFAULT_ASSIGNMENTS;
+# we do not define it). The other -Wno are precautions, not seen in lint: a Verilator warning is
+# fatal, and gate-level code with vendor models is where they come from (UNOPTFLAT: vectors whose
+# bits feed each other through LUTs; the ECP5 models' specify blocks and undriven pins).
+# NO_INCLUDES: ecp5/cells_sim.v and common_sim.vh both include cells_ff.vh and cells_io.vh.
 _COMMON_ARGS = ("-Wno-PINMISSING", "-Wno-SPECIFYIGN", "-Wno-UNOPTFLAT", "-Wno-MULTIDRIVEN",
                 "-Wno-CASEINCOMPLETE", "-Wno-ASCRANGE", "-Wno-PINCONNECTEMPTY", "-Wno-IMPLICIT",
                 "-Wno-UNDRIVEN", "-Wno-UNUSED")
@@ -209,7 +212,8 @@ class PostSynthCore(RtlCore):
             node_id=node,
             verilog=self.netlist.path,
             extra_sources=cell_models(self.family),
-            build_args=list(FAMILY_SIM[self.family].verilator_args),
+            # -I: ecp5/cells_sim.v includes common_sim.vh and ccu2c_sim.vh from its own dir.
+            build_args=[*FAMILY_SIM[self.family].verilator_args, f"-I{yosys_share() / self.family}"],
             extra_env={"COCOTB_TRUST_INERTIAL_WRITES": "1"},
             fast=True,
             reuse_build=True,
