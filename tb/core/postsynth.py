@@ -213,7 +213,8 @@ class PostSynthCore(RtlCore):
             verilog=self.netlist.path,
             extra_sources=cell_models(self.family),
             # -I: ecp5/cells_sim.v includes common_sim.vh and ccu2c_sim.vh from its own dir.
-            build_args=[*FAMILY_SIM[self.family].verilator_args, f"-I{yosys_share() / self.family}"],
+            build_args=[*FAMILY_SIM[self.family].verilator_args,
+                        *([f"-I{yosys_share() / 'ecp5'}"] if self.family == "ecp5" else [])],
             extra_env={"COCOTB_TRUST_INERTIAL_WRITES": "1"},
             fast=True,
             reuse_build=True,
