@@ -9,7 +9,7 @@ JOBS   ?= 2
 DATASET ?= yinyang
 ARGS    ?=
 
-.PHONY: install demo test sim train synth bench mutate lint clean fresh-check
+.PHONY: install demo test sim postsynth train synth bench mutate lint clean fresh-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ fresh-check:
 
 sim: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m sim tests tb
+
+# Post-synthesis simulation (docs/toolchain.md): the iCE40 netlists (small core, a wrong netlist that
+# must fail, the up5k preset) and the ECP5 logic-only one, with figures. Cold: about an hour of builds.
+postsynth: $(STAMP)
+	$(PY) -m pytest -s tb/core/test_postsynth.py
 
 train: $(STAMP)
 	$(VENV)/bin/evcore train $(DATASET) $(ARGS)

@@ -66,6 +66,7 @@ __all__ = [
     "parse_yosys_stat",
     "placed_component_cells",
     "run",
+    "synth_commands",
     "synthesize",
     "synthesize_tops",
 ]
@@ -499,6 +500,31 @@ def _jsonable(value: Any) -> Any:
 # --- one synthesis run ---------------------------------------------------------------------------
 
 
+def spram_memories(component: wiring.Component, device: Device) -> tuple[str, ...]:
+    """Memories the component places in SPRAM (its ``spram_memories``), on iCE40 only."""
+    return tuple(getattr(component, "spram_memories", ())) if device.family == "ice40" else ()
+
+
+def synth_command_for(component: wiring.Component, device: Device) -> str:
+    """``synth_ice40 -dsp`` / ``synth_ecp5``, with ``-spram`` if the component has SPRAM memories."""
+    return device.synth_command + (" -spram" if spram_memories(component, device) else "")
+
+
+def synth_commands(component: wiring.Component, *, name: str, device: Device,
+                   keep: str | None = None) -> list[str]:
+    """The yosys commands from ``<name>.il`` to the mapped netlist of module `name` (what
+    `synthesize` runs before ``stat``; tb/core/postsynth.py simulates their result). `keep`: a
+    module to keep apart through synthesis (``keep_hierarchy``)."""
+    # SPRAM has no initial contents: drop the (all-zero) $meminit_v2 of its memories so that
+    # synth_ice40 infers SB_SPRAM256KA (docs/toolchain.md).
+    return [
+        f"read_rtlil {name}.il",
+        *(f"delete t:$meminit_v2 r:MEMID=*{mem}* %i" for mem in spram_memories(component, device)),
+        *([f"setattr -mod -set keep_hierarchy 1 {keep}"] if keep else []),
+        f"{synth_command_for(component, device)} -top {name}",
+    ]
+
+
 def synthesize(
     component: wiring.Component,
     *,
@@ -551,17 +577,11 @@ def synthesize(
     wall["tool_check"] = time.perf_counter() - t0
 
     instance_module = f"{name}.{IoHarness.INSTANCE}"
-    # Memories a component places in SPRAM (``spram_memories``): SPRAM has no initial contents, so
-    # drop their (all-zero) $meminit_v2 and let synth_ice40 infer SB_SPRAM256KA (docs/toolchain.md).
-    spram = tuple(getattr(component, "spram_memories", ())) if device.family == "ice40" else ()
-    synth_command = device.synth_command + (" -spram" if spram else "")
+    spram, synth_command = spram_memories(component, device), synth_command_for(component, device)
     script = "\n".join([
-        f"read_rtlil {name}.il",
-        *(f"delete t:$meminit_v2 r:MEMID=*{mem}* %i" for mem in spram),
         # Keep the component a module of its own through synthesis, so `stat` counts it apart from
         # the harness; flatten only afterwards, for nextpnr.
-        f"setattr -mod -set keep_hierarchy 1 {instance_module}",
-        f"{synth_command} -top {name}",
+        *synth_commands(component, name=name, device=device, keep=instance_module),
         f"tee -q -o {_STAT} stat -json",
         "flatten",
         f"write_json {netlist}",

@@ -23,7 +23,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,8 @@ class SimRun:
     results_xml: Path
     log: Path
     waves: Path | None
+    #: Wall seconds of the Verilator build (verilator + make); None if `reuse_build` reused it.
+    build_s: float | None = None
 
 
 def _config_dict(config) -> dict:
@@ -167,6 +171,18 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     except OSError:
         return f"(no log at {path})"
     return "\n".join(text[-lines:])
+
+
+def _build_stamp(sources: Sequence[Path], args: Sequence[str], waves: bool) -> str:
+    """What a Verilator build depends on: the sources' contents, the arguments, the trace switch,
+    the Verilator found and the make flags (RtlCore sets OPT_FAST there)."""
+    # Only the variable settings of MAKEFLAGS: a parent make adds per-run jobserver options.
+    make_vars = [w for w in os.environ.get("MAKEFLAGS", "").split() if "=" in w and not w.startswith("-")]
+    context = [list(args), waves, list(TIMESCALE), shutil.which("verilator"), make_vars]
+    digest = hashlib.sha256(json.dumps(context).encode())
+    for source in sources:
+        digest.update(str(source).encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 def _failures(results_xml: Path) -> tuple[int, list[str]]:
@@ -193,6 +209,9 @@ def run_cocotb(
     build_args: Sequence[str] = (),
     extra_env: Mapping[str, str] | None = None,
     fast: bool = False,
+    verilog: Path | None = None,
+    extra_sources: Sequence[Path] = (),
+    reuse_build: bool = False,
 ) -> SimRun:
     """Convert, build and run `test_module`'s cocotb tests against `component`; fail the pytest test on error.
 
@@ -219,6 +238,14 @@ def run_cocotb(
     fast : bool
         Build for speed (`FAST_VERILATOR_ARGS`): only the top-level ports are visible to cocotb,
         so the test module must not reach into the hierarchy (``dut.sub.signal``).
+    verilog : path
+        A ready Verilog file with module `toplevel` (e.g. a synthesized netlist) to simulate instead
+        of converting `component`; `component` then only gives the expected ports (its signature).
+    extra_sources : list of path
+        More Verilog files for Verilator (e.g. the vendor cell models a netlist instantiates).
+    reuse_build : bool
+        Skip Verilator when its inputs (sources, arguments) are those of the last build in the
+        dir: Verilator itself always re-runs, which for a gate-level netlist costs seconds.
     """
     import pytest
     from cocotb_tools.runner import get_runner
@@ -227,7 +254,10 @@ def run_cocotb(
     build_dir = build_dir_for(node_id)
     build_dir.mkdir(parents=True, exist_ok=True)
     waves = waves_enabled()
-    vfile = write_verilog(component, name=toplevel, path=build_dir / f"{toplevel}.v")
+    if verilog is None:
+        vfile = write_verilog(component, name=toplevel, path=build_dir / f"{toplevel}.v")
+    else:
+        vfile = Path(verilog)
 
     # The port list sent to the simulator is derived from the signature; make sure it is exactly
     # what the converter wrote, so a change in Amaranth's naming fails here, not as odd X's later.
@@ -262,20 +292,36 @@ def run_cocotb(
 
     runner = get_runner("verilator")
     build_log = build_dir / "build.log"
-    try:
-        runner.build(
-            sources=[vfile],
-            hdl_toplevel=toplevel,
-            build_dir=build_dir,
-            build_args=[*VERILATOR_ARGS, *fast_args, *build_args],
-            timescale=TIMESCALE,
-            waves=waves,
-            log_file=build_log,
-        )
-    except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:  # SystemExit: no verilator
-        pytest.fail(
-            f"Verilator build of {toplevel} failed ({exc}); {build_log}:\n{_tail(build_log)}", pytrace=False
-        )
+    sources = [vfile, *map(Path, extra_sources)]
+    all_args = [*VERILATOR_ARGS, *fast_args, *build_args]
+    stamp_file, stamp = build_dir / "build.stamp", _build_stamp(sources, all_args, waves)
+    # (`runner.test` runs an existing build on its own: it is told the language, not the sources.)
+    if not (reuse_build and (build_dir / toplevel).is_file() and stamp_file.is_file()
+            and stamp_file.read_text() == stamp):
+        if reuse_build:
+            # Whatever is here is another build's (other flags, or a killed build whose precompiled
+            # header is stale): start from clean Verilator outputs; ccache keeps recompiling cheap.
+            for stale in [*build_dir.glob("Vtop*"), *build_dir.glob("*.o"), *build_dir.glob("*.d")]:
+                stale.unlink(missing_ok=True)
+        stamp_file.unlink(missing_ok=True)
+        t_build = time.perf_counter()
+        try:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                build_args=all_args,
+                timescale=TIMESCALE,
+                waves=waves,
+                log_file=build_log,
+            )
+        except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:  # SystemExit: no verilator
+            pytest.fail(f"Verilator build of {toplevel} failed ({exc}); {build_log}:\n{_tail(build_log)}",
+                        pytrace=False)
+        stamp_file.write_text(stamp)
+        build_s = time.perf_counter() - t_build
+    else:
+        build_s = None
 
     results_xml = build_dir / "results.xml"
     sim_log = build_dir / "sim.log"
@@ -284,6 +330,7 @@ def run_cocotb(
         runner.test(
             test_module=test_module,
             hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",
             build_dir=build_dir,
             test_dir=build_dir,
             testcase=testcase,
@@ -309,7 +356,7 @@ def run_cocotb(
     if failed or n_tests == 0 or exit_code:
         summary = "\n".join(failed) if failed else f"{n_tests} tests ran, simulator exit code {exit_code}"
         pytest.fail(f"{header}:\n{summary}\n--- tail of {sim_log} ---\n{_tail(sim_log)}", pytrace=False)
-    return SimRun(build_dir, vfile, results_xml, sim_log, build_dir / "dump.vcd" if waves else None)
+    return SimRun(build_dir, vfile, results_xml, sim_log, build_dir / "dump.vcd" if waves else None, build_s)
 
 
 # --- simulator side ------------------------------------------------------------------------------
