@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd, sat, sat_by_bits
-from .recip import Recip
+from .recip import Recip, recip_ports, use_recip
 
 __all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits", "jump_latency"]
 
@@ -68,11 +68,19 @@ class JumpUnit(wiring.Component):
     o : ``Out(stream.Signature(jump_out_layout(cfg), always_ready=True))``
     """
 
-    def __init__(self, cfg: CoreConfig):
+    @staticmethod
+    def recip_bits(cfg: CoreConfig) -> int:
+        """Width of d̂ = I⁻ − θ̂_I in [d̂_min, I_max + |θ̂_I|], the reciprocal's input: one bit more than I."""
+        return cfg.i_bits + 1
+
+    def __init__(self, cfg: CoreConfig, *, recip_d_bits: int | None = None):
         self._cfg = cfg
         #: Cycles from ``i.valid`` to ``o.valid`` (`jump_latency`).
         self.latency = jump_latency(cfg)
+        if recip_d_bits is not None and recip_d_bits < self.recip_bits(cfg):
+            raise ValueError(f"JumpUnit: recip_d_bits = {recip_d_bits} < {self.recip_bits(cfg)} (d̂'s width)")
         super().__init__({
+            **(recip_ports(cfg, recip_d_bits) if recip_d_bits is not None else {}),
             "i": In(stream.Signature(jump_in_layout(cfg), always_ready=True)),
             "o": Out(stream.Signature(jump_out_layout(cfg), always_ready=True)),
         })  # fmt: skip
@@ -80,8 +88,7 @@ class JumpUnit(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        # d̂ = I⁻ − θ̂_I lies in [d̂_min, I_max + |θ̂_I|]: one bit more than I.
-        m.submodules.recip = recip = Recip(cfg, cfg.i_bits + 1)
+        recip_i, recip_o = use_recip(m, self, cfg, self.recip_bits(cfg))
         mode = cfg.state_rounding
         split = cfg.ram_read_regs  # §8: the ECP5 build splits the wide stages (jump_latency)
         p, valid = self.i.p, self.i.valid
@@ -135,13 +142,14 @@ class JumpUnit(wiring.Component):
                         m.d.comb += num_wide.eq(rnd(x, cfg.w_frac[l], mode))
             num, num_sat = sat(num_wide, cfg.lam_bits)
             lam_b, clamp_b, valid_b, d_b = p.lam_v, clamp, valid, d_in
-        m.d.comb += [recip.i.valid.eq(valid_b), recip.i.p.eq(d_b)]
-        # N̂, Λ̂_V and the flags travel beside the reciprocal.
+        m.d.comb += [recip_i.valid.eq(valid_b), recip_i.p.eq(d_b)]
+        # N̂, Λ̂_V, the flags and the valid bit travel beside the reciprocal (a shared reciprocal's
+        # own valid also marks the loss unit's input).
         carried = data.StructLayout({"num": signed(cfg.lam_bits), "lam_v": signed(cfg.lam_bits),
-                                     "lam_sat": 1, "recip_clamp": 1})
-        chain = [Signal(carried, name=f"carry{c}") for c in range(recip.latency)]
+                                     "lam_sat": 1, "recip_clamp": 1, "valid": 1})
+        chain = [Signal(carried, name=f"carry{c}") for c in range(Recip.latency)]
         m.d.sync += [chain[0].num.eq(num), chain[0].lam_v.eq(lam_b), chain[0].lam_sat.eq(num_sat),
-                     chain[0].recip_clamp.eq(clamp_b)]
+                     chain[0].recip_clamp.eq(clamp_b), chain[0].valid.eq(valid_b)]
         for a, b in zip(chain, chain[1:]):
             m.d.sync += b.eq(a)
         c = chain[-1]
@@ -153,12 +161,12 @@ class JumpUnit(wiring.Component):
         lam_v2, flags2 = Signal.like(c.lam_v), Signal(2)
         valid2 = Signal()
         m.d.sync += [
-            prod.eq(c.num * recip.o.p.y),
-            shift.eq(recip.o.p.e + (cfg.recip_bits - cfg.i_frac)),
-            shift_m1.eq(recip.o.p.e + (cfg.recip_bits - cfg.i_frac - 1)),
+            prod.eq(c.num * recip_o.p.y),
+            shift.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac)),
+            shift_m1.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac - 1)),
             lam_v2.eq(c.lam_v),
             flags2.eq(Cat(c.lam_sat, c.recip_clamp)),
-            valid2.eq(recip.o.valid),
+            valid2.eq(c.valid),
         ]
         if split:
             # The shifter, the rounding add and the final add each get a stage: half up is

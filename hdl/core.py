@@ -42,6 +42,7 @@ from .layouts import (
 )
 from .lif import LifUnit, lif_latency, rnd, sat, sat_by_bits
 from .loss import LossUnit
+from .recip import Recip
 from .update import UpdateUnit
 
 __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "lam_layout", "record_layout",
@@ -338,8 +339,11 @@ class Core(wiring.Component):
         m.submodules.lif = lif = LifUnit(cfg)
         training = self.training
         if training:
-            m.submodules.loss = loss = LossUnit(cfg)
-            m.submodules.jump = jmp = JumpUnit(cfg)
+            # One reciprocal for both (§8): the loss phase and the jumps never overlap.
+            recip_d_bits = max(LossUnit.recip_bits(cfg), JumpUnit.recip_bits(cfg))
+            m.submodules.loss = loss = LossUnit(cfg, recip_d_bits=recip_d_bits)
+            m.submodules.jump = jmp = JumpUnit(cfg, recip_d_bits=recip_d_bits)
+            m.submodules.recip = rcp = Recip(cfg, recip_d_bits)
             m.submodules.update = upd = UpdateUnit(cfg)
             adam = upd.adam_v is not None
         else:
@@ -685,6 +689,15 @@ class Core(wiring.Component):
             m.d.comb += [loss.start.eq(loss_start), loss.label.eq(label)]
             for o in range(n_out):
                 m.d.comb += loss.first_step[o].eq(Mux(fired[o], out_step[o], cfg.n_steps))
+            # The shared reciprocal: the loss unit's Ŝ during the loss phase (it holds Ŝ there and
+            # reads (y, e) a fixed number of cycles later), the jump's d̂ otherwise.
+            loss_phase = phase == Phase.LOSS
+            m.d.comb += [
+                rcp.i.p.eq(Mux(loss_phase, loss.recip_d.p, jmp.recip_d.p)),
+                rcp.i.valid.eq(Mux(loss_phase, loss.recip_d.valid, jmp.recip_d.valid)),
+                loss.recip_q.p.eq(rcp.o.p), loss.recip_q.valid.eq(rcp.o.valid),
+                jmp.recip_q.p.eq(rcp.o.p), jmp.recip_q.valid.eq(rcp.o.valid),
+            ]
 
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd, sat_by_bits
-from .recip import Recip
+from .recip import Recip, recip_ports, use_recip
 
 __all__ = ["LossUnit"]
 
@@ -78,7 +78,12 @@ class LossUnit(wiring.Component):
     def min_cyc_jump(cls, cfg: CoreConfig) -> int:
         return Recip.latency + cls.PIPE_CYCLES
 
-    def __init__(self, cfg: CoreConfig):
+    @staticmethod
+    def recip_bits(cfg: CoreConfig) -> int:
+        """Width of Ŝ <= n_out · 2^f_E, the reciprocal's input."""
+        return (cfg.sizes[-1] << cfg.exp_frac).bit_length()
+
+    def __init__(self, cfg: CoreConfig, *, recip_d_bits: int | None = None):
         need = self.min_cyc_jump(cfg)
         if cfg.cyc_jump < need:
             raise ValueError(
@@ -90,8 +95,12 @@ class LossUnit(wiring.Component):
         self.n_out = n_out
         #: Cycles from the start cycle to the done cycle (= busy cycles), §7's loss phase.
         self.cycles = 2 * n_out + cfg.cyc_jump
+        if recip_d_bits is not None and recip_d_bits < self.recip_bits(cfg):
+            raise ValueError(f"LossUnit: recip_d_bits = {recip_d_bits} < {self.recip_bits(cfg)} (Ŝ's width)")
+        shared = recip_ports(cfg, recip_d_bits) if recip_d_bits is not None else {}
         super().__init__(
             {
+                **shared,
                 "start": In(1),
                 "label": In(range(n_out)),
                 "first_step": In(data.ArrayLayout(unsigned(cfg.step_bits), n_out)),
@@ -152,7 +161,7 @@ class LossUnit(wiring.Component):
         m.d.comb += [exp_rd.addr.eq(ring[0]), exp_rd2.addr.eq(ring[1 % n])]
 
         # -- Ŝ and its reciprocal --------------------------------------------------------------
-        s_bits = (n << cfg.exp_frac).bit_length()
+        s_bits = self.recip_bits(cfg)
         s_sum = Signal(s_bits)
         if n == 1:
             m.d.comb += s_sum.eq(exp_rom[0])  # the one output is the earliest: Ŝ = EXP[0]
@@ -161,9 +170,9 @@ class LossUnit(wiring.Component):
                 m.d.sync += s_sum.eq(exp_rd.data + exp_rd2.data)
             with m.Elif(pass_a1):
                 m.d.sync += s_sum.eq(s_sum + exp_rd.data)
-        m.submodules.recip = recip = Recip(cfg, s_bits)
-        m.d.comb += [recip.i.p.eq(s_sum), recip.i.valid.eq(run & (cnt == n + 1))]
-        y, e = recip.o.p.y, recip.o.p.e
+        recip_i, recip_o = use_recip(m, self, cfg, s_bits)
+        m.d.comb += [recip_i.p.eq(s_sum), recip_i.valid.eq(run & (cnt == n + 1))]
+        y, e = recip_o.p.y, recip_o.p.e
 
         # -- label, masking, regulariser (§4.1, §4.3) ------------------------------------------
         label = Signal.like(self.label)

@@ -13,12 +13,29 @@ from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd
 
-__all__ = ["Recip", "recip_out_layout"]
+__all__ = ["Recip", "recip_out_layout", "recip_ports", "use_recip"]
 
 
 def recip_out_layout(cfg: CoreConfig, d_bits: int) -> data.StructLayout:
     """y: the R-bit mantissa of 1/d; e: bitlength(d) - 1, so that 1/d ~= y * 2**-(R + e)."""
     return data.StructLayout({"y": unsigned(cfg.recip_bits), "e": range(d_bits)})
+
+
+def recip_ports(cfg: CoreConfig, d_bits: int) -> dict:
+    """The members of a unit that borrows a `Recip` from its parent instead of holding one (the
+    loss unit and the jump unit run in different phases and share the core's, docs/core.md §8):
+    ``recip_d`` drives the reciprocal's input, ``recip_q`` receives its output."""
+    return {"recip_d": Out(stream.Signature(unsigned(d_bits), always_ready=True)),
+            "recip_q": In(stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True))}
+
+
+def use_recip(m: Module, unit: wiring.Component, cfg: CoreConfig, d_bits: int):
+    """(input, output) streams of the reciprocal `unit` uses: its ``recip_d`` / ``recip_q`` members
+    when it has them (shared), else those of a `Recip` of its own, added to `m` as ``recip``."""
+    if "recip_d" in unit.signature.members:
+        return unit.recip_d, unit.recip_q
+    m.submodules.recip = recip = Recip(cfg, d_bits)
+    return recip.i, recip.o
 
 
 def _eps_t_range(cfg: CoreConfig) -> tuple[int, int]:

@@ -8,12 +8,14 @@ edges of §5.3: I⁻ at, just above and below θ (RECIP_CLAMP), the rails of Λ 
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.sim import Simulator
 
 from evcore.golden.adjoint import jump
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.ops import pack_params
 from evcore.hdl.adjoint import JumpUnit, err_bits
+from evcore.hdl.recip import Recip
 
 
 def golden_jump(cfg, P, lam_v, err, cur, mat):
@@ -23,15 +25,43 @@ def golden_jump(cfg, P, lam_v, err, cur, mat):
             "recip_clamp": int(bool(flags & Flag.RECIP_CLAMP))}
 
 
-def rtl_jumps(cfg, cases):
-    dut = JumpUnit(cfg)
+class SharedRecipJump(Elaboratable):
+    """A JumpUnit on a Recip it shares, as in the core, with another user that drives the
+    reciprocal (valid high, its own d) whenever ``other`` is high."""
+
+    def __init__(self, cfg, d_bits):
+        self.jump = JumpUnit(cfg, recip_d_bits=d_bits)
+        self.recip = Recip(cfg, d_bits)
+        self.other, self.other_d = Signal(), Signal(d_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.jump, m.submodules.recip = jmp, rcp = self.jump, self.recip
+        m.d.comb += [rcp.i.p.eq(Mux(self.other, self.other_d, jmp.recip_d.p)),
+                     rcp.i.valid.eq(self.other | jmp.recip_d.valid),
+                     jmp.recip_q.p.eq(rcp.o.p), jmp.recip_q.valid.eq(rcp.o.valid)]
+        return m
+
+
+def rtl_jumps(cfg, cases, shared_d_bits=None):
+    """The unit's outputs for `cases`, one per cycle; with `shared_d_bits` the unit borrows a
+    reciprocal of that width that another user drives in a cycle between any two jumps."""
+    top = SharedRecipJump(cfg, shared_d_bits) if shared_d_bits else None
+    dut = top.jump if top else JumpUnit(cfg)
+    gap = 1 if top else 0
     got = []
 
     async def drive(ctx):
-        for lam_v, err, cur, mat in cases:
+        for n, (lam_v, err, cur, mat) in enumerate(cases):
             ctx.set(dut.i.valid, 1)
             ctx.set(dut.i.p, {"lam_v": lam_v, "err": err, "cur": cur, "mat": mat})
             await ctx.tick()
+            if gap:
+                ctx.set(dut.i.valid, 0)
+                ctx.set(top.other, 1)
+                ctx.set(top.other_d, 1 + (n * 7919) % ((1 << shared_d_bits) - 1))
+                await ctx.tick()
+                ctx.set(top.other, 0)
         ctx.set(dut.i.valid, 0)
 
     async def collect(ctx):
@@ -41,9 +71,12 @@ def rtl_jumps(cfg, cases):
             p = ctx.get(dut.o.p)
             got.append({"lam_v": int(p.lam_v), "lam_sat": int(p.lam_sat), "recip_clamp": int(p.recip_clamp)})
             await ctx.tick()
+            if gap:  # the other user's reciprocal is no jump
+                assert not ctx.get(dut.o.valid)
+                await ctx.tick()
         assert not ctx.get(dut.o.valid)
 
-    sim = Simulator(dut)
+    sim = Simulator(top or dut)
     sim.add_clock(1e-8)
     sim.add_testbench(drive)
     sim.add_testbench(collect)
@@ -64,8 +97,11 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-recip", "shared-recip"])
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_jump_unit(cfg):
+def test_jump_unit(cfg, shared):
+    """Bit for bit against golden; with a shared reciprocal (the core's, §8) wider than d̂ and
+    driven by another user between the jumps, the same results and no extra output."""
     P = pack_params(cfg)
     rng = np.random.default_rng(3)
     lam_hi = (1 << (cfg.lam_bits - 1)) - 1
@@ -88,8 +124,14 @@ def test_jump_unit(cfg):
         cur = max(-i_hi - 1, min(i_hi, cur))
         cases.append((word(cfg.lam_bits), word(e_bits), cur, int(rng.integers(0, cfg.n_layers))))
     want = [golden_jump(cfg, P, *c) for c in cases]
-    got = rtl_jumps(cfg, cases)
+    got = rtl_jumps(cfg, cases, JumpUnit.recip_bits(cfg) + 3 if shared else None)
     for c, w, g in zip(cases, want, got, strict=True):
         assert g == w, f"(lam_v, err, cur, mat) = {c}: golden {w} rtl {g}"
     assert any(w["recip_clamp"] for w in want) and any(w["lam_sat"] for w in want), "coverage"
     assert not all(w["recip_clamp"] for w in want)
+
+
+def test_shared_recip_too_narrow_is_one_line():
+    cfg = CoreConfig.up5k()
+    with pytest.raises(ValueError, match=r"^JumpUnit: recip_d_bits = 24 < 25 "):
+        JumpUnit(cfg, recip_d_bits=cfg.i_bits)
