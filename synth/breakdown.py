@@ -123,8 +123,8 @@ def format_breakdown(rows: list[dict]) -> str:
     lines = ["| module | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for r in rows:
         # Amaranth numbers a module name it has seen before (`lfsr$47`): the number says nothing here.
-        label = re.sub(r"\$\d+$", "", r["module"]) + (f" (with {', '.join(m.rsplit('.', 1)[-1] for m in r['merged'])})"
-                               if r["merged"] else "")
+        merged = ", ".join(m.rsplit(".", 1)[-1] for m in r["merged"])
+        label = re.sub(r"\$\d+$", "", r["module"]) + (f" (with {merged})" if merged else "")
         lines.append(f"| {label} | " + " | ".join(str(r["cells"][c]) for c in cols) + " |")
     total = {c: sum(r["cells"][c] for r in rows) for c in cols}
     lines.append("| **sum** | " + " | ".join(str(total[c]) for c in cols) + " |")
