@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evcore.golden.config import CoreConfig
+from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.core import FixedCore
 from evcore.hdl.core import config_id
 from evcore.hdl.link import LinkStatus, encode_frame
@@ -81,6 +81,9 @@ def session(core):
     out["losses2"], out["train2"] = core.train_step((x[0][:1], x[1][:1], x[2][:1]), labels[:1])
     out |= {"weights": core.weights_raw, "m": core.momentum_raw, "v": core.second_moment_raw,
             "lfsr": core.lfsr_state, "run1": core.run((x[0][:1], x[1][:1], x[2][:1]))}
+    out["flags"] = core.flags  # sticky over the session
+    core.clear_flags()
+    out["cleared"] = core.flags
     return out
 
 
@@ -110,6 +113,7 @@ def check_against_golden(out, full=True):
     assert np.abs(np.concatenate([g.ravel() for g in gold["grads_raw"]])).sum() > 0
     assert any((a != b).any() for a, b in zip(gold["weights"], weights)), "the update must move a weight"
     assert out["lfsr"] == gold["lfsr"] and out["update_flags"] == gold["update_flags"]
+    assert out["flags"] == gold["flags"] and out["cleared"] == gold["cleared"] == Flag(0), "flags"
     shaped = [l for l, t in enumerate(cfg.silent_threshold) if t < 1.0]  # the others read 0 on a chip
     assert gold["silent"][0] > cfg.silent_count_max[0], "the first update must bump the hidden layer (§6.5)"
     assert out["silent"][shaped].tolist() == gold["silent"][shaped].tolist(), "silent counters (§6.5)"
