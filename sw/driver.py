@@ -562,6 +562,7 @@ class BoardCore:
         if self._G.any():  # "from cleared accumulators": clear them on the board first
             self._G[:] = 0
             self.set_weights_raw(self.weights_raw)
+        self._clear_silent()
         res = self._samples(inputs, labels)
         self.read_back()  # the gradient words (and w, m, unchanged)
         if not self.full_readback:
@@ -570,6 +571,26 @@ class BoardCore:
         n_b = len(labels)
         scale = self.cfg.grad_scale() / max(n_b, 1)
         return self.loss(res, labels), [g * scale for g in res.grads_raw], res
+
+    def _clear_silent(self):
+        """Zero the loss-shaping counters SILENT + l of the shaped layers (§6.5): golden counts each
+        minibatch from zero, the chip since its last update (a `gradient` without an update, or an
+        earlier process's interrupted minibatch, would be counted too)."""
+        from ..hdl.core import Reg, Region
+
+        async def clear():
+            for l, threshold in enumerate(self.cfg.silent_threshold):
+                if threshold < 1.0:  # the other counters read 0 and ignore writes
+                    await self._bus.write(Region.REG, Reg.SILENT.value + l, 0)
+
+        _run(clear())
+
+    @property
+    def _silent(self) -> np.ndarray:
+        """The loss-shaping counters SILENT + l (golden's ``FixedCore._silent``), read from the board."""
+        from ..tb.core.host import read_silent
+
+        return np.array(_run(read_silent(self._bus, self.cfg)), dtype=np.int64)
 
     def update(self) -> Flag:
         """The on-chip update (§6) with the learning rates `lr_mant`; reads back every synapse word,
@@ -593,22 +614,15 @@ class BoardCore:
             self._V = out["v"]
         if "dead" in out:
             self.dead, self.fired = out["dead"], out["fired"]
-        self.lfsr_state = out["lfsr"]
-        flags = Flag(out["flags"])
-        self.flags |= flags
         return flags
 
     def update_cycles(self) -> int:
         """Cycles of the last update, as the board counted them."""
         return int(self.last_update.get("cyc_update", 0))
 
-    def train_step(self, inputs, labels):
-        losses, _, res = self.gradient(inputs, labels)
-        self.update()
-        return losses, res
-
-    def clear_flags(self):
-        self.flags = Flag(0)
+    # FixedCore's own, over this class's `gradient`, `update` and `flags`: one statement of both.
+    train_step = FixedCore.train_step
+    clear_flags = FixedCore.clear_flags
 
     def close(self):
         self.transport.close()

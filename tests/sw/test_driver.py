@@ -3,9 +3,11 @@
 
 End to end (sim): the UART top under Verilator behind a pseudo-terminal (tb/link/sim_board.py);
 `SerialTransport` opens the pty like a USB-UART, and inference, training minibatches, the
-update and a state restore on the board equal `FixedCore` bit for bit. The session's byte traffic
-is committed (tests/sw/data/board_session.txt) and replayed here without a simulator: the driver
-must send exactly the recorded bytes and decode the recorded answers into golden's results.
+update (its loss-shaping bump, §6.5) and a state restore on the board equal `FixedCore` bit for
+bit. The session's byte traffic is committed (tests/sw/data/board_session*.txt) and replayed here
+without a simulator: the driver must send exactly the recorded bytes and decode the recorded
+answers into golden's results. Re-record after a change of the host sequence (docs/driver.md):
+EVCORE_WRITE_SESSION=1 pytest tests/sw/test_driver.py -m sim -k pty.
 Error paths (timeout, garbage, a link error frame, a wrong configuration hash, a port that
 vanishes mid-run) run against a scripted board on a real pty.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evcore.golden.config import CoreConfig
+from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.core import FixedCore
 from evcore.hdl.core import config_id
 from evcore.hdl.link import LinkStatus, encode_frame
@@ -41,8 +43,10 @@ SESSION = SESSIONS["full"]
 SMALL = dict(sizes=(3, 4, 2), n_steps=16, dt_s=1e-3, record_capacity=8, input_capacity=5,
              lr_mant=(1, 1), lr_shift=(1, 1), silent_threshold=(1.0, 1.0))
 #: The driver's test config: SMALL with the revival of dead hidden neurons, so that the vmax memory
-#: and the dead and fired bits (§5.6) travel over the link too.
-DRIVER = dict(SMALL, revive_hidden=1.0)
+#: and the dead and fired bits (§5.6) travel over the link too, and loss shaping of the hidden layer
+#: (§6.5) in minibatches of 2: silent_count_max = floor(0.25 · 2 · 4) = 2, so that the first update
+#: (4 silent hidden pairs) bumps the hidden layer's weights and the second (2) does not.
+DRIVER = dict(SMALL, revive_hidden=1.0, batch_size=2, silent_threshold=(0.25, 1.0), silent_bump=0.05)
 #: FixedResult fields the board exposes (as sw/cli.py RTL_FIELDS, plus the training ones).
 FIELDS = ("rec_count", "rec_step", "rec_neuron", "rec_cur", "first_step", "first_cur", "first_v",
           "final_v", "final_cur", "n_end", "flags", "layer_counts", "cycles_forward", "spiked")
@@ -72,10 +76,14 @@ def session(core):
     losses, grads, res = core.gradient((x[0][1:], x[1][1:], x[2][1:]), labels)
     # Copies: FixedCore's are views of its memories, which the update rewrites.
     out |= {"losses": losses, "train": res, "grads_raw": [g.copy() for g in core.grads_raw]}
+    out["silent"] = core._silent.copy()  # the §6.5 counters the update decides its bump from
     out["update_flags"] = core.update()
     out["losses2"], out["train2"] = core.train_step((x[0][:1], x[1][:1], x[2][:1]), labels[:1])
     out |= {"weights": core.weights_raw, "m": core.momentum_raw, "v": core.second_moment_raw,
             "lfsr": core.lfsr_state, "run1": core.run((x[0][:1], x[1][:1], x[2][:1]))}
+    out["flags"] = core.flags  # sticky over the session
+    core.clear_flags()
+    out["cleared"] = core.flags
     return out
 
 
@@ -105,6 +113,10 @@ def check_against_golden(out, full=True):
     assert np.abs(np.concatenate([g.ravel() for g in gold["grads_raw"]])).sum() > 0
     assert any((a != b).any() for a, b in zip(gold["weights"], weights)), "the update must move a weight"
     assert out["lfsr"] == gold["lfsr"] and out["update_flags"] == gold["update_flags"]
+    assert out["flags"] == gold["flags"] and out["cleared"] == gold["cleared"] == Flag(0), "flags"
+    shaped = [l for l, t in enumerate(cfg.silent_threshold) if t < 1.0]  # the others read 0 on a chip
+    assert gold["silent"][0] > cfg.silent_count_max[0], "the first update must bump the hidden layer (§6.5)"
+    assert out["silent"][shaped].tolist() == gold["silent"][shaped].tolist(), "silent counters (§6.5)"
     np.testing.assert_array_equal(out["losses"], gold["losses"])
 
 
@@ -113,14 +125,6 @@ def without_polls(exchanges):
     return [(tx, rx) for tx, rx in exchanges if tx[1] != Op.STATUS.value]
 
 
-#: The merge of the loss shaping (§6.5, Reg.SILENT read before each update by tb/core/host.run_update)
-#: came after these recordings and the scripted board were made: they must be re-recorded (the pty
-#: run rewrites tests/sw/data/board_session*.txt). Strict: passes again fail the suite until unmarked.
-STALE_AFTER_SHAPING = pytest.mark.xfail(strict=True,
-                                        reason="recorded before Reg.SILENT reads (loss shaping merge)")
-
-
-@STALE_AFTER_SHAPING
 @pytest.mark.sim
 def test_board_over_a_pty_equals_golden():
     from evcore.tb.link.sim_board import SimulatedBoard
@@ -152,6 +156,14 @@ def test_board_over_a_pty_equals_golden():
         restore(again, state)
         gold = FixedCore(cfg, out["weights"])
         assert np.array_equal(again.run(x).first_step, gold.run(x).first_step)
+        # §6.5: each minibatch counts its silent pairs from zero, as golden's `gradient` (the chip counts
+        # since its last update): two gradients without an update.
+        labels = np.argmax(gold.run(x).first_step, axis=1)
+        for c in (again, gold):
+            c.gradient(x, labels)
+            c.gradient((x[0][:1], x[1][:1], x[2][:1]), labels[:1])
+        shaped = [l for l, t in enumerate(cfg.silent_threshold) if t < 1.0]
+        assert again._silent[shaped].tolist() == gold._silent[shaped].tolist()
         # A board built for another config: one line naming both hashes.
         other = cfg.replace(lr_mant=(2, 2))
         with pytest.raises(LinkError, match=f"0x{config_id(cfg):08x}.*0x{config_id(other):08x}"):
@@ -177,7 +189,6 @@ def restore(core, state):
     restore_core_state(core, state)
 
 
-@STALE_AFTER_SHAPING
 @pytest.mark.parametrize("mode", ["full", "lean"])
 def test_replayed_session_equals_golden(mode):
     cfg, weights, _ = small_problem()
@@ -196,9 +207,15 @@ def test_replay_catches_a_different_command():
 
 class ScriptedBoard:
     """A board on a real pty that answers from a recorded session; `answer(n, rx)` may change the
-    n-th answer (None: stay silent; b"": close the line, the port vanishes)."""
+    n-th answer (None: stay silent; b"": close the line, the port vanishes).
 
-    def __init__(self, exchanges, answer=lambda n, rx: rx):
+    With `check`, each command frame must be the recorded one (an empty one: any): else the board
+    falls silent and `mismatch` names the exchange (`close` raises it). Without the check, an
+    out-of-step script answers a command with another command's word, and the driver fails far
+    downstream (a FIRST read answered with a wider word: "Target of a constant does not fit in
+    32 bit(s)")."""
+
+    def __init__(self, exchanges, answer=lambda n, rx: rx, check=True):
         self.master, slave = pty.openpty()
         import tty
 
@@ -206,6 +223,7 @@ class ScriptedBoard:
         self.port = os.ttyname(slave)
         self._slave = slave
         self.exchanges, self.answer, self.served = exchanges, answer, 0
+        self.check, self.mismatch = check, None
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -223,7 +241,15 @@ class ScriptedBoard:
             except OSError:
                 return
             dec = decode_frames(buf)
-            for _ in dec.frames:
+            for frame in dec.frames:
+                if self.mismatch is not None:
+                    break
+                want = self.exchanges[self.served][0] if self.served < len(self.exchanges) else None
+                if self.check and (want is None or want and [frame] != decode_frames(want).frames):
+                    has = " ".join(f.hex(" ") for f in decode_frames(want).frames) if want else "nothing more"
+                    self.mismatch = (f"exchange {self.served}: the driver sent {frame.hex(' ')}, "
+                                     f"the script has {has}")
+                    break
                 rx = self.answer(self.served, self.exchanges[self.served][1])
                 self.served += 1
                 if rx == b"":
@@ -237,9 +263,9 @@ class ScriptedBoard:
     def close(self):
         self._stop = True
         self._thread.join()
+        assert self.mismatch is None, f"scripted board: {self.mismatch}"
 
 
-@STALE_AFTER_SHAPING
 def test_serial_transport_against_a_scripted_board():
     cfg, weights, _ = small_problem()
     board = ScriptedBoard(read_session(SESSION))
@@ -263,7 +289,8 @@ def test_link_failures_are_one_line(case):
         "wrong-hash": lambda n, rx: id_answer(0xDEADBEEF) if n == 0 else rx,
         "vanished": lambda n, rx: b"" if n == 5 else rx,
     }[case]
-    board = ScriptedBoard(read_session(SESSION), answer)
+    # Unchecked: the ID resends of "timeout" and "garbage" are not in the script.
+    board = ScriptedBoard(read_session(SESSION), answer, check=False)
     want = {
         "timeout": r"no answer to ID within 0.3 s \(is the board connected",
         "garbage": r"no answer to ID within 0.3 s \(10 bytes of garbage: 13 37",
@@ -281,7 +308,6 @@ def test_link_failures_are_one_line(case):
         assert 0.9 <= time.monotonic() - t0 < 3
 
 
-@STALE_AFTER_SHAPING
 @pytest.mark.parametrize("then_answer", [False, True])
 def test_a_link_error_frame_is_resent_unless_the_answer_follows(then_answer):
     """BAD_CRC alone means the frame never reached the core: the driver rests and resends it. An
