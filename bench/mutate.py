@@ -83,7 +83,8 @@ _BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.LShift: ast.RShift, ast.R
 _CMP_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
              ast.NotEq: ast.Eq}
 _CONST_PARENT_OPS = (ast.Add, ast.Sub, ast.Mult, ast.LShift, ast.RShift, ast.BitAnd, ast.BitOr, ast.FloorDiv)
-_SAT_FUNCS = {"sat", "_sat_by_bits"}
+#: Saturations by name: `saturate` is the local alias hdl/core.py binds to `sat` or `sat_by_bits`.
+_SAT_FUNCS = {"sat", "sat_by_bits", "_sat_by_bits", "saturate"}
 _RND_FUNCS = {"rnd", "rnd_var"}
 
 #: Operator names, in the order of the report's columns.

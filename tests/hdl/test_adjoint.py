@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """`evcore.hdl.adjoint.JumpUnit` in the Amaranth simulator against `evcore.golden.adjoint.jump`.
 
 One jump per cycle streamed through the unit, compared bit for bit at its output `latency`

@@ -10,13 +10,20 @@ And a running maximum of V' (§3.6) reached at step 1, from an input at step 0, 
 an inhibitory input at step 1 (random inputs hardly ever land at step 0). And the host port's
 register writes: only a write to IN_COUNT empties the input buffer (the host sequence of the other
 tests writes FLAGS and LABEL before it pushes, where a wrong clear goes unseen), and only a write
-to LABEL sets the label (not a write elsewhere at the same address).
+to LABEL sets the label (not a write elsewhere at the same address). And a replay whose D̂ = Λ_V − Λ_I
+leaves the adjoint word (found by a hill-climbing search over a 1-2-2-2 network, then fixed here).
 """
+
+import inspect
+import sys
 
 import numpy as np
 from amaranth.sim import Simulator
 
-from evcore.golden.config import CoreConfig
+import evcore.golden.adjoint as golden_adjoint
+import evcore.golden.core as golden_core
+from evcore.golden.config import CoreConfig, Flag
+from evcore.golden.core import FixedCore
 from evcore.hdl.core import Core, Reg, Region
 from evcore.hdl.input_buffer import input_entry_layout
 
@@ -87,3 +94,49 @@ def test_register_writes_hit_only_their_register():
     sim.add_testbench(bench)
     sim.run()
     assert seen == [2, 2, 0, 1]
+
+
+#: A 1-2-2-2 network with 12-bit adjoints in which a second-layer neuron's Λ_V changes sign at a
+#: grazing spike while its Λ_I still holds the other sign near the rail: the replay of a first-layer
+#: spike a step earlier then reads D̂ = Λ_V − Λ_I beyond the word (LAM_SAT, §5.4).
+D_SAT_CFG = dict(sizes=(1, 2, 2, 2), n_steps=40, dt_s=1e-3, record_capacity=32, input_capacity=8,
+                 lr_mant=(1, 1, 1), lr_shift=(1, 1, 1), w_frac=(11, 12, 12), silent_threshold=(1.0,) * 3,
+                 lam_bits=12, lam_frac=8, grad_bits=12, loss_scale_log2=-3, early_stop=False)
+D_SAT_WEIGHTS = [[[7801], [8136]], [[-16152, -14529], [25797, 378]], [[-14943, 15338], [-4223, 29177]]]
+D_SAT_TIMES_S = [0.002490674278752497, 0.0034022836724274265, 0.009986449364947483, 0.01951460891789856,
+                 0.019978130734124105]
+
+
+def _golden_d_saturations(monkeypatch, cfg, weights, inputs, labels):
+    """The D̂ values golden's replay saturates, seen by running its backward pass as Python with a
+    recording `saturate` at the D̂ line (numba's compiled code cannot be watched)."""
+    fn = golden_adjoint.backward_sample.py_func
+    lines, first = inspect.getsourcelines(fn)
+    d_line = first + next(i for i, text in enumerate(lines) if "saturate(lam_v[gk] - lam_i[gk]" in text)
+    seen, plain = [], golden_adjoint.saturate
+
+    def recording(x, bits):
+        out = plain(x, bits)
+        if out[1] and sys._getframe(1).f_lineno == d_line:
+            seen.append(int(x))
+        return out
+
+    monkeypatch.setattr(golden_adjoint, "saturate", recording)
+    monkeypatch.setattr(golden_core, "backward_sample", fn)
+    monkeypatch.setattr(golden_core, "_backward_batch", golden_core._backward_batch.py_func)
+    _, _, res = FixedCore(cfg, weights).gradient(inputs, labels)
+    return seen, res
+
+
+def test_core_replay_saturates_d_hat(monkeypatch):
+    cfg = CoreConfig(**D_SAT_CFG)
+    weights = [np.array(w, dtype=np.int64) for w in D_SAT_WEIGHTS]
+    inputs = (np.array([D_SAT_TIMES_S]), np.zeros((1, len(D_SAT_TIMES_S)), dtype=np.int64),
+              np.array([len(D_SAT_TIMES_S)]))
+    labels = np.array([0])
+    with monkeypatch.context() as mp:
+        seen, res = _golden_d_saturations(mp, cfg, weights, inputs, labels)
+    rail = 1 << (cfg.lam_bits - 1)
+    assert seen and all(not -rail <= x < rail for x in seen), "coverage: golden's replay saturates no D̂"
+    assert res.flags[0] & Flag.LAM_SAT
+    check_training_against_golden(cfg, weights, inputs, labels)

@@ -123,3 +123,32 @@ def test_tx_waveform_is_exact(timing):
     assert trace[first : first + len(expected)] == expected
     assert all(trace[first + len(expected) :]), "idle again after the last stop bit"
     assert math.isclose(timing.clk_hz / timing.divisor, timing.baud, rel_tol=UartTiming.MAX_BAUD_ERROR)
+
+
+@pytest.mark.parametrize("timing", [UartTiming(24_000_000, 1_000_000), UartTiming(20_000_000, 4_000_000)],
+                         ids=["div24", "div5"])
+def test_rx_samples_every_bit_at_its_middle(timing):
+    """A data bit that holds its value for one cycle only is read at exactly one cycle offset within
+    the bit: the same offset for every bit (no drift from bit to bit), and the middle of the bit
+    ((d − 1) / 2 for an odd divisor d, d/2 − 1 or d/2 for an even one), so the margin to both edges
+    is as large as it can be."""
+    d = timing.divisor
+    levels, frames = [], []
+    for i in range(8):
+        for t in range(d):
+            bit_i = [1 if c == t else 0 for c in range(d)]  # bit i is 1 in cycle t only, else 0
+            frame = [0] * d + [0] * (i * d) + bit_i + [0] * ((7 - i) * d) + [1] * d
+            levels += frame + [1] * 3
+            frames.append((i, t))
+    got = run_rx(timing, levels)
+    assert len(got["bytes"]) == len(frames) and got["frame_error"] == 0
+    read_at = {}
+    for (i, t), byte in zip(frames, got["bytes"]):
+        assert byte & ~(1 << i) & 0xFF == 0, f"bit {i}, pulse at {t}: other bits set in {byte:#04x}"
+        if byte >> i & 1:
+            read_at.setdefault(i, []).append(t)
+    assert all(len(read_at.get(i, [])) == 1 for i in range(8)), f"read at: {read_at}"
+    offsets = {read_at[i][0] for i in range(8)}
+    assert len(offsets) == 1, f"the sample point drifts from bit to bit: {read_at}"
+    middle = {(d - 1) // 2, d // 2}
+    assert offsets <= middle, f"read at offset {offsets.pop()} of {d}, not the middle {sorted(middle)}"
