@@ -365,18 +365,7 @@ def test_readme_table_is_rendered_from_the_committed_reports():
     assert readme_table_block(reports) in readme, "README table differs from synth/reports: run make synth"
 
 
-#: Boards whose committed report predates a change of their preset, with the reason it was not
-#: rebuilt. Strict xfail: the test fails as soon as the report is current again.
-STALE_REPORTS = {
-    "ulx3s": "ecp5-85f preset changed (cyc_jump 13, cyc_synapse_rmw 3); the rebuild hit yosys 0.70's "
-             "ABC assertion in the board flow, which lacks synth.flow's flat fallback",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=STALE_REPORTS[n]))
-    if n in STALE_REPORTS else n for n in BOARDS
-])
+@pytest.mark.parametrize("name", list(BOARDS))
 def test_committed_report_is_of_the_current_config(name):
     report = next(r for r in load_reports() if r["board"] == name)
     assert report["core"]["config_id"] == f"0x{config_id(BOARDS[name].config()):08x}", \
