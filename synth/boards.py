@@ -106,8 +106,8 @@ class Board:
 
 #: The board tops. The UP5K training core does not fit yet (7533 LUT4 with Adam), so the
 #: iCEBreaker builds the inference-only core; switch `preset`/`training` when a variant fits.
-#: Clocks: the inference core alone places at 28.2 MHz on the UP5K and the training core at
-#: 39.3 MHz on the ECP5-85F (docs/synth.md); 24 and 35 MHz give 1 Mbaud with an exact divisor.
+#: Clocks: 24 and 35 MHz give 1 Mbaud with an exact divisor; the tops place at about 26 MHz (iCEBreaker)
+#: and 54.8 MHz (ULX3S), synth/reports/ and docs/boards.md.
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         "icebreaker", ICEBreakerPlatform, device="up5k", preset="up5k", training=False,
