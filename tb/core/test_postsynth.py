@@ -8,7 +8,7 @@ word, the LFSR, the flags and the update cycles are compared with `FixedCore` as
 - `make test`: a small training core (sizes (5, 8, 3), 40 steps) synthesized for the UP5K with its
   synapse memory forced into SPRAM, so SB_SPRAM256KA, SB_RAM40_4K and SB_MAC16 models all run.
 - `slow` (`make postsynth`): the same netlist with one LUT inverted, which must be caught; the up5k
-  preset, the real device netlist; the ECP5 logic-only netlist.
+  preset, the real device netlist; the ECP5 logic-only netlist, and it with one LUT inverted.
 """
 
 import numpy as np
@@ -166,3 +166,14 @@ def test_ecp5_small_netlist_logic_only():
     core = PostSynthCore(cfg, device="ecp5-85f")
     run_netlist(cfg, core, seed=0, n_infer=4, n_train=4)
     report("ECP5 small netlist (logic only)", core)
+
+
+@pytest.mark.slow
+def test_ecp5_small_netlist_wrong_lut_is_caught():
+    """The ECP5 logic-only netlist with one LUT4 of the neuron unit inverted: the same run must fail,
+    so the ECP5 comparison can fail (slow: a yosys run and a Verilator build of its own)."""
+    cfg = small_config()
+    core = PostSynthCore(cfg, device="ecp5-85f", patch=invert_lut)
+    with pytest.raises(AssertionError, match=r"(inference|training) sample \d+|after the update") as caught:
+        run_netlist(cfg, core, seed=0, n_infer=4, n_train=4)
+    print(f"wrong ECP5 netlist caught: {str(caught.value).splitlines()[0]}")

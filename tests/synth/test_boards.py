@@ -17,7 +17,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from evcore.golden.config import CoreConfig
-from evcore.hdl.core import config_id
+from evcore.hdl.core import Core, config_id
 from evcore.hdl.link import decode_frames, encode_frame, parse_link_response
 from evcore.hdl.protocol import Frame, Op, Status, command
 from evcore.hdl.uart import UartTiming
@@ -269,21 +269,23 @@ def test_board_top_converts_on_its_platform(name, tmp_path):
     if board.family == "ice40":
         assert re.search(rf"cell \\SB_PLL40_PAD .*?parameter \\DIVR {pll.divr}\n\s*parameter \\DIVF "
                          rf"{pll.divf}\n\s*parameter \\DIVQ {pll.divq}\n", il, re.S)
-        constraints = (tmp_path / f"{top_name}.pcf").read_text()
+        constraints_file = tmp_path / f"{top_name}.pcf"
+        constraints = constraints_file.read_text()
         for pin in ("35", "6", "9", "37", "11", "26"):  # osc, UART rx/tx, LEDs (iCEBreaker schematic)
             assert re.search(rf"^set_io \S+ {pin}$", constraints, re.M), pin
         assert re.search(r"^set_frequency clk12\S* 12\.0$", constraints, re.M)
         assert len(re.findall("set_frequency", constraints)) == 1, "nextpnr derives the PLL output's"
-        assert "synth_ice40 -dsp" in (tmp_path / f"{top_name}.ys").read_text()
     else:
         assert re.search(rf"cell \\EHXPLLL .*?parameter \\CLKI_DIV {pll.clki_div}\n.*?parameter \\CLKOP_DIV "
                          rf"{pll.clkop_div}\n.*?parameter \\CLKFB_DIV {pll.clkfb_div}\n", il, re.S)
-        constraints = (tmp_path / f"{top_name}.lpf").read_text()
+        constraints_file = tmp_path / f"{top_name}.lpf"
+        constraints = constraints_file.read_text()
         for site in ("G2", "M1", "L4", "B2", "C2", "C1"):  # osc, FTDI rx/tx, LEDs 0-2 (ULX3S schematic)
             assert f'SITE "{site}"' in constraints, site
         assert re.search(r'FREQUENCY PORT "clk25\S*" 25000000\.0 HZ', constraints)
         assert "FREQUENCY NET" not in constraints, "nextpnr derives the PLL output's"
-    assert "stat -json" in (tmp_path / f"{top_name}.ys").read_text()
+    # Synthesis is flow.run_yosys's, not Amaranth's script: only the RTLIL and the constraints are written.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{top_name}.il", constraints_file.name])
 
 
 # --- reports -----------------------------------------------------------------------------------------
@@ -363,22 +365,39 @@ def test_readme_table_is_rendered_from_the_committed_reports():
     assert readme_table_block(reports) in readme, "README table differs from synth/reports: run make synth"
 
 
-#: Boards whose committed report predates a change of their preset, with the reason it was not
-#: rebuilt. Strict xfail: the test fails as soon as the report is current again.
-STALE_REPORTS = {
-    "ulx3s": "ecp5-85f preset changed (cyc_jump 13, cyc_synapse_rmw 3); the rebuild hit yosys 0.70's "
-             "ABC assertion in the board flow, which lacks synth.flow's flat fallback",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=STALE_REPORTS[n]))
-    if n in STALE_REPORTS else n for n in BOARDS
-])
+@pytest.mark.parametrize("name", list(BOARDS))
 def test_committed_report_is_of_the_current_config(name):
     report = next(r for r in load_reports() if r["board"] == name)
     assert report["core"]["config_id"] == f"0x{config_id(BOARDS[name].config()):08x}", \
         f"{name}: synth/reports/{name}.json is of another config than the preset now: run make synth"
+
+
+def test_board_build_runs_the_flows_yosys_step(tmp_path, monkeypatch):
+    """build_board synthesises with flow.run_yosys: the flow's script on the board top (the core's SPRAM
+    memories, the stat and the netlist nextpnr reads), and its hard-block check stops before nextpnr."""
+    from .test_flow import stand_in_tool
+
+    stat = {"design": {"num_cells_by_type": {"SB_LUT4": 100, "SB_MAC16": 9}}}  # the UP5K has 8
+    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
+        "script = sys.argv[sys.argv.index('-s') + 1]\n"
+        "shutil.copy(script, 'script.seen')\n"
+        f"pathlib.Path('stat.json').write_text({json.dumps(stat)!r})\n"
+        "pathlib.Path('evcore_icebreaker.json').write_text('{}')")))
+    monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", "sys.exit('must not run')"))
+    with pytest.raises(SynthError) as err:
+        boards.build_board("icebreaker", build_root=tmp_path / "build", reports_dir=tmp_path / "reports")
+    build_dir = tmp_path / "build" / "icebreaker"
+    assert str(err.value) == \
+        f"icebreaker: needs 9 DSP blocks, the device has 8 [yosys stat: {build_dir / 'stat.json'}]"
+    assert not (tmp_path / "reports").exists()
+    script = (build_dir / "script.seen").read_text().splitlines()
+    board = BOARDS["icebreaker"]
+    spram = Core(board.config(), board.device, training=board.training).spram_memories
+    assert spram, "the iCEBreaker's core has SPRAM memories: -spram and the $meminit deletion are exercised"
+    assert script[0] == "read_rtlil evcore_icebreaker.il"
+    assert script[1:1 + len(spram)] == [f"delete t:$meminit_v2 r:MEMID=*{m}* %i" for m in spram]
+    assert "synth_ice40 -dsp -spram -top evcore_icebreaker" in script
+    assert "write_json evcore_icebreaker.json" in script and not any("keep_hierarchy" in ln for ln in script)
 
 
 def test_cli_readme_table_and_board_failure(capsys, monkeypatch):
