@@ -59,7 +59,7 @@ TEST_MAP = {
     "loss.py": ["test_loss.py", "test_core.py"],
     "input_buffer.py": ["test_input_buffer.py", "test_core.py"],
     "mac.py": ["test_mac.py"],
-    "core.py": ["test_core.py", "test_protocol.py"],
+    "core.py": ["test_core.py", "test_core_shaping.py", "test_protocol.py"],
     "protocol.py": ["test_protocol.py"],
     "update.py": ["test_update.py", "test_core.py"],
 }
