@@ -77,10 +77,8 @@ class JumpUnit(wiring.Component):
         self._cfg = cfg
         #: Cycles from ``i.valid`` to ``o.valid`` (`jump_latency`).
         self.latency = jump_latency(cfg)
-        if recip_d_bits is not None and recip_d_bits < self.recip_bits(cfg):
-            raise ValueError(f"JumpUnit: recip_d_bits = {recip_d_bits} < {self.recip_bits(cfg)} (d̂'s width)")
         super().__init__({
-            **(recip_ports(cfg, recip_d_bits) if recip_d_bits is not None else {}),
+            **recip_ports(cfg, recip_d_bits, need=self.recip_bits(cfg), owner="JumpUnit", what="d̂'s width"),
             "i": In(stream.Signature(jump_in_layout(cfg), always_ready=True)),
             "o": Out(stream.Signature(jump_out_layout(cfg), always_ready=True)),
         })  # fmt: skip

@@ -95,12 +95,10 @@ class LossUnit(wiring.Component):
         self.n_out = n_out
         #: Cycles from the start cycle to the done cycle (= busy cycles), §7's loss phase.
         self.cycles = 2 * n_out + cfg.cyc_jump
-        if recip_d_bits is not None and recip_d_bits < self.recip_bits(cfg):
-            raise ValueError(f"LossUnit: recip_d_bits = {recip_d_bits} < {self.recip_bits(cfg)} (Ŝ's width)")
-        shared = recip_ports(cfg, recip_d_bits) if recip_d_bits is not None else {}
         super().__init__(
             {
-                **shared,
+                **recip_ports(cfg, recip_d_bits, need=self.recip_bits(cfg), owner="LossUnit",
+                              what="Ŝ's width"),
                 "start": In(1),
                 "label": In(range(n_out)),
                 "first_step": In(data.ArrayLayout(unsigned(cfg.step_bits), n_out)),

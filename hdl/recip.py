@@ -21,12 +21,24 @@ def recip_out_layout(cfg: CoreConfig, d_bits: int) -> data.StructLayout:
     return data.StructLayout({"y": unsigned(cfg.recip_bits), "e": range(d_bits)})
 
 
-def recip_ports(cfg: CoreConfig, d_bits: int) -> dict:
+def _recip_streams(cfg: CoreConfig, d_bits: int) -> tuple[stream.Signature, stream.Signature]:
+    """The signatures of `Recip`'s input (d) and output ((y, e)) streams."""
+    return (stream.Signature(unsigned(d_bits), always_ready=True),
+            stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True))
+
+
+def recip_ports(cfg: CoreConfig, d_bits: int | None, *, need: int, owner: str, what: str) -> dict:
     """The members of a unit that borrows a `Recip` from its parent instead of holding one (the
     loss unit and the jump unit run in different phases and share the core's, docs/core.md §8):
-    ``recip_d`` drives the reciprocal's input, ``recip_q`` receives its output."""
-    return {"recip_d": Out(stream.Signature(unsigned(d_bits), always_ready=True)),
-            "recip_q": In(stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True))}
+    ``recip_d`` drives the reciprocal's input, ``recip_q`` receives its output. None: no members
+    (the unit holds its own). `need` is the width of the unit's d (`what`); a narrower shared unit is an
+    error."""
+    if d_bits is None:
+        return {}
+    if d_bits < need:
+        raise ValueError(f"{owner}: recip_d_bits = {d_bits} < {need} ({what})")
+    d_sig, q_sig = _recip_streams(cfg, d_bits)
+    return {"recip_d": Out(d_sig), "recip_q": In(q_sig)}
 
 
 def use_recip(m: Module, unit: wiring.Component, cfg: CoreConfig, d_bits: int):
@@ -85,12 +97,8 @@ class Recip(wiring.Component):
             raise ValueError(f"Recip: d_bits = {d_bits} must be >= 1")
         self._cfg = cfg
         self.d_bits = d_bits
-        super().__init__(
-            {
-                "i": In(stream.Signature(unsigned(d_bits), always_ready=True)),
-                "o": Out(stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True)),
-            }
-        )
+        d_sig, q_sig = _recip_streams(cfg, d_bits)
+        super().__init__({"i": In(d_sig), "o": Out(q_sig)})
 
     def elaborate(self, platform):
         cfg = self._cfg
