@@ -10,7 +10,9 @@ And a running maximum of V' (§3.6) reached at step 1, from an input at step 0, 
 an inhibitory input at step 1 (random inputs hardly ever land at step 0). And the host port's
 register writes: only a write to IN_COUNT empties the input buffer (the host sequence of the other
 tests writes FLAGS and LABEL before it pushes, where a wrong clear goes unseen), and only a write
-to LABEL sets the label (not a write elsewhere at the same address). And a replay whose D̂ = Λ_V − Λ_I
+to LABEL sets the label (not a write elsewhere at the same address), the per-matrix registers
+(LR_MANT, SILENT) read back and change only on a write, and the input buffer reads back while idle.
+And GRAD_SAT raised by input-spike gradients alone. And a replay whose D̂ = Λ_V − Λ_I
 leaves the adjoint word (found by a hill-climbing search over a 1-2-2-2 network, then fixed here).
 """
 
@@ -94,6 +96,71 @@ def test_register_writes_hit_only_their_register():
     sim.add_testbench(bench)
     sim.run()
     assert seen == [2, 2, 0, 1]
+
+
+def test_per_matrix_registers_read_back_and_change_only_on_a_write():
+    """Each matrix's LR_MANT and each shaped layer's SILENT counter read back what was written to
+    them (distinct values, so a neighbour's address shows), and a read, whatever the host drives
+    on the write-data lines meanwhile, changes nothing (docs/protocol.md)."""
+    cfg = CoreConfig(**{**SMALL, "silent_threshold": (0.5, 0.5)})
+    dut = Core(cfg)
+    regs = [Reg.LR_MANT.value, Reg.LR_MANT.value + 1, Reg.SILENT.value, Reg.SILENT.value + 1]
+    values = [5, 9, 1234, 777]
+    seen = []
+
+    async def bench(ctx):
+        bus = AmaranthBus(ctx, dut)
+        for reg, v in zip(regs, values):
+            await bus.write(Region.REG, reg, v)
+        ctx.set(dut.bus_wdata, 3)  # stale data on the bus during the reads
+        seen.extend(await bus.read_many([(Region.REG, reg) for reg in regs for _ in range(2)]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [v for v in values for _ in range(2)]
+
+
+def test_input_buffer_reads_back_while_idle():
+    """docs/protocol.md: the INPUT region reads back every entry written, in any order, while the
+    core is idle (the input buffer's look-ahead port serves host reads then)."""
+    cfg = CoreConfig(**SMALL)
+    dut = Core(cfg)
+    entry = input_entry_layout(cfg)
+    words = [entry.const({"step": 2 * n + 1, "id": n % cfg.sizes[0]}).as_value().value for n in range(4)]
+    seen = []
+
+    async def bench(ctx):
+        bus = AmaranthBus(ctx, dut)
+        for w in words:
+            await bus.write(Region.INPUT, 0, w)
+        seen.extend(await bus.read_many([(Region.INPUT, a) for a in (3, 0, 2, 1, 1)]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [words[a] for a in (3, 0, 2, 1, 1)]
+
+
+#: 12-bit adjoints and accumulators with little headroom (Q5.7, loss scale 2^-2) and up to 12
+#: input spikes: an input synapse's gradient reaches the rail while no hidden one does (seed 383 of
+#: a search over `random_case`), so GRAD_SAT is raised by the input-spike gradients alone (§5.4).
+IN_GRAD_SAT_CFG = dict(SMALL, grad_bits=12, lam_bits=12, lam_frac=7, loss_scale_log2=-2, input_capacity=12,
+                       early_stop=False)
+
+
+def test_core_grad_sat_from_input_spikes_alone():
+    cfg = CoreConfig(**IN_GRAD_SAT_CFG)
+    rng = np.random.default_rng(383)
+    weights, inputs = random_case(cfg, rng, n_samples=2, w_scale=32767, max_spikes=12)
+    labels = rng.integers(0, 2, size=2)
+    res = check_training_against_golden(cfg, weights, inputs, labels)
+    rail = 1 << (cfg.grad_bits - 1)
+    assert np.bitwise_or.reduce(res.flags) & Flag.GRAD_SAT, "coverage: GRAD_SAT"
+    assert (np.abs(res.grads_raw[0]) >= rail - 1).any(), "coverage: an input gradient at the rail"
+    assert np.abs(res.grads_raw[1]).max() < rail - 64, "coverage: no hidden gradient near the rail"
 
 
 #: A 1-2-2-2 network with 12-bit adjoints in which a second-layer neuron's Λ_V changes sign at a
