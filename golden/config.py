@@ -384,7 +384,9 @@ class CoreConfig:
     cyc_jump: int = 8
     #: Registers the RTL puts between a block-RAM read and the logic that uses it (0 or 1; §8):
     #: 1 where a RAM's clock-to-out cannot share a cycle with a multiplier or an adder (ECP5 at
-    #: 80 MHz). It costs one cycle of sweep fill (cyc_sweep_latency >= 5); the fan-out hides it.
+    #: 80 MHz). It costs two cycles of sweep fill (cyc_sweep_latency >= 6: the operands and the
+    #: products' pieces), six per jump (cyc_jump >= 14) and one per backward synapse (cyc_synapse_rmw
+    #: 3); the fan-out hides it; the record gains a first-of-step bit; host reads take 2 cycles.
     ram_read_regs: int = 0
 
     # ------------------------------------------------------------------------------------------
@@ -869,8 +871,10 @@ class CoreConfig:
         # Forward (V, I) and backward (lambda_V, lambda_I) never live at the same time: one memory.
         mems.append(Memory("state", n_neur, max(self.v_bits + self.i_bits, 2 * self.lam_bits)))
         mems.append(Memory("fanin_acc", n_neur, self.fanin_acc_bits))
+        # With ram_read_regs an entry also says whether it is the first of its step (§8).
         mems.append(
-            Memory("spike_record", self.record_capacity, self.step_bits + self.neuron_bits + self.i_bits)
+            Memory("spike_record", self.record_capacity,
+                   self.step_bits + self.neuron_bits + self.i_bits + self.ram_read_regs)
         )
         # Two read ports (the current entry and the next one, §3.1): two copies in block RAM.
         mems.append(
@@ -1096,11 +1100,11 @@ class CoreConfig:
             record_capacity=2048,
             revive_hidden=4.0,
             # §8: the block-RAM reads registered and the jump's wide stages split for the ECP5's
-            # 80 MHz: one more cycle of sweep fill, five more per jump and one more per backward
+            # 80 MHz: two more cycles of sweep fill, six more per jump and one more per backward
             # synapse read-modify-write (hdl.core.check_buildable).
             ram_read_regs=1,
-            cyc_sweep_latency=5,
-            cyc_jump=13,
+            cyc_sweep_latency=6,
+            cyc_jump=14,
             cyc_synapse_rmw=3,
         )
         return cls._preset(base, changes)

@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd, sat, sat_by_bits
-from .recip import Recip, recip_ports, use_recip
+from .recip import recip_latency, recip_ports, use_recip
 
 __all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits", "jump_latency"]
 
@@ -50,7 +50,7 @@ def jump_latency(cfg: CoreConfig) -> int:
     """Cycles from ``i.valid`` to ``o.valid``: the numerator, the reciprocal, the product, the
     shift-add; with ``ram_read_regs`` (§8) also the input register (its inputs come from the state
     and record memories), the θ product apart from the add, and the shift apart from the add."""
-    return Recip.latency + 2 + 4 * cfg.ram_read_regs
+    return recip_latency(cfg) + 2 + 4 * cfg.ram_read_regs
 
 
 class JumpUnit(wiring.Component):
@@ -58,7 +58,7 @@ class JumpUnit(wiring.Component):
 
     Stages: (with ``cfg.ram_read_regs``) the registered inputs; (0) numerator
     N̂ = sat(rnd(θ̂_w Λ̂_V + Ŝ, f_w)) and d̂ = max(I⁻ − θ̂_I, d̂_min) into the reciprocal unit;
-    (1 .. Recip.latency) the reciprocal, with N̂ and Λ̂_V carried beside it; the
+    (1 .. recip_latency) the reciprocal, with N̂ and Λ̂_V carried beside it; the
     product N̂·y; the variable shift by R + e − f_I, the add and the saturation. Fixed latency
     `latency` from ``i.valid`` to ``o.valid``; one jump may enter per cycle.
 
@@ -145,7 +145,7 @@ class JumpUnit(wiring.Component):
         # own valid also marks the loss unit's input).
         carried = data.StructLayout({"num": signed(cfg.lam_bits), "lam_v": signed(cfg.lam_bits),
                                      "lam_sat": 1, "recip_clamp": 1, "valid": 1})
-        chain = [Signal(carried, name=f"carry{c}") for c in range(Recip.latency)]
+        chain = [Signal(carried, name=f"carry{c}") for c in range(recip_latency(cfg))]
         m.d.sync += [chain[0].num.eq(num), chain[0].lam_v.eq(lam_b), chain[0].lam_sat.eq(num_sat),
                      chain[0].recip_clamp.eq(clamp_b), chain[0].valid.eq(valid_b)]
         for a, b in zip(chain, chain[1:]):

@@ -205,7 +205,8 @@ class Core(wiring.Component):
 
     Host port (all synchronous; writes and ``start`` are ignored while `busy`): drive
     ``bus_region``/``bus_addr``/``bus_wdata`` with ``bus_we`` for a write, or ``bus_re`` for a
-    read whose data is on ``bus_rdata`` in the next cycle. ``start`` (one cycle, idle) runs one
+    read whose data is on ``bus_rdata`` `read_latency` cycles later (1; 2 with ``ram_read_regs``,
+    §8; the address may change after the ``bus_re`` cycle). ``start`` (one cycle, idle) runs one
     sample on the buffered input spikes; `busy` is high from the next cycle until the pass ends.
     ``start_train`` runs a training sample with label `Reg.LABEL`: forward, loss unit and, unless
     masked without a revival (§4.1, §5.6), the backward pass, accumulating into the gradient words;
@@ -257,6 +258,8 @@ class Core(wiring.Component):
             len(Flag),
         ]
         self.data_bits = max(words)
+        #: Cycles from a ``bus_re`` cycle to its data on ``bus_rdata`` (§8: 2 with ram_read_regs).
+        self.read_latency = 1 + cfg.ram_read_regs
         #: Width of a `state` word: (V, I) forward, (Λ_V, Λ_I) backward (§8).
         self.state_bits = max(state_layout(cfg).size, lam_layout(cfg).size)
         depths = [cfg.n_synapses, self.n_neurons, cfg.record_capacity, cfg.input_capacity, s[-1],
@@ -486,6 +489,12 @@ class Core(wiring.Component):
 
         # §3.4: record (hidden), this step's spike list (hidden), first-spike registers (outputs).
         rec_full = n_rec == cfg.record_capacity
+        if rr:
+            # §8: the backward scan finds a step's first entry from this bit, not by comparing steps.
+            rec_last_step = Signal.like(step)
+            with m.If(rec_wp.en):
+                m.d.sync += rec_last_step.eq(step)
+            m.d.comb += rec_wp.data.first.eq((n_rec == 0) | (rec_last_step != step))
         m.d.comb += [
             rec_wp.addr.eq(n_rec),
             rec_wp.data.step.eq(step),
@@ -598,7 +607,10 @@ class Core(wiring.Component):
             m.d.comb += ent.eq(Mux(phase == Phase.SCAN, entry_r, entry))
             terms = entry_terms(ent, "next_")
             rp_src_l, rp_syn_base, rp_tgt_base = (Signal.like(t, name=f"rp_{t.name[5:]}") for t in terms)
-            m.d.sync += [rp_src_l.eq(terms[0]), rp_syn_base.eq(terms[1]), rp_tgt_base.eq(terms[2])]
+            # Held in REPLAY: SCAN's last cycle reads the record speculatively (one entry too far
+            # down), and the record is pointed back at `lo` in the replay's first cycle.
+            with m.If(phase != Phase.REPLAY):
+                m.d.sync += [rp_src_l.eq(terms[0]), rp_syn_base.eq(terms[1]), rp_tgt_base.eq(terms[2])]
         else:
             rp_src_l, rp_syn_base, rp_tgt_base = src_l, syn_base, tgt_base
         # Read-modify-write of one synapse: 0 = read, last = write (`cyc_synapse_rmw` cycles; with
@@ -615,6 +627,12 @@ class Core(wiring.Component):
         # The saturations of the replay read the top bits with ram_read_regs (§8: fewer levels).
         saturate = sat_by_bits if rr else sat
         d_k, d_sat = saturate(st_lam.lam_v - st_lam.lam_i, cfg.lam_bits)
+        if rr:
+            # §8: D̂_k and its saturation registered in the middle cycle as well (the state word is
+            # the same there and in the write cycle), so no block-RAM read is in series with them.
+            d_k_r, d_sat_r = Signal(signed(cfg.lam_bits)), Signal()
+            m.d.sync += [d_k_r.eq(d_k), d_sat_r.eq(d_sat)]
+            d_k, d_sat = d_k_r, d_sat_r
         g_sum = syn_rp.data.g + st_lam.lam_i
         if rr:
             # §8: Ĝ + Λ̂_I is registered between the read and the write (the read data is the same
@@ -634,9 +652,6 @@ class Core(wiring.Component):
         bwd_state_addr = Signal(nrn_range)
         # Output jumps of this step: the spiked outputs whose first spike is at `step`.
         oj_mask = Signal(n_out)
-        out_hit = Signal(n_out)
-        for o in range(n_out):
-            m.d.comb += out_hit[o].eq(active & fired[o] & (out_step[o] == step))
         oj_k = Signal(range(max(2, n_out)))
         for o in reversed(range(n_out)):
             with m.If(oj_mask[o]):
@@ -692,6 +707,8 @@ class Core(wiring.Component):
             # The shared reciprocal: the loss unit's Ŝ during the loss phase (it holds Ŝ there and
             # reads (y, e) a fixed number of cycles later), the jump's d̂ otherwise.
             loss_phase = phase == Phase.LOSS
+            if rr:  # §8: the same select as a register of its own, not a decode of `phase`
+                loss_phase = loss_sel = Signal()
             m.d.comb += [
                 rcp.i.p.eq(Mux(loss_phase, loss.recip_d.p, jmp.recip_d.p)),
                 rcp.i.valid.eq(Mux(loss_phase, loss.recip_d.valid, jmp.recip_d.valid)),
@@ -767,43 +784,50 @@ class Core(wiring.Component):
             **({Reg.LFSR: upd.lfsr} if training else {}),
             Reg.CYC_UPDATE: cyc_upd,
         }
+        # §8: with ram_read_regs the read data is registered once more (`read_latency` = 2), so that no
+        # block-RAM read is in series with the mux.
+        rdata = Signal.like(self.bus_rdata)
+        if rr:
+            m.d.sync += self.bus_rdata.eq(rdata)
+        else:
+            m.d.comb += self.bus_rdata.eq(rdata)
         with m.Switch(rd_region):
             with m.Case(Region.SYNAPSE):
-                m.d.comb += self.bus_rdata.eq(syn_rp.data)
+                m.d.comb += rdata.eq(syn_rp.data)
             with m.Case(Region.INPUT):
-                m.d.comb += self.bus_rdata.eq(inb.nxt)
+                m.d.comb += rdata.eq(inb.nxt)
             with m.Case(Region.STATE):
-                m.d.comb += self.bus_rdata.eq(state_rp.data)
+                m.d.comb += rdata.eq(state_rp.data)
             with m.Case(Region.RECORD):
-                m.d.comb += self.bus_rdata.eq(rec_rp.data)
+                m.d.comb += rdata.eq(rec_rp.data)
             with m.Case(Region.FIRST):
                 silent = first_layout(cfg).const({"step": cfg.n_steps, "cur": 0, "v": 0})
                 fired_rd = fired.bit_select(rd_addr, 1)
-                m.d.comb += self.bus_rdata.eq(Mux(fired_rd, first_rp.data.as_value(), silent.as_value()))
+                m.d.comb += rdata.eq(Mux(fired_rd, first_rp.data.as_value(), silent.as_value()))
             if vmax_rp is not None:
                 with m.Case(Region.VMAX):
-                    m.d.comb += self.bus_rdata.eq(vmax_rp.data)
+                    m.d.comb += rdata.eq(vmax_rp.data)
             if training:
                 with m.Case(Region.LOSS):
                     with m.Switch(rd_addr):
                         for o in range(n_out):
                             with m.Case(o):
-                                m.d.comb += self.bus_rdata.eq(Cat(loss.prob[o], loss.lterm[o]))
+                                m.d.comb += rdata.eq(Cat(loss.prob[o], loss.lterm[o]))
             with m.Case(Region.REG):
                 with m.Switch(rd_addr):
                     for reg, value in regs.items():
                         with m.Case(reg.value):
-                            m.d.comb += self.bus_rdata.eq(value)
+                            m.d.comb += rdata.eq(value)
                     for l in range(n_layers):
                         with m.Case(Reg.LAYER_COUNT.value + l):
-                            m.d.comb += self.bus_rdata.eq(layer_count[l])
+                            m.d.comb += rdata.eq(layer_count[l])
                         with m.Case(Reg.LR_MANT.value + l):
-                            m.d.comb += self.bus_rdata.eq(lr_mant[l])
+                            m.d.comb += rdata.eq(lr_mant[l])
                         with m.Case(Reg.SILENT.value + l):
-                            m.d.comb += self.bus_rdata.eq(silent_cnt[l])
+                            m.d.comb += rdata.eq(silent_cnt[l])
             if adam:
                 with m.Case(Region.ADAM_V):
-                    m.d.comb += self.bus_rdata.eq(upd.v_rdata)
+                    m.d.comb += rdata.eq(upd.v_rdata)
         # While idle, `cur` shows entry 0 (ptr is 0) for the start decision and the look-ahead port
         # serves host reads; in the start cycle it must already point at entry 1.
         with m.If(~busy & ~self.start & ~self.start_train & ~self.start_update):
@@ -958,7 +982,15 @@ class Core(wiring.Component):
 
         # Record and input-buffer reads for the decisions: entry rq - 1 and input ptr - 1.
         rec_match_now = (rq != 0) & (entry.step == step)
+        rec_match_prev = (rq != 0) & (entry.step == step - 1)
         input_now = (ptr != 0) & (inb.cur.step == step)
+        if rr:
+            # §8: the record read data decides no read address in the same cycle. The entry shown
+            # is steady for many cycles before CLEAR's and DRAIN's decisions, so both compares are
+            # registered; SCAN reads one entry ahead unconditionally (`rescan` re-points it).
+            rec_match_now_r, rec_match_prev_r, rescan = Signal(), Signal(), Signal()
+            m.d.sync += [rec_match_now_r.eq(rec_match_now), rec_match_prev_r.eq(rec_match_prev)]
+            rec_match_now, rec_match_prev = rec_match_now_r, rec_match_prev_r
 
         m.d.comb += [bwd_syn_addr.eq(kb + Mux(phase == Phase.IN_GRAD, inb.cur.id, rp_syn_base)),
                      bwd_state_addr.eq(Mux(phase == Phase.IN_GRAD, k, rp_tgt_base + k))]
@@ -1005,7 +1037,7 @@ class Core(wiring.Component):
                             # Reverse step n done: decide for step n - 1.
                             m.d.sync += step.eq(step - 1)
                             prev_step = step - 1
-                            goto_bstep(prev_step, (rq != 0) & (entry.step == prev_step),
+                            goto_bstep(prev_step, rec_match_prev,
                                        (ptr != 0) & (inb.cur.step == prev_step), hits_at(prev_step))
                     with m.Elif(lay != n_layers - 1):
                         # The last neuron's write-back may be this very cycle: count it in.
@@ -1022,6 +1054,8 @@ class Core(wiring.Component):
                             with m.If(train if training else 0):
                                 # The record is read from its last entry (§5.5).
                                 m.d.sync += [phase.eq(Phase.LOSS), bwd_reg.eq(1), rq.eq(n_rec), cnt.eq(0)]
+                                if rr and training:
+                                    m.d.sync += loss_sel.eq(1)
                                 m.d.comb += rec_addr_nxt.eq(n_rec - 1)
                             with m.Else():
                                 m.d.sync += phase.eq(Phase.IDLE)
@@ -1048,6 +1082,8 @@ class Core(wiring.Component):
                     m.d.sync += cnt.eq(1)
                     with m.If(loss.done):
                         m.d.sync += active.eq(loss.active)
+                        if rr:
+                            m.d.sync += loss_sel.eq(0)
                         # §4.1 / §5.6: no backward pass for a masked sample without an injection.
                         with m.If(loss.active | (n_revived != 0)):
                             m.d.sync += [phase.eq(Phase.CLEAR), g.eq(0)]
@@ -1058,14 +1094,25 @@ class Core(wiring.Component):
                     with m.If(g == self.n_neurons - 1):
                         goto_bstep(step, rec_match_now, input_now, hits_at(step))
                 with m.Case(Phase.SCAN):
-                    # `entry` shows record entry lo - 1: extend the block downwards while it is step n's.
-                    with m.If((lo != 0) & (entry.step == step)):
+                    if rr:  # §8: the replay's counters are cleared whatever `entry` says
+                        m.d.sync += [k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                    # `entry` shows record entry lo - 1: extend the block downwards while it is step n's
+                    # (§8, ram_read_regs: while entry lo, shown the cycle before, is not its step's first).
+                    with m.If(~entry_r.first if rr else (lo != 0) & (entry.step == step)):
                         m.d.sync += lo.eq(lo - 1)
                         m.d.comb += rec_addr_nxt.eq(lo - 2)
                     with m.Else():
-                        m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
-                        m.d.comb += rec_addr_nxt.eq(lo)
+                        if rr:  # the same read as above; the replay's first cycle re-points it
+                            m.d.sync += [phase.eq(Phase.REPLAY), rescan.eq(1)]
+                            m.d.comb += rec_addr_nxt.eq(lo - 2)
+                        else:
+                            m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                            m.d.comb += rec_addr_nxt.eq(lo)
                 with m.Case(Phase.REPLAY):
+                    if rr:
+                        with m.If(rescan):
+                            m.d.sync += rescan.eq(0)
+                            m.d.comb += rec_addr_nxt.eq(lo)
                     # Target k of the entry: read (half 0), then write its gradient and take its MAC
                     # term (the last cycle).
                     m.d.sync += half.eq(rmw_next)

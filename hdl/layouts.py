@@ -41,10 +41,12 @@ def loss_layout(cfg: CoreConfig) -> data.StructLayout:
 
 
 def record_layout(cfg: CoreConfig) -> data.StructLayout:
-    """§8 `spike_record`: (step, global neuron address, I⁻)."""
-    return data.StructLayout(
-        {"step": unsigned(cfg.step_bits), "nrn": unsigned(cfg.neuron_bits), "cur": signed(cfg.i_bits)}
-    )
+    """§8 `spike_record`: (step, global neuron address, I⁻), and with ``ram_read_regs`` the bit
+    `first`: the entry is the first of its step (§8: the backward scan decides from a register)."""
+    fields = {"step": unsigned(cfg.step_bits), "nrn": unsigned(cfg.neuron_bits), "cur": signed(cfg.i_bits)}
+    if cfg.ram_read_regs:
+        fields["first"] = 1
+    return data.StructLayout(fields)
 
 
 

@@ -68,9 +68,21 @@ def lif_out_layout(cfg: CoreConfig) -> data.StructLayout:
 
 
 def lif_latency(cfg: CoreConfig) -> int:
-    """LifUnit's latency: 3 stages, plus the operand register of §8 when ``cfg.ram_read_regs`` (its
-    inputs come straight from block RAM)."""
-    return 3 + cfg.ram_read_regs
+    """LifUnit's latency: 3 stages, plus with ``cfg.ram_read_regs`` (§8) the operand register (its
+    inputs come straight from block RAM) and the registered product pieces."""
+    return 3 + 2 * cfg.ram_read_regs
+
+
+#: Slice width of the pieced products (§8): a 17-bit unsigned slice is one 18x18 signed multiplier
+#: operand (ECP5 MULT18X18D).
+PIECE_BITS = 17
+
+
+def _slices(x, *, signed: bool):
+    """(offset, slice) of `x` in PIECE_BITS-bit slices, low first; the top slice of a signed value
+    carries its sign, the others are unsigned (x = sum of slice << offset)."""
+    cuts = list(range(0, len(x), PIECE_BITS))
+    return [(c, x[c:].as_signed() if signed and c == cuts[-1] else x[c : c + PIECE_BITS]) for c in cuts]
 
 
 class LifUnit(wiring.Component):
@@ -78,9 +90,10 @@ class LifUnit(wiring.Component):
     with ``bwd`` §5.2 instead: the transposed propagator of (Λ_V, Λ_I), LAM_SAT, after the §5.6
     revival injection when ``inject``.
 
-    Stages: (with ``cfg.ram_read_regs``) the registered operands; products; alignment and
-    rounding; saturation, threshold and fan-in add (the split keeps the UP5K above 24 MHz).
-    Latency `latency` = 3 (+ ``ram_read_regs``) cycles from ``i.valid`` to ``o.valid``;
+    Stages: (with ``cfg.ram_read_regs``) the registered operands, and the products' registered
+    pieces; products; alignment and rounding; saturation, threshold and fan-in add (the split keeps
+    the UP5K above 24 MHz). Latency `latency` = 3 (+ 2 with ``ram_read_regs``) cycles from
+    ``i.valid`` to ``o.valid``;
     throughput one neuron per cycle; no back-pressure (both streams are always ready: the sweep never stalls).
 
     Members
@@ -132,6 +145,29 @@ class LifUnit(wiring.Component):
                 m.d.sync += op[name].eq(value)
             else:
                 m.d.comb += op[name].eq(value)
+        if cfg.ram_read_regs:
+            # §8: each product as registered pieces of 17-bit slices of both operands (one
+            # multiplier each, no adder behind it), summed in the next stage; the other operand
+            # fields wait a cycle beside them.
+            pieces = {}
+            for name, coef in (("beta", Const(cfg.beta_raw, cf + 1)), ("gamma", op["c_gamma"]),
+                               ("alpha", Const(cfg.alpha_raw, cf + 1))):
+                x = op[f"x_{name}"]
+                for a, xa in _slices(x, signed=True):
+                    for b, cb in _slices(coef, signed=False):
+                        pp = Signal(signed(len(xa) + len(cb) + 1), name=f"pp_{name}_{a}_{b}")
+                        m.d.sync += pp.eq(xa * cb)
+                        pieces.setdefault(name, []).append((a + b, pp))
+            late = {}
+            for name in ("acc", "bwd", "inject", "valid", "x_beta"):
+                late[name] = Signal.like(op[name], name=f"op1_{name}")
+                m.d.sync += late[name].eq(op[name])
+            products = {name: sum(pp << sh for sh, pp in pp_list) for name, pp_list in pieces.items()}
+            op = {**op, **late}
+        else:
+            products = {"beta": op["x_beta"] * Const(cfg.beta_raw, cf + 1),
+                        "gamma": op["x_gamma"] * op["c_gamma"],
+                        "alpha": op["x_alpha"] * Const(cfg.alpha_raw, cf + 1)}
         bwd = op["bwd"]
         p_beta = Signal(signed(xb + cf + 1))
         p_gamma = Signal(signed(xb + cf + 2))
@@ -139,9 +175,9 @@ class LifUnit(wiring.Component):
         acc1 = Signal(signed(cfg.fanin_acc_bits))
         valid1, bwd1 = Signal(), Signal()
         m.d.sync += [
-            p_beta.eq(op["x_beta"] * Const(cfg.beta_raw, cf + 1)),
-            p_gamma.eq(op["x_gamma"] * op["c_gamma"]),
-            p_alpha.eq(op["x_alpha"] * Const(cfg.alpha_raw, cf + 1)),
+            p_beta.eq(products["beta"]),
+            p_gamma.eq(products["gamma"]),
+            p_alpha.eq(products["alpha"]),
             acc1.eq(op["acc"]),
             valid1.eq(op["valid"]),
             bwd1.eq(bwd),

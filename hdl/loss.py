@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd, sat_by_bits
-from .recip import Recip, recip_ports, use_recip
+from .recip import recip_latency, recip_ports, use_recip
 
 __all__ = ["LossUnit"]
 
@@ -51,15 +51,16 @@ class LossUnit(wiring.Component):
     * cycles 2 .. N: the ring rotates, the EXP ROM (asynchronous: |EXP| = 29 words fit LUTs)
       reads its head, Ŝ accumulates (in cycle 2 the two front entries, through a second read
       port); Ŝ is complete in cycle N+1 and enters `Recip` (N = 1: Ŝ = EXP[0]);
-    * (y, e) is valid from cycle B = N+1+Recip.latency on (Ŝ is held). In cycles B+k
+    * (y, e) is valid from cycle B = N+1+recip_latency on (Ŝ is held). In cycles B+k
       (k = 0 .. N-1) the ring rotates again: Ê_k·y (registered), then
       p̂_k = min(rnd(Ê_k·y, R + e − f_p), 2^f_p − 1) (a case over the few possible e), then
       Ĉ0·p̂_k, then L̂_k = sat(rnd(Ĉ0·p̂_k, f_p) − δ_ky (Ĉ0 + REG[n_y])) — the same as §4.3,
       since subtracting δ Ĉ0 2^f_p before a shift by f_p is subtracting δ Ĉ0 after it; the
       rounding and the label term are one addend (one adder), the saturation reads top bits.
 
-    So L̂_{N-1} is written at the end of cycle 2N + Recip.latency + 3 and the unit needs
-    ``cyc_jump >= min_cyc_jump(cfg)`` = Recip.latency + 4 = 8; a larger cyc_jump idles at the
+    So L̂_{N-1} is written at the end of cycle 2N + recip_latency + 3 and the unit needs
+    ``cyc_jump >= min_cyc_jump(cfg)`` = recip_latency + 4 = 8 (9 with
+    ``ram_read_regs``); a larger cyc_jump idles at the
     end. REG[n_y] comes from a block-RAM ROM (T words) read at the registered label's step.
 
     Members
@@ -76,7 +77,7 @@ class LossUnit(wiring.Component):
 
     @classmethod
     def min_cyc_jump(cls, cfg: CoreConfig) -> int:
-        return Recip.latency + cls.PIPE_CYCLES
+        return recip_latency(cfg) + cls.PIPE_CYCLES
 
     @staticmethod
     def recip_bits(cfg: CoreConfig) -> int:
@@ -88,7 +89,7 @@ class LossUnit(wiring.Component):
         if cfg.cyc_jump < need:
             raise ValueError(
                 f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL loss unit needs >= {need} "
-                f"(its phase is 2 n_out + cyc_jump cycles: reciprocal latency {Recip.latency} + 4)"
+                f"(its phase is 2 n_out + cyc_jump cycles: reciprocal latency {recip_latency(cfg)} + 4)"
             )
         self._cfg = cfg
         n_out = cfg.sizes[-1]
@@ -139,7 +140,7 @@ class LossUnit(wiring.Component):
         with m.If(self.start & ~run):
             m.d.sync += n_min.eq(_min_parallel([steps[k] for k in range(n)]))
         ring = [Signal(range(last + 1), name=f"exp_idx{k}") for k in range(n)]
-        b0 = n + 1 + Recip.latency  # first cycle of the second pass: (y, e) valid
+        b0 = n + 1 + recip_latency(cfg)  # first cycle of the second pass: (y, e) valid
         pass_a2 = run & (cnt == 2)  # two terms
         pass_a1 = run & (cnt >= 3) & (cnt <= n)  # one term each
         pass_b = run & (cnt >= b0) & (cnt < b0 + n)

@@ -258,8 +258,20 @@ class HostLink(wiring.Component):
                             m.d.sync += [reply.eq(core.busy), reply_len.eq(1)]
                             m.next = "RSP"
             with m.State("READ"):
-                m.d.sync += [reply.eq(core.bus_rdata), reply_len.eq(W)]
-                m.next = "RSP"
+                if core.read_latency > 1:
+                    # §8: the core registers its read data once more; wait for it.
+                    wait = Signal(range(core.read_latency))
+                    m.d.sync += wait.eq(wait + 1)
+                    with m.If(wait == core.read_latency - 2):
+                        m.d.sync += wait.eq(0)
+                        m.next = "READ_DATA"
+                else:
+                    m.d.sync += [reply.eq(core.bus_rdata), reply_len.eq(W)]
+                    m.next = "RSP"
+            if core.read_latency > 1:
+                with m.State("READ_DATA"):
+                    m.d.sync += [reply.eq(core.bus_rdata), reply_len.eq(W)]
+                    m.next = "RSP"
             with m.State("RSP"):
                 # Status byte, length byte, then reply_len bytes, little-endian.
                 byte = Signal(8)

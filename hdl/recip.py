@@ -1,7 +1,7 @@
 """Reciprocal unit (docs/core.md §2.3), built from a `CoreConfig` alone.
 
 The RTL twin of `evcore.golden.ops.recip`: 1/d ~= y * 2**-(R + e) for an integer d >= 1, one
-input per cycle, fixed latency `Recip.latency` = 4, no back-pressure.
+input per cycle, fixed latency `recip_latency` (4, or 5 with ``ram_read_regs``), no back-pressure.
 """
 
 import numpy as np
@@ -13,7 +13,7 @@ from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd
 
-__all__ = ["Recip", "recip_out_layout", "recip_ports", "use_recip"]
+__all__ = ["Recip", "recip_latency", "recip_out_layout", "recip_ports", "use_recip"]
 
 
 def recip_out_layout(cfg: CoreConfig, d_bits: int) -> data.StructLayout:
@@ -71,10 +71,17 @@ def _leading_one(bits):
     return any_lo | any_hi, Mux(any_hi, Cat(idx_hi, Const(0, lg - len(idx_hi)), Const(1, 1)), idx_lo)
 
 
+def recip_latency(cfg: CoreConfig) -> int:
+    """Cycles from a d to its (y, e): 4, and 5 with ``ram_read_regs`` (§8: the leading-one
+    detector and shifter get a stage of their own, before the seed ROM)."""
+    return 4 + cfg.ram_read_regs
+
+
 class Recip(wiring.Component):
     """§2.3 for one d per cycle: leading-one detector, normalise, seed ROM, one Newton step, clamp.
 
-    Stages (each ends in a register; ``latency`` = 4 cycles from ``i.valid`` to ``o.valid``):
+    Stages (each ends in a register; ``latency`` = 4 cycles from ``i.valid`` to ``o.valid``, 5
+    with ``ram_read_regs``, where stage 1 ends in a register before the ROM read as well):
 
     1. leading-one detector (a balanced tree) e = bitlength(d) - 1, mantissa
        m = d * 2**(R-1-e) (truncated), the seed ROM read addressed by the k bits below m's
@@ -90,13 +97,13 @@ class Recip(wiring.Component):
     o : ``Out(stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True))``
     """
 
-    latency = 4
-
     def __init__(self, cfg: CoreConfig, d_bits: int):
         if d_bits < 1:
             raise ValueError(f"Recip: d_bits = {d_bits} must be >= 1")
         self._cfg = cfg
         self.d_bits = d_bits
+        #: Cycles from ``i.valid`` to ``o.valid`` (`recip_latency`).
+        self.latency = recip_latency(cfg)
         d_sig, q_sig = _recip_streams(cfg, d_bits)
         super().__init__({"i": In(d_sig), "o": Out(q_sig)})
 
@@ -112,6 +119,12 @@ class Recip(wiring.Component):
         # m = floor(d * 2**(R-1-e)) covers both cases of §2.3 step 2 in one shifter.
         mant_comb = Signal(r)
         m.d.comb += mant_comb.eq((d << (r - 1)) >> e_comb)
+        valid_in = self.i.valid
+        if cfg.ram_read_regs:
+            # §8: the detector and shifter end in a register of their own, before the seed ROM.
+            mant_0, e_0, valid_0 = Signal(r), Signal.like(e_comb), Signal()
+            m.d.sync += [mant_0.eq(mant_comb), e_0.eq(e_comb), valid_0.eq(valid_in)]
+            mant_comb, e_comb, valid_in = mant_0, e_0, valid_0
         m.submodules.seed_rom = rom = memory.Memory(
             shape=unsigned(r), depth=1 << k, init=[int(v) for v in cfg.recip_rom]
         )
@@ -120,7 +133,7 @@ class Recip(wiring.Component):
         mant1 = Signal(r)
         e1 = Signal.like(e_comb)
         valid1 = Signal()
-        m.d.sync += [mant1.eq(mant_comb), e1.eq(e_comb), valid1.eq(self.i.valid)]
+        m.d.sync += [mant1.eq(mant_comb), e1.eq(e_comb), valid1.eq(valid_in)]
         y0_1 = seed.data
 
         # Stage 2: the first product (exact, 2R bits).

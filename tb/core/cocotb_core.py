@@ -31,8 +31,10 @@ OP_INFER, OP_TRAIN, OP_UPDATE = 0, 1, 2
 class CocotbBus:
     """The `run_sample` bus on the Verilated core; also times the runs (simulated cycles/s)."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, read_latency: int = 1):
         self.dut = dut
+        #: `Core.read_latency`: cycles from the bus_re cycle to the data (2 with ram_read_regs, §8).
+        self.read_latency = read_latency
         self.run_wall_s = 0.0
         self.run_cycles = 0
 
@@ -65,6 +67,10 @@ class CocotbBus:
             dut.bus_addr.value = int(addr)
             dut.bus_re.value = 1
             await FallingEdge(dut.clk)
+            if self.read_latency > 1:
+                dut.bus_re.value = 0
+                for _ in range(self.read_latency - 1):
+                    await FallingEdge(dut.clk)
             out.append(dut.bus_rdata.value.to_unsigned())
         dut.bus_re.value = 0
         return out
@@ -85,7 +91,7 @@ async def run_job(dut):
     await FallingEdge(dut.clk)
     await FallingEdge(dut.clk)
     dut.rst.value = 0
-    bus = CocotbBus(dut)
+    bus = CocotbBus(dut, read_latency=1 + cfg.ram_read_regs)  # Core.read_latency
     t_load = time.perf_counter()
     # One row of little-endian bytes per synapse word (a word may exceed 64 bits).
     words = [int.from_bytes(bytes(row), "little") for row in job["synapse_words"].tolist()]

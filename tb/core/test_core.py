@@ -156,7 +156,7 @@ def random_config(rng) -> CoreConfig:
         v_bits, i_bits = int(rng.integers(16, 29)), int(rng.integers(16, 29))
         w_bits = int(rng.integers(8, 19))
         n_hidden = sum(sizes[1:-1])
-        latency = int(rng.integers(4 + ram_read_regs, 7))
+        latency = int(rng.integers(4 + 2 * ram_read_regs, 7))
         try:
             return CoreConfig(
                 sizes=sizes,
@@ -173,7 +173,7 @@ def random_config(rng) -> CoreConfig:
                 state_rounding=str(rng.choice(["half_up", "floor"])),
                 cyc_sweep_latency=latency,
                 ram_read_regs=ram_read_regs,
-                cyc_jump=8 + 5 * ram_read_regs,  # the least hdl.core.check_buildable accepts
+                cyc_jump=8 + 6 * ram_read_regs,  # the least hdl.core.check_buildable accepts
                 cyc_synapse_rmw=2 + ram_read_regs,
                 revive_hidden=float(rng.choice([0.0, 1.0])),
             )  # fmt: skip

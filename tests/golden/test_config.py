@@ -241,9 +241,11 @@ def test_ecp5_placement_by_hand():
                for n, m in mem.items() if n not in fabric)
     assert rep["ebr_used"] == want
     assert mem["synapses"]["blocks"] == _ebr(1600, cfg.synapse_word_bits, modes) == 9
-    # The forward RTL's memories: what yosys maps (20 DP16KD, docs/synth.md).
+    # The forward RTL's memories: what yosys maps (21 DP16KD, docs/synth.md); the record's 46-bit
+    # entry (with §8's first-of-step bit) takes 6 blocks of 2048 x 9.
     forward = ("synapses", "state", "fanin_acc", "spike_record", "vmax", "spike_list")
-    assert sum(mem[n]["blocks"] for n in forward) == 9 + 2 + 1 + 5 + 2 + 1
+    assert mem["spike_record"]["width"] == cfg.step_bits + cfg.neuron_bits + cfg.i_bits + 1 == 46
+    assert sum(mem[n]["blocks"] for n in forward) == 9 + 2 + 1 + 6 + 2 + 1
     assert rep["fits"] and cfg.fits("ecp5-25f")
 
 

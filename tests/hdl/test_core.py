@@ -61,6 +61,9 @@ class AmaranthBus:
             ctx.set(dut.bus_addr, addr)
             ctx.set(dut.bus_re, 1)
             await ctx.tick()
+            if dut.read_latency > 1:  # §8: the read data registered once more
+                ctx.set(dut.bus_re, 0)
+                await ctx.tick().repeat(dut.read_latency - 1)
             out.append(ctx.get(dut.bus_rdata))
         ctx.set(dut.bus_re, 0)
         return out
@@ -186,7 +189,7 @@ def test_core_rejects_short_sweep_latency():
 # §8, ram_read_regs = 1: the LIF operands and the fan-out's synapse address, weight and accumulator
 # word registered. Layers of exactly FANOUT_RMW_DISTANCE = 3 neurons put a target's next read in the
 # cycle of its write (the transparent port), and the sweep's first read right behind the fan-out.
-REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=5, cyc_jump=13,
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=6, cyc_jump=14,
                   cyc_synapse_rmw=3)
 
 
@@ -215,9 +218,9 @@ def test_core_ram_read_regs_training():
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    (dict(cyc_sweep_latency=4), r"^CoreConfig.cyc_sweep_latency = 4: .* >= 5 with ram_read_regs = 1$"),
+    (dict(cyc_sweep_latency=5), r"^CoreConfig.cyc_sweep_latency = 5: .* >= 6 with ram_read_regs = 1$"),
     (dict(sizes=(3, 4, 2)), r"^CoreConfig.sizes = \(3, 4, 2\): with ram_read_regs = 1 .* >= 3 neurons"),
-    (dict(cyc_jump=12), r"^CoreConfig.cyc_jump = 12: the RTL jump needs >= 13 cycles$"),
+    (dict(cyc_jump=13), r"^CoreConfig.cyc_jump = 13: the RTL jump needs >= 14 cycles$"),
     (dict(cyc_synapse_rmw=2),
      r"^CoreConfig.cyc_synapse_rmw = 2: .* in 3 cycles \(one port, the gradient sum"),
 ])

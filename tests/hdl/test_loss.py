@@ -124,6 +124,7 @@ CONFIGS = {
     "out10": CoreConfig.up5k(sizes=(4, 20, 10)),
     "floor": CoreConfig.up5k(state_rounding="floor"),
     "jump12_out1": CoreConfig.up5k(sizes=(2, 4, 1), cyc_jump=12),
+    "ecp5-85f": CoreConfig.ecp5_85f(),  # the 5-cycle reciprocal of ram_read_regs (§8)
 }
 
 

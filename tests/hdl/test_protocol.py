@@ -7,6 +7,7 @@ sequence (`evcore.tb.core.host.run_sample`) the word-port tests use.
 """
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from evcore.golden.config import CoreConfig, Flag
@@ -158,9 +159,15 @@ def test_protocol_errors_leave_state_unchanged():
     simulate(cfg, bench)
 
 
-def test_protocol_sample_equals_golden():
-    cfg = CoreConfig(**SMALL)
-    rng = np.random.default_rng(5)
+#: §8's registered reads (the core's read data registered once more, `Core.read_latency` = 2).
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=6, cyc_jump=14,
+                  cyc_synapse_rmw=3)
+
+
+@pytest.mark.parametrize("registered", [False, True], ids=["plain", "ram_read_regs"])
+def test_protocol_sample_equals_golden(registered):
+    cfg = CoreConfig(**(REGISTERED if registered else SMALL))
+    rng = np.random.default_rng(6 if registered else 5)  # seeds whose training sample is not masked
     hi = (1 << (cfg.w_bits - 1)) - 1
     weights = [rng.integers(-hi // 3, hi + 1, size=(b, a)) for a, b in zip(cfg.sizes, cfg.sizes[1:])]
     inputs = (rng.uniform(0, cfg.t_max_s, size=(2, 7)), rng.integers(0, 3, size=(2, 7)), np.array([7, 3]))
