@@ -12,7 +12,9 @@ register writes: only a write to IN_COUNT empties the input buffer (the host seq
 tests writes FLAGS and LABEL before it pushes, where a wrong clear goes unseen), and only a write
 to LABEL sets the label (not a write elsewhere at the same address), the per-matrix registers
 (LR_MANT, SILENT) read back and change only on a write, and the input buffer reads back while idle.
-And GRAD_SAT raised by input-spike gradients alone. And a replay whose D̂ = Λ_V − Λ_I
+And GRAD_SAT raised by input-spike gradients alone, a one-entry record at the last step, an
+empty record after a full one, and a scan that reaches entry 0 below a stale entry of that step.
+And a replay whose D̂ = Λ_V − Λ_I
 leaves the adjoint word (found by a hill-climbing search over a 1-2-2-2 network, then fixed here).
 """
 
@@ -161,6 +163,51 @@ def test_core_grad_sat_from_input_spikes_alone():
     assert np.bitwise_or.reduce(res.flags) & Flag.GRAD_SAT, "coverage: GRAD_SAT"
     assert (np.abs(res.grads_raw[0]) >= rail - 1).any(), "coverage: an input gradient at the rail"
     assert np.abs(res.grads_raw[1]).max() < rail - 64, "coverage: no hidden gradient near the rail"
+
+
+def test_core_single_record_entry_at_the_last_step():
+    """A masked sample whose backward pass runs for a revival injection (§5.6) and whose record
+    holds one entry, at the sample's last step: the backward pass's first decision (at CLEAR's end)
+    replays that entry (its cycles count, though every Λ is still 0 then)."""
+    cfg = CoreConfig(**SMALL, revive_hidden=1.0)
+    w0 = np.zeros((4, 3), dtype=np.int64)
+    w0[0, 0], w0[1, 1] = 31868, 3125  # hidden 0 spikes once, late; hidden 1 stays below threshold
+    w1 = np.array([[16700, 12827, 13539, 29930], [1194, 24721, 18387, -10804]], dtype=np.int64)
+    inputs = (np.array([[0.020577702638101665, 0.0008060538073311446]]), np.array([[0, 1]]), np.array([2]))
+    dead = np.array([False, True, True, True])
+    res = check_training_against_golden(cfg, [w0, w1], inputs, np.array([0]), dead)
+    assert res.rec_count[0] == 1 and res.rec_step[0, 0] == res.n_end[0], "coverage: one entry, at n_end"
+    assert res.active[0] == 0 and res.n_revived[0] > 0, "coverage: masked, backward run by a revival"
+
+
+def test_core_empty_record_after_a_full_one():
+    """A sample that fills the 8-entry record, its last entry at step 23, then a masked sample with
+    no hidden spike whose backward pass runs for a revival (§5.6) and starts at step 23: the record
+    is empty, and its stale last entry (of the sample before) must not be replayed."""
+    cfg = CoreConfig(**SMALL, revive_hidden=1.0)
+    w0 = np.array([[0, 0, 9229], [0, 3125, 8100], [0, 0, 10093], [0, 0, 9306]], dtype=np.int64)
+    w1 = np.array([[16700, 12827, 13539, 29930], [1194, 24721, 18387, -10804]], dtype=np.int64)
+    t0 = [0.013914789469485763, 0.015259142150321647, 0.018975137431100447, 0.022212532158052405,
+          0.022949698107641366]
+    times = np.array([t0, [0.0008060538073311446] + [np.inf] * 4])
+    inputs = (times, np.array([[2] * 5, [1] + [0] * 4]), np.array([5, 1]))
+    dead = np.array([False, True, True, True])
+    res = check_training_against_golden(cfg, [w0, w1], inputs, np.array([0, 0]), dead)
+    assert res.rec_count[0] == cfg.record_capacity and res.rec_step[0, -1] == res.n_end[1], "coverage"
+    assert res.rec_count[1] == 0 and res.n_revived[1] > 0, "coverage: empty record, a revival"
+
+
+def test_core_scan_stops_at_record_entry_0():
+    """Seed 1134 of a search over `random_case`: sample 0 fills the 8-entry record, sample 1 records
+    fewer entries, its first at the step of sample 0's last (stale) entry: the backward scan of that
+    step's block must stop at entry 0, not wrap to the stale entry (§5.5)."""
+    cfg = CoreConfig(**SMALL)
+    rng = np.random.default_rng(1134)
+    weights, inputs = random_case(cfg, rng, n_samples=2, w_scale=32767, max_spikes=5)
+    labels = rng.integers(0, 2, size=2)
+    res = check_training_against_golden(cfg, weights, inputs, labels)
+    assert res.rec_count[0] == cfg.record_capacity and 1 <= res.rec_count[1] < cfg.record_capacity
+    assert res.rec_step[1, 0] == res.rec_step[0, -1] and res.active[1], "coverage: the stale entry's step"
 
 
 #: A 1-2-2-2 network with 12-bit adjoints in which a second-layer neuron's Λ_V changes sign at a
