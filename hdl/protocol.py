@@ -257,18 +257,14 @@ class HostLink(wiring.Component):
                         with m.Case(Op.STATUS.value):
                             m.d.sync += [reply.eq(core.busy), reply_len.eq(1)]
                             m.next = "RSP"
+            assert core.read_latency in (1, 2), "the link waits at most one cycle for read data"
             with m.State("READ"):
-                if core.read_latency > 1:
-                    # §8: the core registers its read data once more; wait for it.
-                    wait = Signal(range(core.read_latency))
-                    m.d.sync += wait.eq(wait + 1)
-                    with m.If(wait == core.read_latency - 2):
-                        m.d.sync += wait.eq(0)
-                        m.next = "READ_DATA"
+                if core.read_latency == 2:  # §8: the core registers its read data once more
+                    m.next = "READ_DATA"
                 else:
                     m.d.sync += [reply.eq(core.bus_rdata), reply_len.eq(W)]
                     m.next = "RSP"
-            if core.read_latency > 1:
+            if core.read_latency == 2:
                 with m.State("READ_DATA"):
                     m.d.sync += [reply.eq(core.bus_rdata), reply_len.eq(W)]
                     m.next = "RSP"
