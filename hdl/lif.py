@@ -12,7 +12,8 @@ from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import CoreConfig, RoundingMode
 
-__all__ = ["LifUnit", "lif_latency", "lif_in_layout", "lif_out_layout", "rnd", "sat", "sat_by_bits"]
+__all__ = ["PIECE_BITS", "LifUnit", "lif_latency", "lif_in_layout", "lif_out_layout", "rnd", "sat",
+           "sat_by_bits", "slices"]
 
 
 def rnd(x, s: int, mode: RoundingMode):
@@ -73,12 +74,12 @@ def lif_latency(cfg: CoreConfig) -> int:
     return 3 + 2 * cfg.ram_read_regs
 
 
-#: Slice width of the pieced products (§8): a 17-bit unsigned slice is one 18x18 signed multiplier
-#: operand (ECP5 MULT18X18D).
+#: Slice width of pieced products (§8; the sweep's here, the update's u·lr_mant): a 17-bit unsigned
+#: slice is one 18x18 signed multiplier operand (ECP5 MULT18X18D).
 PIECE_BITS = 17
 
 
-def _slices(x, *, signed: bool):
+def slices(x, *, signed: bool):
     """(offset, slice) of `x` in PIECE_BITS-bit slices, low first; the top slice of a signed value
     carries its sign, the others are unsigned (x = sum of slice << offset)."""
     cuts = list(range(0, len(x), PIECE_BITS))
@@ -153,8 +154,8 @@ class LifUnit(wiring.Component):
             for name, coef in (("beta", Const(cfg.beta_raw, cf + 1)), ("gamma", op["c_gamma"]),
                                ("alpha", Const(cfg.alpha_raw, cf + 1))):
                 x = op[f"x_{name}"]
-                for a, xa in _slices(x, signed=True):
-                    for b, cb in _slices(coef, signed=False):
+                for a, xa in slices(x, signed=True):
+                    for b, cb in slices(coef, signed=False):
                         pp = Signal(signed(len(xa) + len(cb) + 1), name=f"pp_{name}_{a}_{b}")
                         m.d.sync += pp.eq(xa * cb)
                         pieces.setdefault(name, []).append((a + b, pp))

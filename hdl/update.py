@@ -18,6 +18,7 @@ from evcore.golden.config import CoreConfig, Optimizer, RoundingMode
 
 from .layouts import synapse_layout
 from .lfsr import Lfsr
+from .lif import slices
 
 __all__ = ["UpdateDatapath", "UpdateUnit", "update_in_layout", "update_out_layout", "schedule",
            "update_cycles", "datapath_latency", "V_LATENCY", "v_latency"]
@@ -244,12 +245,11 @@ class UpdateDatapath(wiring.Component):
                 # u·lr_mant as three registered 17-bit pieces (one MULT18X18D each), summed next.
                 p.stage(drop=("zero", "rsq"), u=(Mux(p["zero"], 0, p["m"] * rsq_word), signed(gb + rb + 1)),
                         lr=self.lr_mant[p["mat"]])  # (6)
-                u, lr, piece = p["u"], p["lr"], 17
-                cuts = list(range(0, len(u), piece))
-                top = cuts[-1]  # the top piece carries u's sign
-                pps = {f"pp{c}": (u[c:].as_signed() if c == top else u[c : c + piece]) * lr for c in cuts}
+                u, lr = p["u"], p["lr"]
+                cuts = slices(u, signed=True)  # the top piece carries u's sign
+                pps = {f"pp{c}": piece * lr for c, piece in cuts}
                 p.stage(drop=("u", "lr"), **pps)  # (7a)
-                p.stage(drop=tuple(pps), x=(sum(p[f"pp{c}"] << c for c in cuts), xw))  # (7b)
+                p.stage(drop=tuple(pps), x=(sum(p[f"pp{c}"] << c for c, _ in cuts), xw))  # (7b)
             else:
                 p.stage(drop=("zero", "rsq"), u=(Mux(p["zero"], 0, p["m"] * rsq_word), signed(gb + rb + 1)))
                 p.stage(drop=("u",), x=(p["u"] * self.lr_mant[p["mat"]], xw))
