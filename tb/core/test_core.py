@@ -15,6 +15,8 @@ import pytest
 
 from evcore.golden.config import ConfigError, CoreConfig, Flag
 from evcore.golden.core import FixedCore, forward_phase_cycles
+from evcore.hdl.adjoint import jump_latency
+from evcore.hdl.core import jump_start_cycle, sweep_pipeline_cycles
 from evcore.tb.core.host import first_mismatch, first_synapse_mismatch, first_train_mismatch
 from evcore.tb.core.rtl_core import RtlCore
 
@@ -146,8 +148,10 @@ def test_up5k_random_networks(yinyang, seed):
 def random_config(rng) -> CoreConfig:
     """A configuration CoreConfig accepts: 1 or 2 hidden layers, random widths, dt, capacities."""
     while True:
-        # §8: registered block-RAM reads (ECP5) need layers of >= 3 neurons and 5 cycles of fill.
+        # §8: registered block-RAM reads (ECP5) need layers of >= 3 neurons, and more cycles of
+        # sweep fill and per jump: the least the RTL accepts (hdl.core.check_buildable).
         ram_read_regs = int(rng.random() < 0.4)
+        rr_cfg = CoreConfig(ram_read_regs=ram_read_regs)
         low = 3 if ram_read_regs else 1
         n_hidden_layers = int(rng.integers(1, 3))
         sizes = (int(rng.integers(2, 6)), *(int(rng.integers(low, 9)) for _ in range(n_hidden_layers)),
@@ -156,7 +160,7 @@ def random_config(rng) -> CoreConfig:
         v_bits, i_bits = int(rng.integers(16, 29)), int(rng.integers(16, 29))
         w_bits = int(rng.integers(8, 19))
         n_hidden = sum(sizes[1:-1])
-        latency = int(rng.integers(4 + 2 * ram_read_regs, 7))
+        latency = int(rng.integers(sweep_pipeline_cycles(rr_cfg), 7))
         try:
             return CoreConfig(
                 sizes=sizes,
@@ -173,7 +177,7 @@ def random_config(rng) -> CoreConfig:
                 state_rounding=str(rng.choice(["half_up", "floor"])),
                 cyc_sweep_latency=latency,
                 ram_read_regs=ram_read_regs,
-                cyc_jump=8 + 6 * ram_read_regs,  # the least hdl.core.check_buildable accepts
+                cyc_jump=jump_start_cycle(rr_cfg) + jump_latency(rr_cfg) + 1,
                 cyc_synapse_rmw=2 + ram_read_regs,
                 revive_hidden=float(rng.choice([0.0, 1.0])),
             )  # fmt: skip
