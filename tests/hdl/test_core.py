@@ -189,8 +189,10 @@ def test_core_rejects_short_sweep_latency():
 # §8, ram_read_regs = 1: the LIF operands and the fan-out's synapse address, weight and accumulator
 # word registered. Layers of exactly FANOUT_RMW_DISTANCE = 3 neurons put a target's next read in the
 # cycle of its write (the transparent port), and the sweep's first read right behind the fan-out.
-REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=6, cyc_jump=14,
-                  cyc_synapse_rmw=3)
+#: The ecp5-85f preset's registered block-RAM reads and the cycles they cost (§8).
+RR_FIELDS = {k: getattr(CoreConfig.ecp5_85f(), k)
+             for k in ("ram_read_regs", "cyc_sweep_latency", "cyc_jump", "cyc_synapse_rmw")}
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), **RR_FIELDS)
 
 
 @pytest.mark.parametrize("seed", range(2))

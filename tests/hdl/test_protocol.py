@@ -24,6 +24,8 @@ from evcore.tb.core.host import (
     run_update,
 )
 
+from .test_core import RR_FIELDS
+
 SMALL = dict(sizes=(3, 4, 2), n_steps=16, dt_s=1e-3, record_capacity=8, input_capacity=5,
              lr_mant=(1, 1), lr_shift=(1, 1), silent_threshold=(1.0, 1.0))
 
@@ -160,8 +162,7 @@ def test_protocol_errors_leave_state_unchanged():
 
 
 #: §8's registered reads (the core's read data registered once more, `Core.read_latency` = 2).
-REGISTERED = dict(SMALL, sizes=(3, 3, 3), ram_read_regs=1, cyc_sweep_latency=6, cyc_jump=14,
-                  cyc_synapse_rmw=3)
+REGISTERED = dict(SMALL, sizes=(3, 3, 3), **RR_FIELDS)
 
 
 @pytest.mark.parametrize("registered", [False, True], ids=["plain", "ram_read_regs"])
