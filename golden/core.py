@@ -749,7 +749,7 @@ def weights_at_rails(core: FixedCore) -> dict:
     }
 
 
-def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int | None = None,
+def evaluate_fixed(core: FixedCore, spikes: SpikeBatch | tuple, labels, batch: int | None = None,
                    progress: bool = False, desc: str = "eval"):
     """Accuracy, mean loss, mean spikes per sample and layer, mean forward cycles.
 
@@ -757,6 +757,8 @@ def evaluate_fixed(core: FixedCore, spikes: SpikeBatch, labels, batch: int | Non
     `batch` samples per `run` (default 1000, or the core's ``samples_per_run``)."""
     from tqdm.auto import tqdm
 
+    if not isinstance(spikes, SpikeBatch):  # (times_s, ids[, counts]) as run() takes them
+        spikes = SpikeBatch(*spikes)
     correct = 0
     losses = []  # summed once at the end: the mean does not depend on `batch` to the last bit
     spikes_sum = np.zeros(core.cfg.n_layers)

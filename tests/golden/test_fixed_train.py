@@ -30,6 +30,8 @@ def test_short_training_learns_and_is_reproducible(yinyang):
     assert m["epochs"][m["best_val_epoch"] - 1]["val_accuracy"] == best
     test = SpikeBatch(*yinyang.encode(yinyang.x_test))
     assert evaluate_fixed(core, test, yinyang.y_test)[0] == m["test_accuracy"]
+    # the (times_s, ids, counts) tuple that FixedCore.run takes is accepted as well
+    assert evaluate_fixed(core, yinyang.encode(yinyang.x_test), yinyang.y_test)[0] == m["test_accuracy"]
     assert [w.tolist() for w in core.weights_raw] == m["weights_raw"]
     assert 0.0 <= m["best_val_test_accuracy"] <= 1.0
     again = train_fixed(cfg, yinyang, 3, seed=5, progress=False, n_train=2000)
