@@ -21,7 +21,9 @@ synapse memory) and ``cyc_jump`` cycles for the jump; per input spike 2 cycles p
 output first spike ``cyc_jump``; for n > 0 the propagation sweep with the forward's schedule.
 """
 
+import functools
 import hashlib
+import operator
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, wiring
@@ -369,6 +371,17 @@ class Core(wiring.Component):
 
         # -- registers -----------------------------------------------------------------------
         phase = Signal(Phase)
+        # §8: with ram_read_regs the phase is kept one-hot as well, a register per phase, set with
+        # `phase` itself: a phase test is then a register, not a decode of `phase` behind a route.
+        one_hot = {p: Signal(init=int(p == Phase.IDLE), name=f"in_{p.name.lower()}")
+                   for p in Phase} if cfg.ram_read_regs else None
+
+        def in_phase(*ps):
+            return functools.reduce(operator.or_, (one_hot[p] if one_hot else phase == p for p in ps))
+
+        def set_phase(p):
+            return [phase.eq(p), *(r.eq(int(q == p)) for q, r in (one_hot or {}).items())]
+
         step = Signal(cfg.step_bits)
         lay = Signal(range(n_layers))  # swept layer - 1 (IN_FAN: 0; SPK_FAN: source layer - 1)
         j = Signal(range(max(s[1:]) + 1))  # neuron index within the swept layer
@@ -408,7 +421,7 @@ class Core(wiring.Component):
         shaped = [training and t < 1.0 for t in cfg.silent_threshold]
         silent_cnt = [Signal(cb, name=f"silent{l}") for l in range(n_layers)]
 
-        busy = phase != Phase.IDLE
+        busy = ~one_hot[Phase.IDLE] if one_hot else phase != Phase.IDLE
         m.d.comb += [self.busy.eq(busy), self.phase.eq(phase), bwd.eq(bwd_reg & busy)]
         m.d.comb += self.in_full.eq(inb.count == cfg.input_capacity)
         m.d.sync += [ptr.eq(ptr_nxt), q.eq(q_nxt)]
@@ -557,8 +570,8 @@ class Core(wiring.Component):
             walk_we = Signal()
             walk_word = Signal(vmax_layout(cfg))
             m.d.comb += [walk_word.eq(prev), walk_word.fired.eq(0), walk_word.dead.eq(~prev.fired)]
-            m.d.sync += walk_we.eq((phase == Phase.UPDATE) & (walk < cfg.n_hidden))
-            updating = (phase == Phase.UPDATE) if training else Const(0)
+            m.d.sync += walk_we.eq(in_phase(Phase.UPDATE) & (walk < cfg.n_hidden))
+            updating = in_phase(Phase.UPDATE) if training else Const(0)
             m.d.comb += [
                 vmax_rp.addr.eq(Mux(busy, Mux(updating, walk, Mux(bwd, g, vmax_rd_g)), self.bus_addr)),
                 vmax_wp.addr.eq(Mux(busy, Mux(updating, walk - 1, s3_g), self.bus_addr)),
@@ -596,21 +609,22 @@ class Core(wiring.Component):
                         m.d.comb += [sb.eq(e.nrn + (w_off[l + 1] - nrn_off[l])), tb.eq(nrn_off[l + 1])]
             return sl, sb, tb
 
-        src_l, syn_base, tgt_base = entry_terms(entry, "")  # the jump's matrix: the entry shown now
         if rr:
-            # §8: the replay's addresses come from registers, not from the record's read data. They
-            # follow the entry shown one cycle earlier: in SCAN that is entry lo (the block's first,
-            # replayed next), elsewhere the entry now shown (the jump moves the record on early).
+            # §8: no address is decided from the record's read data in its own cycle: the jump and
+            # the replay's address registers take the entry shown one cycle earlier. In SCAN that is
+            # entry lo (the block's first, replayed next); in REPLAY and a jump's first cycles the
+            # entry shown is steady, so it is the entry replayed.
             entry_r = Signal.like(entry)
             m.d.sync += entry_r.eq(entry)
-            ent = Signal.like(entry)
-            m.d.comb += ent.eq(Mux(phase == Phase.SCAN, entry_r, entry))
-            terms = entry_terms(ent, "next_")
-            rp_src_l, rp_syn_base, rp_tgt_base = (Signal.like(t, name=f"rp_{t.name[5:]}") for t in terms)
+        jent = entry_r if rr else entry  # the entry the jump is for
+        src_l, syn_base, tgt_base = entry_terms(jent, "")  # the jump's matrix
+        if rr:
+            rp_src_l, rp_syn_base, rp_tgt_base = (Signal.like(t, name=f"rp_{t.name}") for t in
+                                                  (src_l, syn_base, tgt_base))
             # Held in REPLAY: SCAN's last cycle reads the record speculatively (one entry too far
             # down), and the record is pointed back at `lo` in the replay's first cycle.
-            with m.If(phase != Phase.REPLAY):
-                m.d.sync += [rp_src_l.eq(terms[0]), rp_syn_base.eq(terms[1]), rp_tgt_base.eq(terms[2])]
+            with m.If(~in_phase(Phase.REPLAY)):
+                m.d.sync += [rp_src_l.eq(src_l), rp_syn_base.eq(syn_base), rp_tgt_base.eq(tgt_base)]
         else:
             rp_src_l, rp_syn_base, rp_tgt_base = src_l, syn_base, tgt_base
         # Read-modify-write of one synapse: 0 = read, last = write (`cyc_synapse_rmw` cycles; with
@@ -666,12 +680,12 @@ class Core(wiring.Component):
             m.d.comb += lterm_k.eq(loss.lterm[oj_k])
             m.d.comb += [
                 jmp.i.p.lam_v.eq(st_lam.lam_v),
-                jmp.i.p.err.eq(Mux(phase == Phase.OUT_JUMP, lterm_k << cfg.w_frac[n_layers - 1], err)),
-                jmp.i.p.cur.eq(Mux(phase == Phase.OUT_JUMP, first_rp.data.cur, entry.cur)),
-                jmp.i.p.mat.eq(Mux(phase == Phase.OUT_JUMP, n_layers - 1, src_l + 1)),
-                jmp.i.valid.eq(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == jump_in_cnt)),
+                jmp.i.p.err.eq(Mux(in_phase(Phase.OUT_JUMP), lterm_k << cfg.w_frac[n_layers - 1], err)),
+                jmp.i.p.cur.eq(Mux(in_phase(Phase.OUT_JUMP), first_rp.data.cur, jent.cur)),
+                jmp.i.p.mat.eq(Mux(in_phase(Phase.OUT_JUMP), n_layers - 1, src_l + 1)),
+                jmp.i.valid.eq(in_phase(Phase.JUMP, Phase.OUT_JUMP) & (cnt == jump_in_cnt)),
             ]
-        with m.If(((phase == Phase.JUMP) | (phase == Phase.OUT_JUMP)) & (cnt == jump_in_cnt)):
+        with m.If(in_phase(Phase.JUMP, Phase.OUT_JUMP) & (cnt == jump_in_cnt)):
             m.d.sync += own_lam_i.eq(st_lam.lam_i)
 
         # State write port: sweep write-back, CLEAR, jump write-back.
@@ -682,7 +696,7 @@ class Core(wiring.Component):
                 state_wp.data.eq(Cat(jmp.o.p.lam_v, own_lam_i) if training else 0),
                 state_wp.en.eq(1),
             ]
-        with m.Elif(phase == Phase.CLEAR):
+        with m.Elif(in_phase(Phase.CLEAR)):
             m.d.comb += [state_wp.addr.eq(g), state_wp.data.eq(lam_wb.as_value()), state_wp.en.eq(1)]
         with m.Else():
             m.d.comb += [
@@ -706,7 +720,7 @@ class Core(wiring.Component):
                 m.d.comb += loss.first_step[o].eq(Mux(fired[o], out_step[o], cfg.n_steps))
             # The shared reciprocal: the loss unit's Ŝ during the loss phase (it holds Ŝ there and
             # reads (y, e) a fixed number of cycles later), the jump's d̂ otherwise.
-            loss_phase = phase == Phase.LOSS
+            loss_phase = in_phase(Phase.LOSS)
             if rr:  # §8: the same select as a register of its own, not a decode of `phase`
                 loss_phase = loss_sel = Signal()
             m.d.comb += [
@@ -719,7 +733,7 @@ class Core(wiring.Component):
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr
         host_we = self.bus_we & ~busy
-        updating = (phase == Phase.UPDATE) if training else Const(0)
+        updating = in_phase(Phase.UPDATE) if training else Const(0)
         if training:
             m.d.comb += [
                 upd.syn_rdata.eq(syn_rp.data),
@@ -741,8 +755,8 @@ class Core(wiring.Component):
                                Mux(bwd, Cat(syn_rp.data.w, g_new[: cfg.grad_bits], syn_upper),
                                    self.bus_wdata))),
             syn_wp.en.eq((host_we & (region == Region.SYNAPSE)) | rmw_write | (updating & upd_syn[2])),
-            state_rp.addr.eq(Mux(busy, Mux(bwd & (phase != Phase.SWEEP), bwd_state_addr, g), addr)),
-            acc_rp.addr.eq(Mux(phase == Phase.SWEEP, g, tgt)),
+            state_rp.addr.eq(Mux(busy, Mux(bwd & ~in_phase(Phase.SWEEP), bwd_state_addr, g), addr)),
+            acc_rp.addr.eq(Mux(in_phase(Phase.SWEEP), g, tgt)),
             rec_rp.addr.eq(Mux(busy, rec_addr_nxt, addr)),
             first_rp.addr.eq(Mux(busy, oj_k, addr)),
             inb.push.p.eq(self.bus_wdata),
@@ -784,29 +798,39 @@ class Core(wiring.Component):
             **({Reg.LFSR: upd.lfsr} if training else {}),
             Reg.CYC_UPDATE: cyc_upd,
         }
-        # §8: with ram_read_regs the read data is registered once more (`read_latency` = 2), so that no
-        # block-RAM read is in series with the mux.
+        # The read data: block-RAM words by region, the rest (registers, the input buffer's LUT
+        # RAM behind its register, the loss words) by region and address.
+        silent = first_layout(cfg).const({"step": cfg.n_steps, "cur": 0, "v": 0}).as_value()
+        fired_rd = fired.bit_select(rd_addr, 1)
+        ram_words = {Region.SYNAPSE: syn_rp.data, Region.STATE: state_rp.data, Region.RECORD: rec_rp.data,
+                     Region.FIRST: first_rp.data}
+        if vmax_rp is not None:
+            ram_words[Region.VMAX] = vmax_rp.data
+        if adam:
+            ram_words[Region.ADAM_V] = upd.v_rdata
         rdata = Signal.like(self.bus_rdata)
         if rr:
-            m.d.sync += self.bus_rdata.eq(rdata)
+            # §8: each block-RAM word is registered on its own and the region mux comes after those
+            # registers (`read_latency` = 2), so that no block-RAM read is in series with a mux.
+            held = {r: Signal.like(rdata, name=f"rd_{r.name.lower()}") for r in ram_words}
+            rd_rest, rd_region_q, fired_q = Signal.like(rdata), Signal(Region), Signal()
+            m.d.sync += [*(held[r].eq(w) for r, w in ram_words.items()),
+                         rd_rest.eq(rdata), rd_region_q.eq(rd_region), fired_q.eq(fired_rd)]
+            m.d.comb += self.bus_rdata.eq(rd_rest)
+            with m.Switch(rd_region_q):
+                for r in ram_words:
+                    with m.Case(r):
+                        value = Mux(fired_q, held[r], silent) if r == Region.FIRST else held[r]
+                        m.d.comb += self.bus_rdata.eq(value)
         else:
             m.d.comb += self.bus_rdata.eq(rdata)
         with m.Switch(rd_region):
-            with m.Case(Region.SYNAPSE):
-                m.d.comb += rdata.eq(syn_rp.data)
+            if not rr:
+                for r, w in ram_words.items():
+                    with m.Case(r):
+                        m.d.comb += rdata.eq(Mux(fired_rd, w.as_value(), silent) if r == Region.FIRST else w)
             with m.Case(Region.INPUT):
                 m.d.comb += rdata.eq(inb.nxt)
-            with m.Case(Region.STATE):
-                m.d.comb += rdata.eq(state_rp.data)
-            with m.Case(Region.RECORD):
-                m.d.comb += rdata.eq(rec_rp.data)
-            with m.Case(Region.FIRST):
-                silent = first_layout(cfg).const({"step": cfg.n_steps, "cur": 0, "v": 0})
-                fired_rd = fired.bit_select(rd_addr, 1)
-                m.d.comb += rdata.eq(Mux(fired_rd, first_rp.data.as_value(), silent.as_value()))
-            if vmax_rp is not None:
-                with m.Case(Region.VMAX):
-                    m.d.comb += rdata.eq(vmax_rp.data)
             if training:
                 with m.Case(Region.LOSS):
                     with m.Switch(rd_addr):
@@ -825,9 +849,6 @@ class Core(wiring.Component):
                             m.d.comb += rdata.eq(lr_mant[l])
                         with m.Case(Reg.SILENT.value + l):
                             m.d.comb += rdata.eq(silent_cnt[l])
-            if adam:
-                with m.Case(Region.ADAM_V):
-                    m.d.comb += rdata.eq(upd.v_rdata)
         # While idle, `cur` shows entry 0 (ptr is 0) for the start decision and the look-ahead port
         # serves host reads; in the start cycle it must already point at entry 1.
         with m.If(~busy & ~self.start & ~self.start_train & ~self.start_update):
@@ -835,7 +856,7 @@ class Core(wiring.Component):
 
         # -- flags and counters --------------------------------------------------------------
         raised, raised_fwd = Signal.like(flags), Signal.like(flags)
-        rmw_check = bwd & rmw_last & ((phase == Phase.REPLAY) | (phase == Phase.IN_GRAD))
+        rmw_check = bwd & rmw_last & in_phase(Phase.REPLAY, Phase.IN_GRAD)
         m.d.comb += raised_fwd.eq(
             Mux(s3_valid & out.v_sat, int(Flag.V_SAT), 0)
             | Mux(s3_valid & out.i_sat, int(Flag.I_SAT), 0)
@@ -845,7 +866,7 @@ class Core(wiring.Component):
         if training:
             m.d.comb += raised.eq(
                 Mux((s3_valid & out.lam_sat) | (jump_write & jmp.o.p.lam_sat) | (loss.done & loss.lam_sat)
-                    | (rmw_check & (phase == Phase.REPLAY) & d_sat), int(Flag.LAM_SAT), 0)
+                    | (rmw_check & in_phase(Phase.REPLAY) & d_sat), int(Flag.LAM_SAT), 0)
                 | Mux(rmw_check & g_sat, int(Flag.GRAD_SAT), 0)
                 | Mux(jump_write & jmp.o.p.recip_clamp, int(Flag.RECIP_CLAMP), 0)
                 | Mux(upd.mom_sat, int(Flag.MOM_SAT), 0)
@@ -859,15 +880,15 @@ class Core(wiring.Component):
         fwd_phase = busy & ~bwd
         with m.If(fwd_phase):
             m.d.sync += cyc_total.eq(cyc_total + 1)
-        with m.If(((phase == Phase.SWEEP) | (phase == Phase.DRAIN)) & ~bwd):
+        with m.If(in_phase(Phase.SWEEP, Phase.DRAIN) & ~bwd):
             m.d.sync += cyc_sweep.eq(cyc_sweep + 1)
-        with m.If((phase == Phase.IN_FAN) | (phase == Phase.SPK_FAN)):
+        with m.If(in_phase(Phase.IN_FAN, Phase.SPK_FAN)):
             m.d.sync += cyc_fan.eq(cyc_fan + 1)
-        with m.If(phase == Phase.LOSS):
+        with m.If(in_phase(Phase.LOSS)):
             m.d.sync += cyc_loss.eq(cyc_loss + 1)
         with m.If(updating):
             m.d.sync += [cyc_upd.eq(cyc_upd + 1), walk.eq(Mux(walk == cfg.n_hidden, walk, walk + 1))]
-        with m.If(bwd & (phase != Phase.LOSS)):
+        with m.If(bwd & ~in_phase(Phase.LOSS)):
             m.d.sync += cyc_bwd.eq(cyc_bwd + 1)
         with m.If(s3_spike):
             with m.Switch(s3_l):
@@ -938,15 +959,15 @@ class Core(wiring.Component):
 
         # -- sequencer (§3.3, §5.5) ------------------------------------------------------------
         def goto_sweep(layer):
-            m.d.sync += [phase.eq(Phase.SWEEP), lay.eq(layer), j.eq(0), ns.eq(0)]
+            m.d.sync += [*set_phase(Phase.SWEEP), lay.eq(layer), j.eq(0), ns.eq(0)]
 
         def goto_in_fan():
-            m.d.sync += [phase.eq(Phase.IN_FAN), lay.eq(0), k.eq(0), kb.eq(0), tgt.eq(0)]
+            m.d.sync += [*set_phase(Phase.IN_FAN), lay.eq(0), k.eq(0), kb.eq(0), tgt.eq(0)]
 
         def goto_spk_fan(layer):
             # Source layer = layer + 1, weight matrix = layer + 1, targets in layer + 2.
             m.d.sync += [
-                phase.eq(Phase.SPK_FAN), k.eq(0), kb.eq(w_off_a[layer + 1]), tgt.eq(nrn_off_a[layer + 1]),
+                *set_phase(Phase.SPK_FAN), k.eq(0), kb.eq(w_off_a[layer + 1]), tgt.eq(nrn_off_a[layer + 1]),
             ]  # fmt: skip
 
         # Backward, reverse step n: (a) record block, (b) inputs, (c) outputs, (d)+(e) sweep.
@@ -954,22 +975,22 @@ class Core(wiring.Component):
         # has work; `n` is the step these decisions are for.
         def goto_outputs(n, hits):
             with m.If(hits != 0):
-                m.d.sync += [phase.eq(Phase.OUT_JUMP), oj_mask.eq(hits), cnt.eq(0)]
+                m.d.sync += [*set_phase(Phase.OUT_JUMP), oj_mask.eq(hits), cnt.eq(0)]
             with m.Elif(n != 0):
                 m.d.sync += [g.eq(0), step.eq(n)]
                 goto_sweep(0)
             with m.Else():
-                m.d.sync += phase.eq(Phase.IDLE)
+                m.d.sync += set_phase(Phase.IDLE)
 
         def goto_inputs(n, have_input, hits):
             with m.If(have_input):
-                m.d.sync += [phase.eq(Phase.IN_GRAD), k.eq(0), kb.eq(0), half.eq(0)]
+                m.d.sync += [*set_phase(Phase.IN_GRAD), k.eq(0), kb.eq(0), half.eq(0)]
             with m.Else():
                 goto_outputs(n, hits)
 
         def goto_bstep(n, rec_match, have_input, hits):
             with m.If(rec_match):
-                m.d.sync += [phase.eq(Phase.SCAN), lo.eq(rq - 1), hi.eq(rq - 1)]
+                m.d.sync += [*set_phase(Phase.SCAN), lo.eq(rq - 1), hi.eq(rq - 1)]
                 m.d.comb += rec_addr_nxt.eq(rq - 2)
             with m.Else():
                 goto_inputs(n, have_input, hits)
@@ -992,8 +1013,8 @@ class Core(wiring.Component):
             m.d.sync += [rec_match_now_r.eq(rec_match_now), rec_match_prev_r.eq(rec_match_prev)]
             rec_match_now, rec_match_prev = rec_match_now_r, rec_match_prev_r
 
-        m.d.comb += [bwd_syn_addr.eq(kb + Mux(phase == Phase.IN_GRAD, inb.cur.id, rp_syn_base)),
-                     bwd_state_addr.eq(Mux(phase == Phase.IN_GRAD, k, rp_tgt_base + k))]
+        m.d.comb += [bwd_syn_addr.eq(kb + Mux(in_phase(Phase.IN_GRAD), inb.cur.id, rp_syn_base)),
+                     bwd_state_addr.eq(Mux(in_phase(Phase.IN_GRAD), k, rp_tgt_base + k))]
         with m.Switch(phase):
             with m.Case(Phase.IDLE):
                 m.d.comb += ptr_nxt.eq(0)
@@ -1012,7 +1033,7 @@ class Core(wiring.Component):
                         goto_sweep(0)
                 with m.Elif(self.start_update if training else 0):
                     # The update unit's cycle 0 is this one; it is busy from the next.
-                    m.d.sync += [phase.eq(Phase.UPDATE), cyc_upd.eq(0), walk.eq(0), bwd_reg.eq(0)]
+                    m.d.sync += [*set_phase(Phase.UPDATE), cyc_upd.eq(0), walk.eq(0), bwd_reg.eq(0)]
             with m.Case(Phase.IN_FAN):
                 m.d.comb += [fan_issue.eq(1), fan_mat.eq(0), fan_src.eq(inb.cur.id)]
                 with m.If(k == s[1] - 1):
@@ -1026,7 +1047,7 @@ class Core(wiring.Component):
                 m.d.comb += sweep_issue.eq(1)
                 m.d.sync += [g.eq(g + 1), j.eq(j + 1)]
                 with m.If(j == sizes_a[lay + 1] - 1):
-                    m.d.sync += [phase.eq(Phase.DRAIN), cnt.eq(0)]
+                    m.d.sync += [*set_phase(Phase.DRAIN), cnt.eq(0)]
             with m.Case(Phase.DRAIN):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lat - 1):
@@ -1053,12 +1074,12 @@ class Core(wiring.Component):
                             m.d.sync += n_end.eq(step)
                             with m.If(train if training else 0):
                                 # The record is read from its last entry (§5.5).
-                                m.d.sync += [phase.eq(Phase.LOSS), bwd_reg.eq(1), rq.eq(n_rec), cnt.eq(0)]
+                                m.d.sync += [*set_phase(Phase.LOSS), bwd_reg.eq(1), rq.eq(n_rec), cnt.eq(0)]
                                 if rr and training:
                                     m.d.sync += loss_sel.eq(1)
                                 m.d.comb += rec_addr_nxt.eq(n_rec - 1)
                             with m.Else():
-                                m.d.sync += phase.eq(Phase.IDLE)
+                                m.d.sync += set_phase(Phase.IDLE)
                         with m.Else():
                             m.d.sync += [step.eq(step + 1), g.eq(0)]
                             with m.If((ptr < inb.count) & (inb.cur.step == step + 1)):
@@ -1086,9 +1107,9 @@ class Core(wiring.Component):
                             m.d.sync += loss_sel.eq(0)
                         # §4.1 / §5.6: no backward pass for a masked sample without an injection.
                         with m.If(loss.active | (n_revived != 0)):
-                            m.d.sync += [phase.eq(Phase.CLEAR), g.eq(0)]
+                            m.d.sync += [*set_phase(Phase.CLEAR), g.eq(0)]
                         with m.Else():
-                            m.d.sync += phase.eq(Phase.IDLE)
+                            m.d.sync += set_phase(Phase.IDLE)
                 with m.Case(Phase.CLEAR):
                     m.d.sync += g.eq(g + 1)
                     with m.If(g == self.n_neurons - 1):
@@ -1103,10 +1124,10 @@ class Core(wiring.Component):
                         m.d.comb += rec_addr_nxt.eq(lo - 2)
                     with m.Else():
                         if rr:  # the same read as above; the replay's first cycle re-points it
-                            m.d.sync += [phase.eq(Phase.REPLAY), rescan.eq(1)]
+                            m.d.sync += [*set_phase(Phase.REPLAY), rescan.eq(1)]
                             m.d.comb += rec_addr_nxt.eq(lo - 2)
                         else:
-                            m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                            m.d.sync += [*set_phase(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
                             m.d.comb += rec_addr_nxt.eq(lo)
                 with m.Case(Phase.REPLAY):
                     if rr:
@@ -1123,14 +1144,14 @@ class Core(wiring.Component):
                         else:
                             m.d.sync += [mac_p.eq(syn_rp.data.w * d_k), mac_v.eq(1)]
                         with m.If(k == sizes_a[rp_src_l + 2] - 1):
-                            m.d.sync += [phase.eq(Phase.JUMP), cnt.eq(0)]
+                            m.d.sync += [*set_phase(Phase.JUMP), cnt.eq(0)]
                         with m.Else():
                             m.d.sync += [k.eq(k + 1), kb.eq(kb + sizes_a[rp_src_l + 1])]
                 with m.Case(Phase.JUMP):
-                    m.d.comb += bwd_state_addr.eq(entry.nrn)
+                    m.d.comb += bwd_state_addr.eq(jent.nrn)
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt <= jump_in_cnt):
-                        m.d.sync += jump_addr.eq(entry.nrn)
+                        m.d.sync += jump_addr.eq(jent.nrn)
                     # Once the jump has its inputs, the record moves on to the block's next entry
                     # (the replay's address registers then have it before the replay starts).
                     with m.If(cnt == jump_in_cnt):
@@ -1144,7 +1165,7 @@ class Core(wiring.Component):
                             m.d.comb += rec_addr_nxt.eq(lo - 1)
                             goto_inputs(step, input_now, hits_at(step))
                         with m.Else():
-                            m.d.sync += [phase.eq(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
+                            m.d.sync += [*set_phase(Phase.REPLAY), k.eq(0), kb.eq(0), half.eq(0), err.eq(0)]
                 with m.Case(Phase.IN_GRAD):
                     m.d.sync += half.eq(rmw_next)
                     with m.If(rmw_last):
@@ -1158,7 +1179,7 @@ class Core(wiring.Component):
                             m.d.sync += [k.eq(k + 1), kb.eq(kb + s[0])]
                 with m.Case(Phase.UPDATE):
                     with m.If(upd.done):
-                        m.d.sync += phase.eq(Phase.IDLE)
+                        m.d.sync += set_phase(Phase.IDLE)
                 with m.Case(Phase.OUT_JUMP):
                     m.d.comb += bwd_state_addr.eq(out_base + oj_k)
                     m.d.sync += [cnt.eq(cnt + 1), jump_addr.eq(out_base + oj_k)]
@@ -1171,5 +1192,5 @@ class Core(wiring.Component):
                                 m.d.sync += g.eq(0)
                                 goto_sweep(0)
                             with m.Else():
-                                m.d.sync += phase.eq(Phase.IDLE)
+                                m.d.sync += set_phase(Phase.IDLE)
         return m
