@@ -106,8 +106,8 @@ class Board:
 
 #: The board tops. The UP5K training core does not fit yet (7533 LUT4 with Adam), so the
 #: iCEBreaker builds the inference-only core; switch `preset`/`training` when a variant fits.
-#: Clocks: 24 and 35 MHz give 1 Mbaud with an exact divisor; the tops place at about 26 MHz (iCEBreaker)
-#: and 54.8 MHz (ULX3S), synth/reports/ and docs/boards.md.
+#: Clocks: 24 and 60 MHz give 1 Mbaud with an exact divisor; the tops place at about 26 MHz (iCEBreaker)
+#: and 73 MHz (ULX3S), synth/reports/ and docs/boards.md.
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
         "icebreaker", ICEBreakerPlatform, device="up5k", preset="up5k", training=False,
@@ -119,7 +119,7 @@ BOARDS: dict[str, Board] = {
     ),
     "ulx3s": Board(
         "ulx3s", ULX3S_85F_Platform, device="ecp5-85f", preset="ecp5_85f", training=True,
-        osc="clk25", osc_mhz=25.0, clk_mhz=35.0, baud=1_000_000,
+        osc="clk25", osc_mhz=25.0, clk_mhz=60.0, baud=1_000_000,
         leds=(0, 1, 2),
         program="openFPGALoader -b ulx3s build/boards/ulx3s/evcore_ulx3s.bit",
     ),
