@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd, sat, sat_by_bits
+from .mul import mul_ports
 from .recip import recip_latency, recip_ports, use_recip
 
 __all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits", "jump_latency"]
@@ -60,12 +61,14 @@ class JumpUnit(wiring.Component):
     N̂ = sat(rnd(θ̂_w Λ̂_V + Ŝ, f_w)) and d̂ = max(I⁻ − θ̂_I, d̂_min) into the reciprocal unit;
     (1 .. recip_latency) the reciprocal, with N̂ and Λ̂_V carried beside it; the
     product N̂·y; the variable shift by R + e − f_I, the add and the saturation. Fixed latency
-    `latency` from ``i.valid`` to ``o.valid``; one jump may enter per cycle.
+    `latency` from ``i.valid`` to ``o.valid``; one jump may enter per cycle, or with ``mul_lane``
+    (both products on a borrowed multiplier, docs/core.md §8) one jump at a time.
 
     Members
     -------
     i : ``In(stream.Signature(jump_in_layout(cfg), always_ready=True))``
     o : ``Out(stream.Signature(jump_out_layout(cfg), always_ready=True))``
+    mul : ``Out(mul_signature(*mul_lane))``, only with ``mul_lane``
     """
 
     @staticmethod
@@ -73,12 +76,21 @@ class JumpUnit(wiring.Component):
         """Width of d̂ = I⁻ − θ̂_I in [d̂_min, I_max + |θ̂_I|], the reciprocal's input: one bit more than I."""
         return cfg.i_bits + 1
 
-    def __init__(self, cfg: CoreConfig, *, recip_d_bits: int | None = None):
+    @staticmethod
+    def mul_need(cfg: CoreConfig) -> tuple[int, int]:
+        """Signed operand widths of the two products: θ̂_w or y (R bits unsigned), and Λ̂_V or N̂."""
+        return max(cfg.w_bits + 1, cfg.recip_bits + 1), cfg.lam_bits
+
+    def __init__(self, cfg: CoreConfig, *, recip_d_bits: int | None = None,
+                 mul_lane: tuple[int, int] | None = None):
         self._cfg = cfg
+        if mul_lane is not None and cfg.ram_read_regs:
+            raise ValueError("JumpUnit: a borrowed multiplier (mul_lane) needs ram_read_regs = 0")
         #: Cycles from ``i.valid`` to ``o.valid`` (`jump_latency`).
         self.latency = jump_latency(cfg)
         super().__init__({
             **recip_ports(cfg, recip_d_bits, need=self.recip_bits(cfg), owner="JumpUnit", what="d̂'s width"),
+            **mul_ports(mul_lane, need=self.mul_need(cfg), owner="JumpUnit"),
             "i": In(stream.Signature(jump_in_layout(cfg), always_ready=True)),
             "o": Out(stream.Signature(jump_out_layout(cfg), always_ready=True)),
         })  # fmt: skip
@@ -89,6 +101,7 @@ class JumpUnit(wiring.Component):
         recip_i, recip_o = use_recip(m, self, cfg, self.recip_bits(cfg))
         mode = cfg.state_rounding
         split = cfg.ram_read_regs  # §8: the ECP5 build splits the wide stages (jump_latency)
+        shared = "mul" in self.signature.members  # §8: the products on the core's lane
         p, valid = self.i.p, self.i.valid
         theta_w = Array(Const(cfg.theta_w_raw(l), cfg.w_bits + 1) for l in range(cfg.n_layers))
         if cfg.ram_read_regs:
@@ -132,7 +145,8 @@ class JumpUnit(wiring.Component):
             num, num_sat = sat_by_bits(num_wide, cfg.lam_bits)
             lam_b, clamp_b, valid_b, d_b = lam_r, clamp_r, valid_a, d_r
         else:
-            m.d.comb += x.eq(theta_w[p.mat] * p.lam_v + p.err)
+            # θ̂_w·Λ̂_V from the lane when shared (its operands below).
+            m.d.comb += x.eq((self.mul.p if shared else theta_w[p.mat] * p.lam_v) + p.err)
             num_wide = Signal(signed(len(x)))
             with m.Switch(p.mat):
                 for l in range(cfg.n_layers):
@@ -158,8 +172,14 @@ class JumpUnit(wiring.Component):
         shift_m1 = Signal.like(shift)
         lam_v2, flags2 = Signal.like(c.lam_v), Signal(2)
         valid2 = Signal()
+        if shared:
+            # The product stage N̂·y while its jump is there, else stage 0's θ̂_w·Λ̂_V: one jump in
+            # flight at a time (the core spaces them cyc_jump cycles apart).
+            m.d.comb += [self.mul.req.eq(valid_b | c.valid),
+                         self.mul.a.eq(Mux(c.valid, recip_o.p.y, theta_w[p.mat])),
+                         self.mul.b.eq(Mux(c.valid, c.num, p.lam_v))]
         m.d.sync += [
-            prod.eq(c.num * recip_o.p.y),
+            prod.eq(self.mul.p if shared else c.num * recip_o.p.y),
             shift.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac)),
             shift_m1.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac - 1)),
             lam_v2.eq(c.lam_v),

@@ -44,6 +44,7 @@ from .layouts import (
 )
 from .lif import LifUnit, lif_latency, rnd, sat, sat_by_bits
 from .loss import LossUnit
+from .mul import lane_bits, shares_multipliers
 from .recip import Recip
 from .update import UpdateUnit
 
@@ -346,13 +347,18 @@ class Core(wiring.Component):
         if training:
             # One reciprocal for both (§8): the loss phase and the jumps never overlap.
             recip_d_bits = max(LossUnit.recip_bits(cfg), JumpUnit.recip_bits(cfg))
+            # §8, "Shared multipliers": with ram_read_regs = 0 the replay MAC, the jump and the
+            # reciprocal take their products from one lane (none of them needs it in a cycle
+            # another does).
+            lane = (lane_bits((cfg.w_bits, cfg.lam_bits), JumpUnit.mul_need(cfg), Recip.mul_need(cfg))
+                    if shares_multipliers(cfg) else None)
             m.submodules.loss = loss = LossUnit(cfg, recip_d_bits=recip_d_bits)
-            m.submodules.jump = jmp = JumpUnit(cfg, recip_d_bits=recip_d_bits)
-            m.submodules.recip = rcp = Recip(cfg, recip_d_bits)
+            m.submodules.jump = jmp = JumpUnit(cfg, recip_d_bits=recip_d_bits, mul_lane=lane)
+            m.submodules.recip = rcp = Recip(cfg, recip_d_bits, mul_lane=lane)
             m.submodules.update = upd = UpdateUnit(cfg)
             adam = upd.adam_v is not None
         else:
-            adam = False
+            adam, lane = False, None
 
         syn_wp = syn.write_port()
         syn_rp = syn.read_port()  # same address as the write port: one single-port SPRAM (§8)
@@ -729,6 +735,20 @@ class Core(wiring.Component):
                 loss.recip_q.p.eq(rcp.o.p), loss.recip_q.valid.eq(rcp.o.valid),
                 jmp.recip_q.p.eq(rcp.o.p), jmp.recip_q.valid.eq(rcp.o.valid),
             ]
+
+        lane_p = None
+        if training and lane:
+            # The lane (§8): the replay's MAC in REPLAY, else the reciprocal when it asks (its two
+            # Newton products, for the loss unit or a jump), else the jump (its θ̂_w·Λ̂_V and N̂·y).
+            lane_a, lane_b = Signal(signed(lane[0])), Signal(signed(lane[1]))
+            lane_p = Signal(signed(sum(lane)))
+            with m.If(in_phase(Phase.REPLAY)):
+                m.d.comb += [lane_a.eq(syn_rp.data.w), lane_b.eq(d_k)]
+            with m.Elif(rcp.mul.req):
+                m.d.comb += [lane_a.eq(rcp.mul.a), lane_b.eq(rcp.mul.b)]
+            with m.Else():
+                m.d.comb += [lane_a.eq(jmp.mul.a), lane_b.eq(jmp.mul.b)]
+            m.d.comb += [lane_p.eq(lane_a * lane_b), rcp.mul.p.eq(lane_p), jmp.mul.p.eq(lane_p)]
 
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr
@@ -1142,7 +1162,7 @@ class Core(wiring.Component):
                         if rr:
                             m.d.sync += [mac_w.eq(syn_rp.data.w), mac_d.eq(d_k), mac_v0.eq(1)]
                         else:
-                            m.d.sync += [mac_p.eq(syn_rp.data.w * d_k), mac_v.eq(1)]
+                            m.d.sync += [mac_p.eq(lane_p if lane else syn_rp.data.w * d_k), mac_v.eq(1)]
                         with m.If(k == sizes_a[rp_src_l + 2] - 1):
                             m.d.sync += [*set_phase(Phase.JUMP), cnt.eq(0)]
                         with m.Else():

@@ -12,8 +12,9 @@ from amaranth.lib.wiring import In, Out
 from evcore.golden.config import CoreConfig, RoundingMode
 
 from .lif import rnd
+from .mul import mul_ports
 
-__all__ = ["Recip", "recip_latency", "recip_out_layout", "recip_ports", "use_recip"]
+__all__ = ["Recip", "recip_latency", "recip_out_layout", "recip_ports", "use_recip", "eps_t_bits"]
 
 
 def recip_out_layout(cfg: CoreConfig, d_bits: int) -> data.StructLayout:
@@ -59,6 +60,12 @@ def _eps_t_range(cfg: CoreConfig) -> tuple[int, int]:
     return int(eps_t.min()), int(eps_t.max())
 
 
+def eps_t_bits(cfg: CoreConfig) -> int:
+    """Signed width of the truncated residual eps_t, the second Newton product's operand."""
+    lo, hi = _eps_t_range(cfg)
+    return max(Shape.cast(range(lo, hi + 1)).width, 2)
+
+
 def _leading_one(bits):
     """(any bit set, index of the highest set bit) of a Value, as a balanced tree of muxes."""
     if len(bits) == 1:
@@ -91,13 +98,24 @@ class Recip(wiring.Component):
        p2 = y0 * eps_t (16x16 product, registered);
     4. y = min(y0 + rnd_half_up(p2, 2R-1-(R-k+1)), 2**R - 1).
 
+    With ``mul_lane`` (docs/core.md §8, "Shared multipliers") the two products are taken from a
+    borrowed multiplier (`hdl.mul`: ``mul.req`` in stages 2 and 3), so inputs must then come at
+    least 2 cycles apart.
+
     Members
     -------
     i : ``In(stream.Signature(unsigned(d_bits), always_ready=True))``, d >= 1 (d = 0: undefined)
     o : ``Out(stream.Signature(recip_out_layout(cfg, d_bits), always_ready=True))``
+    mul : ``Out(mul_signature(*mul_lane))``, only with ``mul_lane``
     """
 
-    def __init__(self, cfg: CoreConfig, d_bits: int):
+    @staticmethod
+    def mul_need(cfg: CoreConfig) -> tuple[int, int]:
+        """Signed operand widths of the two products: a mantissa or y0 (R bits unsigned), and
+        y0 or the residual."""
+        return cfg.recip_bits + 1, max(cfg.recip_bits + 1, eps_t_bits(cfg))
+
+    def __init__(self, cfg: CoreConfig, d_bits: int, *, mul_lane: tuple[int, int] | None = None):
         if d_bits < 1:
             raise ValueError(f"Recip: d_bits = {d_bits} must be >= 1")
         self._cfg = cfg
@@ -105,7 +123,8 @@ class Recip(wiring.Component):
         #: Cycles from ``i.valid`` to ``o.valid`` (`recip_latency`).
         self.latency = recip_latency(cfg)
         d_sig, q_sig = _recip_streams(cfg, d_bits)
-        super().__init__({"i": In(d_sig), "o": Out(q_sig)})
+        super().__init__({"i": In(d_sig), "o": Out(q_sig),
+                          **mul_ports(mul_lane, need=self.mul_need(cfg), owner="Recip")})
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -141,23 +160,40 @@ class Recip(wiring.Component):
         y0_2 = Signal(r)
         e2 = Signal.like(e_comb)
         valid2 = Signal()
-        m.d.sync += [p1.eq(mant1 * y0_1), y0_2.eq(y0_1), e2.eq(e1), valid2.eq(valid1)]
+        shared = "mul" in self.signature.members
+        # A borrowed multiplier serves others between the inputs: the stages then load only with
+        # their input (flip-flop enables), so a held d still holds (y, e), as the loss unit needs.
+        if shared:
+            with m.If(valid1):
+                m.d.sync += [p1.eq(self.mul.p), y0_2.eq(y0_1), e2.eq(e1)]
+        else:
+            m.d.sync += [p1.eq(mant1 * y0_1), y0_2.eq(y0_1), e2.eq(e1)]
+        m.d.sync += valid2.eq(valid1)
 
         # Stage 3: residual and the second product. eps = 2**(2R-1) - p1 is exact and small, so
         # its low bits suffice (2**(2R-1) vanishes modulo 2**eps_bits): a negation, no wide adder.
-        lo, hi = _eps_t_range(cfg)
-        eps_t_bits = max(Shape.cast(range(lo, hi + 1)).width, 2)
-        eps_bits = eps_t_bits + sh
+        et_bits = eps_t_bits(cfg)
+        eps_bits = et_bits + sh
         assert eps_bits <= 2 * r - 1, "the residual word must not reach 2**(2R-1)"
         eps = Signal(signed(eps_bits))
         m.d.comb += eps.eq(-p1[:eps_bits])
-        eps_t = Signal(signed(eps_t_bits))
+        eps_t = Signal(signed(et_bits))
         m.d.comb += eps_t.eq(eps >> sh)
-        p2 = Signal(signed(r + eps_t_bits))
+        p2 = Signal(signed(r + et_bits))
         y0_3 = Signal(r)
         e3 = Signal.like(e_comb)
         valid3 = Signal()
-        m.d.sync += [p2.eq(y0_2 * eps_t), y0_3.eq(y0_2), e3.eq(e2), valid3.eq(valid2)]
+        if shared:
+            with m.If(valid2):
+                m.d.sync += [p2.eq(self.mul.p), y0_3.eq(y0_2), e3.eq(e2)]
+        else:
+            m.d.sync += [p2.eq(y0_2 * eps_t), y0_3.eq(y0_2), e3.eq(e2)]
+        m.d.sync += valid3.eq(valid2)
+        if shared:
+            # Stage 2's product m·y0, else stage 3's y0·eps_t (one input per 2 cycles at most).
+            m.d.comb += [self.mul.req.eq(valid1 | valid2),
+                         self.mul.a.eq(Mux(valid1, mant1, y0_2)),
+                         self.mul.b.eq(Mux(valid1, y0_1, eps_t))]
 
         # Stage 4: Newton update (always half up: §2.3 names the rounding), clamp to R bits.
         y1 = Signal(signed(r + 2))

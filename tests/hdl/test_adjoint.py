@@ -4,7 +4,8 @@
 One jump per cycle streamed through the unit, compared bit for bit at its output `latency`
 cycles later: seeded random adjoints, error sums and currents of every magnitude, plus the named
 edges of §5.3: I⁻ at, just above and below θ (RECIP_CLAMP), the rails of Λ and of the error sum
-(LAM_SAT in the numerator and in the result), zero.
+(LAM_SAT in the numerator and in the result), zero. Also on the shared multiplier lane (§8),
+one jump at a time.
 """
 
 import numpy as np
@@ -16,6 +17,7 @@ from evcore.golden.adjoint import jump
 from evcore.golden.config import CoreConfig, Flag
 from evcore.golden.ops import pack_params
 from evcore.hdl.adjoint import JumpUnit, err_bits
+from evcore.hdl.mul import lane_bits
 from evcore.hdl.recip import Recip
 
 
@@ -44,12 +46,36 @@ class SharedRecipJump(Elaboratable):
         return m
 
 
-def rtl_jumps(cfg, cases, shared_d_bits=None):
+class LaneJump(Elaboratable):
+    """A JumpUnit and its Recip on one borrowed multiplier, the core's lane (§8): the reciprocal
+    has it when it asks, the jump otherwise."""
+
+    def __init__(self, cfg):
+        d_bits = JumpUnit.recip_bits(cfg)
+        lane = lane_bits(JumpUnit.mul_need(cfg), Recip.mul_need(cfg))
+        self.jump = JumpUnit(cfg, recip_d_bits=d_bits, mul_lane=lane)
+        self.recip = Recip(cfg, d_bits, mul_lane=lane)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.jump, m.submodules.recip = jmp, rcp = self.jump, self.recip
+        a = Mux(rcp.mul.req, rcp.mul.a, jmp.mul.a)
+        b = Mux(rcp.mul.req, rcp.mul.b, jmp.mul.b)
+        m.d.comb += [rcp.i.p.eq(jmp.recip_d.p), rcp.i.valid.eq(jmp.recip_d.valid),
+                     jmp.recip_q.p.eq(rcp.o.p), jmp.recip_q.valid.eq(rcp.o.valid),
+                     rcp.mul.p.eq(a * b), jmp.mul.p.eq(a * b)]
+        return m
+
+
+def rtl_jumps(cfg, cases, shared_d_bits=None, lane=False):
     """The unit's outputs for `cases`, one per cycle; with `shared_d_bits` the unit borrows a
-    reciprocal of that width that another user drives in a cycle between any two jumps."""
-    top = SharedRecipJump(cfg, shared_d_bits) if shared_d_bits else None
+    reciprocal of that width that another user drives in a cycle between any two jumps; with
+    `lane` it and its reciprocal borrow one multiplier, and the jumps come one at a time."""
+    top = SharedRecipJump(cfg, shared_d_bits) if shared_d_bits else LaneJump(cfg) if lane else None
     dut = top.jump if top else JumpUnit(cfg)
-    gap = 1 if top else 0
+    gap = 1 if shared_d_bits else 0
+    if lane:
+        gap = dut.latency  # one jump in flight
     got = []
 
     async def drive(ctx):
@@ -59,10 +85,13 @@ def rtl_jumps(cfg, cases, shared_d_bits=None):
             await ctx.tick()
             if gap:
                 ctx.set(dut.i.valid, 0)
+            if shared_d_bits:
                 ctx.set(top.other, 1)
                 ctx.set(top.other_d, 1 + (n * 7919) % ((1 << shared_d_bits) - 1))
                 await ctx.tick()
                 ctx.set(top.other, 0)
+            elif gap:
+                await ctx.tick().repeat(gap)
         ctx.set(dut.i.valid, 0)
 
     async def collect(ctx):
@@ -72,7 +101,7 @@ def rtl_jumps(cfg, cases, shared_d_bits=None):
             p = ctx.get(dut.o.p)
             got.append({"lam_v": int(p.lam_v), "lam_sat": int(p.lam_sat), "recip_clamp": int(p.recip_clamp)})
             await ctx.tick()
-            if gap:  # the other user's reciprocal is no jump
+            for _ in range(gap):  # the other user's reciprocal is no jump
                 assert not ctx.get(dut.o.valid)
                 await ctx.tick()
         assert not ctx.get(dut.o.valid)
@@ -98,11 +127,16 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["own-recip", "shared-recip"])
+@pytest.mark.parametrize("shared", [False, True, "lane"], ids=["own-recip", "shared-recip", "lane"])
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_jump_unit(cfg, shared):
     """Bit for bit against golden; with a shared reciprocal (the core's, §8) wider than d̂ and
-    driven by another user between the jumps, the same results and no extra output."""
+    driven by another user between the jumps, the same results and no extra output; on the
+    shared multiplier lane (§8, ram_read_regs = 0 only) the same."""
+    if shared == "lane" and cfg.ram_read_regs:
+        with pytest.raises(ValueError, match=r"^JumpUnit: a borrowed multiplier \(mul_lane\) needs ram_read_regs = 0$"):
+            JumpUnit(cfg, mul_lane=JumpUnit.mul_need(cfg))
+        return
     P = pack_params(cfg)
     rng = np.random.default_rng(3)
     lam_hi = (1 << (cfg.lam_bits - 1)) - 1
@@ -125,7 +159,10 @@ def test_jump_unit(cfg, shared):
         cur = max(-i_hi - 1, min(i_hi, cur))
         cases.append((word(cfg.lam_bits), word(e_bits), cur, int(rng.integers(0, cfg.n_layers))))
     want = [golden_jump(cfg, P, *c) for c in cases]
-    got = rtl_jumps(cfg, cases, JumpUnit.recip_bits(cfg) + 3 if shared else None)
+    if shared == "lane":
+        got = rtl_jumps(cfg, cases, lane=True)
+    else:
+        got = rtl_jumps(cfg, cases, JumpUnit.recip_bits(cfg) + 3 if shared else None)
     for c, w, g in zip(cases, want, got, strict=True):
         assert g == w, f"(lam_v, err, cur, mat) = {c}: golden {w} rtl {g}"
     assert any(w["recip_clamp"] for w in want) and any(w["lam_sat"] for w in want), "coverage"

@@ -1,14 +1,17 @@
+# amaranth: UnusedElaboratable=no
 """`evcore.hdl.recip.Recip` in the Amaranth simulator against `evcore.golden.ops.recip`, bit for bit.
 
 Inputs are streamed one per cycle and compared `recip_latency` cycles later with
 `golden.ops.recip_array`. Fast: every d < 2**12, every power of two and its neighbours up to
 2**d_bits - 1, the mantissa edges 2**(R-1), 2**R - 1, the mantissas whose y clamps to 2**R - 1 and
 the ones just above, seeded random mantissas and large d, and every R-bit mantissa for R = 16
-and 12 (one per cycle: about 4.5k inputs/s). Slow: every mantissa with truncated low bits.
+and 12 (one per cycle: about 4.5k inputs/s); on a borrowed multiplier (§8) as the core lends
+it. Slow: every mantissa with truncated low bits.
 """
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.sim import Simulator
 
 from evcore.golden.config import CoreConfig
@@ -26,9 +29,28 @@ CONFIGS = {
 D_BITS = 24
 
 
-def rtl_recip(cfg: CoreConfig, d_bits: int, ds) -> tuple[np.ndarray, np.ndarray]:
-    """Stream ds through a Recip one per cycle; return its (y, e) arrays in input order."""
-    dut = Recip(cfg, d_bits)
+class LaneRecip(Elaboratable):
+    """A Recip on a borrowed multiplier (docs/core.md §8), as in the core: the lane multiplies the
+    recip's operands when it asks (``req``) and answers garbage (another user's product) else."""
+
+    def __init__(self, cfg, d_bits):
+        self.recip = Recip(cfg, d_bits, mul_lane=Recip.mul_need(cfg))
+        self.i, self.o, self.latency = self.recip.i, self.recip.o, self.recip.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.recip = r = self.recip
+        junk = Signal(len(r.mul.p), init=0x5A5A5A5 % (1 << len(r.mul.p)))
+        m.d.sync += junk.eq(junk.rotate_left(3) ^ 0x12345)
+        m.d.comb += r.mul.p.eq(Mux(r.mul.req, r.mul.a * r.mul.b, junk))
+        return m
+
+
+def rtl_recip(cfg: CoreConfig, d_bits: int, ds, lane: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Stream ds through a Recip one per cycle (with `lane`: on a borrowed multiplier, one per 2
+    cycles, d held between); return its (y, e) arrays in input order."""
+    dut = LaneRecip(cfg, d_bits) if lane else Recip(cfg, d_bits)
+    gap = 2 if lane else 1
     ds = [int(d) for d in ds]
     ys, es = [], []
 
@@ -37,7 +59,8 @@ def rtl_recip(cfg: CoreConfig, d_bits: int, ds) -> tuple[np.ndarray, np.ndarray]
             ctx.set(dut.i.valid, 1)
             ctx.set(dut.i.p, d)
             await ctx.tick()
-        ctx.set(dut.i.valid, 0)
+            ctx.set(dut.i.valid, 0)
+            await ctx.tick().repeat(gap - 1)
 
     async def collect(ctx):
         await ctx.tick().repeat(dut.latency)
@@ -45,7 +68,10 @@ def rtl_recip(cfg: CoreConfig, d_bits: int, ds) -> tuple[np.ndarray, np.ndarray]
             assert ctx.get(dut.o.valid)
             ys.append(ctx.get(dut.o.p.y))
             es.append(ctx.get(dut.o.p.e))
-            await ctx.tick()
+            for _ in range(gap):
+                await ctx.tick()
+                if gap > 1 and not ctx.get(dut.o.valid):  # held d, no input: (y, e) hold
+                    assert (ctx.get(dut.o.p.y), ctx.get(dut.o.p.e)) == (ys[-1], es[-1])
         assert not ctx.get(dut.o.valid)
 
     sim = Simulator(dut)
@@ -56,9 +82,9 @@ def rtl_recip(cfg: CoreConfig, d_bits: int, ds) -> tuple[np.ndarray, np.ndarray]
     return np.array(ys, dtype=np.int64), np.array(es, dtype=np.int64)
 
 
-def check(cfg: CoreConfig, d_bits: int, ds):
+def check(cfg: CoreConfig, d_bits: int, ds, lane: bool = False):
     ds = np.asarray(ds, dtype=np.int64)
-    y, e = rtl_recip(cfg, d_bits, ds)
+    y, e = rtl_recip(cfg, d_bits, ds, lane)
     y_ref, e_ref = recip_array(cfg, ds)
     bad = np.flatnonzero((y != y_ref) | (e != e_ref))
     assert bad.size == 0, [(int(ds[i]), int(y[i]), int(y_ref[i]), int(e[i]), int(e_ref[i])) for i in bad[:10]]
@@ -94,6 +120,22 @@ def test_latency_is_small():
 def test_recip_edges_and_random(name):
     cfg = CONFIGS[name]
     check(cfg, D_BITS, edge_inputs(cfg, D_BITS, n_random=4000))
+
+
+@pytest.mark.parametrize("name", ["up5k", "r12k5", "r20k10"])
+def test_recip_on_a_shared_multiplier(name):
+    """§8: the two products from a borrowed lane that answers other products between them; every
+    mantissa (R = 12) or the edges, and (y, e) held while d is."""
+    cfg = CONFIGS[name]
+    r = cfg.recip_bits
+    ds = np.arange(1 << (r - 1), 1 << r) if r <= 12 else edge_inputs(cfg, D_BITS, n_random=1500)
+    check(cfg, D_BITS, ds, lane=True)
+
+
+def test_recip_lane_too_narrow_is_one_line():
+    cfg = CONFIGS["up5k"]
+    with pytest.raises(ValueError, match=r"^Recip: multiplier lane 16 x 24 bits < 17 x 17 needed$"):
+        Recip(cfg, D_BITS, mul_lane=(16, 24))
 
 
 @pytest.mark.parametrize("name", ["up5k", "r12k5"])
