@@ -4,9 +4,10 @@ The replay MAC, the jump unit and the reciprocal unit each need a product in a f
 own, never in the same cycle: the MAC in the replay, the jump in its first and its product stage,
 the reciprocal (for the loss unit or a jump) in its two Newton stages between them. With
 ``ram_read_regs = 0`` (the area build, the up5k preset) the training core holds one signed
-multiplier for all of them, as wide as the widest use (`lane_bits`): a borrower drives the operands and ``req`` and takes the
-product in the same cycle. The products are the same integers, so golden and §7 do not change.
-The ECP5 build (``ram_read_regs = 1``) keeps a multiplier per use: no mux before a multiplier.
+multiplier for all of them, as wide as the widest use (`lane_bits`): a borrower drives the
+operands and ``req`` and takes the product in the same cycle. The products are the same
+integers, so golden and §7 do not change. The ECP5 build (``ram_read_regs = 1``) keeps a
+multiplier per use: no mux before a multiplier.
 """
 
 from amaranth.hdl import signed
@@ -43,5 +44,6 @@ def mul_ports(lane: tuple[int, int] | None, *, need: tuple[int, int], owner: str
     if lane is None:
         return {}
     if lane[0] < need[0] or lane[1] < need[1]:
-        raise ValueError(f"{owner}: multiplier lane {lane[0]} x {lane[1]} bits < {need[0]} x {need[1]} needed")
+        raise ValueError(
+            f"{owner}: multiplier lane {lane[0]} x {lane[1]} bits < {need[0]} x {need[1]} needed")
     return {"mul": Out(mul_signature(*lane))}

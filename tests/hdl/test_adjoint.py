@@ -134,7 +134,8 @@ def test_jump_unit(cfg, shared):
     driven by another user between the jumps, the same results and no extra output; on the
     shared multiplier lane (§8, ram_read_regs = 0 only) the same."""
     if shared == "lane" and cfg.ram_read_regs:
-        with pytest.raises(ValueError, match=r"^JumpUnit: a borrowed multiplier \(mul_lane\) needs ram_read_regs = 0$"):
+        msg = r"^JumpUnit: a borrowed multiplier \(mul_lane\) needs ram_read_regs = 0$"
+        with pytest.raises(ValueError, match=msg):
             JumpUnit(cfg, mul_lane=JumpUnit.mul_need(cfg))
         return
     P = pack_params(cfg)
