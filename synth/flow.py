@@ -56,11 +56,14 @@ __all__ = [
     "DEVICES",
     "TOPS",
     "Device",
+    "ResourceOverflow",
     "SynthError",
     "YosysRun",
     "add_arguments",
     "categorise_cells",
     "component_parameters",
+    "pack_overflow",
+    "parse_pack_utilisation",
     "device_tools",
     "format_table",
     "main",
@@ -84,6 +87,10 @@ RESOURCES = ("LUT", "FF", "DSP", "BRAM", "SPRAM")
 
 class SynthError(RuntimeError):
     """A synthesis step failed. The message is one line and names the log to read."""
+
+
+class ResourceOverflow(SynthError):
+    """Yosys counted more hard blocks (DSP, block RAM, SPRAM) than the device has."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +202,7 @@ _REPORT = "report.json"
 _ROUTED = "routed.json"
 _YOSYS_LOG = "yosys.log"
 _NEXTPNR_LOG = "nextpnr.log"
+_PACK_LOG = "nextpnr-pack.log"  # nextpnr --pack-only, run when yosys counts too many hard blocks
 _RESULT = "result.json"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -592,7 +600,7 @@ def run_yosys(yosys: str, component: wiring.Component, *, name: str, device: Dev
     # in the design's terms instead of nextpnr's "no BELs remaining to implement cell type".
     for resource in ("DSP", "BRAM", "SPRAM"):
         if cells[resource] > device.budget[resource]:
-            raise SynthError(
+            raise ResourceOverflow(
                 f"{label}: needs {cells[resource]} {resource} blocks, the device has "
                 f"{device.budget[resource]} [yosys stat: {build_dir / _STAT}]"
             )
@@ -639,7 +647,7 @@ def synthesize(
     build_dir.mkdir(parents=True, exist_ok=True)
     netlist = f"{name}.json"
     for stale in (f"{name}.il", netlist, "synth.ys", _STAT, _REPORT, _ROUTED, _YOSYS_LOG, _NEXTPNR_LOG,
-                  _RESULT, "yosys.out", "nextpnr.out"):
+                  _RESULT, "yosys.out", "nextpnr.out", _PACK_LOG, "nextpnr-pack.out"):
         (build_dir / stale).unlink(missing_ok=True)
 
     # Convert first: it is quick, and a component that is never elaborated (a tool missing below)
@@ -655,8 +663,14 @@ def synthesize(
     tools, yosys, nextpnr = device_tools(device)
     wall["tool_check"] = time.perf_counter() - t0
 
-    run = run_yosys(yosys, component, name=name, device=device, build_dir=build_dir, netlist=netlist,
-                    keep=f"{name}.{IoHarness.INSTANCE}", label=label, say=say)
+    try:
+        run = run_yosys(yosys, component, name=name, device=device, build_dir=build_dir, netlist=netlist,
+                        keep=f"{name}.{IoHarness.INSTANCE}", label=label, say=say)
+    except ResourceOverflow as err:
+        # How far over, in the device's own cells: nextpnr packs the netlist (no placement).
+        say(f"{label}: packing with nextpnr-{device.family} to measure the overflow ...")
+        over = pack_overflow(nextpnr, device, build_dir, netlist)
+        raise ResourceOverflow(f"{err}; packed: {over}" if over else str(err)) from None
     wall["yosys"] = run.wall_s
     cells, cells_by_type, harness_cells_by_type = run.cells, run.cells_by_type, run.rest_cells_by_type
 
@@ -712,6 +726,38 @@ def synthesize(
     }
     (build_dir / _RESULT).write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+#: nextpnr's utilisation lines ("Info:     ICESTORM_LC:  10663/  5280   201%").
+_UTIL_LINE_RE = re.compile(r"^Info:\s+([A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%")
+
+
+def parse_pack_utilisation(log_text: str) -> dict[str, dict[str, int]]:
+    """BEL type -> {used, available} from the last utilisation table of a nextpnr log."""
+    util: dict[str, dict[str, int]] = {}
+    for line in log_text.splitlines():
+        if "Device utilisation" in line:
+            util = {}
+        if match := _UTIL_LINE_RE.match(line):
+            util[match[1]] = {"used": int(match[2]), "available": int(match[3])}
+    return util
+
+
+def pack_overflow(nextpnr: str, device: Device, build_dir: Path, netlist: str) -> str:
+    """Pack `netlist` with nextpnr (``--pack-only``) and name what the device lacks, by its BEL
+    counts after packing ("ICESTORM_LC 10663/5280 (201%), ICESTORM_DSP 18/8 (225%)"; the logic
+    cells always); "" if nextpnr fails. Log: ``nextpnr-pack.log`` in `build_dir`."""
+    argv = [nextpnr, *device.nextpnr_args, "--json", netlist, "--pack-only", "-q", "-l", _PACK_LOG]
+    try:
+        _run_tool("nextpnr-pack", argv, cwd=build_dir, log=build_dir / _PACK_LOG)
+    except SynthError:
+        return ""
+    util = parse_pack_utilisation((build_dir / _PACK_LOG).read_text(errors="replace"))
+    logic = next((b for b, r in _BEL_RESOURCE[device.family].items() if r == "LUT"), None)
+    shown = [b for b, v in util.items() if b == logic or v["used"] > v["available"]]
+    # Percentages truncated, as nextpnr prints them.
+    return ", ".join(f"{b} {util[b]['used']}/{util[b]['available']} "
+                     f"({100 * util[b]['used'] // max(1, util[b]['available'])}%)" for b in shown)
 
 
 def _load_json(path: Path, what: str) -> dict:

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from evcore.synth.flow import (
     component_parameters,
     format_table,
     parse_nextpnr_report,
+    parse_pack_utilisation,
     parse_yosys_stat,
     placed_component_cells,
     synthesize,
@@ -326,14 +328,52 @@ def test_failing_nextpnr_gives_one_line_synth_error(tmp_path, monkeypatch):
                        f"[log: {tmp_path / 'build' / 'nextpnr.log'}]")
 
 
-def test_hard_block_overflow_stops_before_nextpnr(tmp_path, monkeypatch):
+#: The utilisation table of a nextpnr-ice40 log (--pack-only prints it too), trimmed.
+PACK_LOG = """Info: Packing constants..
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:   10663/   5280   201%
+Info: \t        ICESTORM_RAM:      28/     30    93%
+Info: \t               SB_IO:       4/     39    10%
+Info: \t        ICESTORM_DSP:      18/      8   225%
+Info: \t      ICESTORM_SPRAM:       4/      4   100%
+"""
+
+
+def test_parse_pack_utilisation():
+    util = parse_pack_utilisation("Info: Device utilisation:\nInfo: \t ICESTORM_LC: 1/ 2 50%\n" + PACK_LOG)
+    assert util["ICESTORM_LC"] == {"used": 10663, "available": 5280}  # the last table wins
+    assert util["ICESTORM_DSP"] == {"used": 18, "available": 8}
+    assert set(util) == {"ICESTORM_LC", "ICESTORM_RAM", "SB_IO", "ICESTORM_DSP", "ICESTORM_SPRAM"}
+
+
+def test_hard_block_overflow_stops_before_placement(tmp_path, monkeypatch):
+    """Too many hard blocks: no placement; nextpnr only packs, to say how far over the logic is."""
     stat = load_fixture("yosys_stat_up5k.json")
     stat["design"]["num_cells_by_type"]["SB_MAC16"] = 9  # as if the MAC had nine multipliers
     (tmp_path / "stat9.json").write_text(json.dumps(stat))
     monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
         f"shutil.copy({str(tmp_path / 'stat9.json')!r}, 'stat.json')\n"
         "pathlib.Path('mac.json').write_text('{}')")))
-    monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", "sys.exit('must not run')"))
+    monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", (
+        "if '--pack-only' not in sys.argv: sys.exit('must not place')\n"
+        f"pathlib.Path(sys.argv[sys.argv.index('-l') + 1]).write_text({PACK_LOG!r})")))
+    with pytest.raises(SynthError) as err:
+        synthesize(Mac(), name="mac", device="up5k", build_dir=tmp_path / "build")
+    assert str(err.value) == (f"mac on up5k: needs 9 DSP blocks, the device has 8 "
+                              f"[yosys stat: {tmp_path / 'build' / 'stat.json'}]; packed: "
+                              "ICESTORM_LC 10663/5280 (201%), ICESTORM_DSP 18/8 (225%)")
+    assert not (tmp_path / "build" / "report.json").exists()
+
+
+def test_hard_block_overflow_without_pack_figures(tmp_path, monkeypatch):
+    """A nextpnr that cannot pack leaves the yosys message as it is."""
+    stat = load_fixture("yosys_stat_up5k.json")
+    stat["design"]["num_cells_by_type"]["SB_MAC16"] = 9
+    (tmp_path / "stat9.json").write_text(json.dumps(stat))
+    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
+        f"shutil.copy({str(tmp_path / 'stat9.json')!r}, 'stat.json')\n"
+        "pathlib.Path('mac.json').write_text('{}')")))
+    monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", "sys.exit('ERROR: no')"))
     with pytest.raises(SynthError) as err:
         synthesize(Mac(), name="mac", device="up5k", build_dir=tmp_path / "build")
     assert str(err.value) == (f"mac on up5k: needs 9 DSP blocks, the device has 8 "
@@ -361,6 +401,7 @@ def test_kept_module_assert_falls_back_to_flat_synthesis(tmp_path, monkeypatch):
     with pytest.raises(SynthError) as err:  # the 9 DSPs stop it before placement
         synthesize(Mac(), name="mac", device="up5k", build_dir=tmp_path / "build", progress=lines.append)
     assert str(err.value).startswith("mac on up5k: needs 9 DSP blocks, the device has 8")
+    assert "packed" not in str(err.value)  # the stand-in nextpnr does not pack
     assert any("flattened instead" in line for line in lines)
     assert "blackbox mac.evcore_dut" in (tmp_path / "build" / "harness.ys").read_text()
     assert "keep_hierarchy" not in (tmp_path / "build" / "synth_flat.ys").read_text()
@@ -492,9 +533,11 @@ class ManyMultipliers(wiring.Component):
 def test_real_dsp_overflow_is_reported_before_placement(tmp_path):
     with pytest.raises(SynthError) as err:
         synthesize(ManyMultipliers(9), name="many", device="up5k", build_dir=tmp_path)
-    assert str(err.value) == (f"many on up5k: needs 9 DSP blocks, the device has 8 "
-                              f"[yosys stat: {tmp_path / 'stat.json'}]")
-    assert not (tmp_path / "report.json").exists()  # nextpnr never ran
+    # nextpnr packs (how far over) but never places: 9 of 8 DSPs, and few logic cells.
+    assert re.fullmatch(rf"many on up5k: needs 9 DSP blocks, the device has 8 \[yosys stat: "
+                        rf"{re.escape(str(tmp_path / 'stat.json'))}\]; packed: ICESTORM_LC \d+/5280 "
+                        r"\(\d+%\), ICESTORM_DSP 9/8 \(112%\)", str(err.value)), str(err.value)
+    assert not (tmp_path / "report.json").exists()
 
 
 @pytest.mark.synth
