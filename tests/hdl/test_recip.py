@@ -59,8 +59,10 @@ def rtl_recip(cfg: CoreConfig, d_bits: int, ds, lane: bool = False) -> tuple[np.
             ctx.set(dut.i.valid, 1)
             ctx.set(dut.i.p, d)
             await ctx.tick()
-            ctx.set(dut.i.valid, 0)
-            await ctx.tick().repeat(gap - 1)
+            if gap > 1:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick().repeat(gap - 1)
+        ctx.set(dut.i.valid, 0)
 
     async def collect(ctx):
         await ctx.tick().repeat(dut.latency)
