@@ -15,7 +15,8 @@ to LABEL sets the label (not a write elsewhere at the same address), the per-mat
 And GRAD_SAT raised by input-spike gradients alone, a one-entry record at the last step, an
 empty record after a full one, and a scan that reaches entry 0 below a stale entry of that step.
 And a replay whose D̂ = Λ_V − Λ_I
-leaves the adjoint word (found by a hill-climbing search over a 1-2-2-2 network, then fixed here).
+leaves the adjoint word (found by a hill-climbing search over a 1-2-2-2 network, then fixed here),
+and one where that is the sample's only LAM_SAT.
 """
 
 import inspect
@@ -229,9 +230,10 @@ D_SAT_TIMES_S = [0.002490674278752497, 0.0034022836724274265, 0.0099864493649474
                  0.019978130734124105]
 
 
-def _golden_d_saturations(monkeypatch, cfg, weights, inputs, labels):
+def _golden_d_saturations(monkeypatch, cfg, weights, inputs, labels, flag=True):
     """The D̂ values golden's replay saturates, seen by running its backward pass as Python with a
-    recording `saturate` at the D̂ line (numba's compiled code cannot be watched)."""
+    recording `saturate` at the D̂ line (numba's compiled code cannot be watched); with
+    ``flag=False`` that line's saturation raises no flag (its value is still clamped)."""
     fn = golden_adjoint.backward_sample.py_func
     lines, first = inspect.getsourcelines(fn)
     d_line = first + next(i for i, text in enumerate(lines) if "saturate(lam_v[gk] - lam_i[gk]" in text)
@@ -241,6 +243,8 @@ def _golden_d_saturations(monkeypatch, cfg, weights, inputs, labels):
         out = plain(x, bits)
         if out[1] and sys._getframe(1).f_lineno == d_line:
             seen.append(int(x))
+            if not flag:
+                return out[0], False
         return out
 
     monkeypatch.setattr(golden_adjoint, "saturate", recording)
@@ -261,6 +265,33 @@ def test_core_replay_saturates_d_hat(monkeypatch):
     rail = 1 << (cfg.lam_bits - 1)
     assert seen and all(not -rail <= x < rail for x in seen), "coverage: golden's replay saturates no D̂"
     assert res.flags[0] & Flag.LAM_SAT
+    check_training_against_golden(cfg, weights, inputs, labels)
+
+
+#: The case above with a coarser Λ (f_Λ = 6), a stronger loss term (2^-1) and one weight and the
+#: input times moved (a random search around it, golden only): the replay's D̂ saturation is then
+#: the only LAM_SAT source of the sample.
+D_ONLY_CFG = dict(D_SAT_CFG, lam_frac=6, loss_scale_log2=-1)
+D_ONLY_WEIGHTS = [[[7801], [8136]], [[-16152, -14529], [25797, 378]], [[-14943, 15338], [-4223, 32511]]]
+D_ONLY_TIMES_S = [0.001566916197148462, 0.0033052912087856846, 0.009683484318039367, 0.019924587753138042,
+                  0.020276873375102512]
+
+
+def test_core_lam_sat_from_the_replay_d_hat_alone(monkeypatch):
+    """LAM_SAT raised by D̂'s saturation in the replay and by nothing else: golden with that one
+    flag suppressed (the value still saturated) raises no LAM_SAT. Kills a D̂ check moved from
+    the replay's write cycles to IN_GRAD's (docs/mutation.md)."""
+    cfg = CoreConfig(**D_ONLY_CFG)
+    weights = [np.array(w, dtype=np.int64) for w in D_ONLY_WEIGHTS]
+    inputs = (np.array([D_ONLY_TIMES_S]), np.zeros((1, len(D_ONLY_TIMES_S)), dtype=np.int64),
+              np.array([len(D_ONLY_TIMES_S)]))
+    labels = np.array([0])
+    with monkeypatch.context() as mp:
+        seen, res = _golden_d_saturations(mp, cfg, weights, inputs, labels)
+    with monkeypatch.context() as mp:
+        _, res_quiet = _golden_d_saturations(mp, cfg, weights, inputs, labels, flag=False)
+    assert seen and res.flags[0] & Flag.LAM_SAT, "coverage: a D̂ saturation"
+    assert not res_quiet.flags[0] & Flag.LAM_SAT, "coverage: LAM_SAT has another source"
     check_training_against_golden(cfg, weights, inputs, labels)
 
 
