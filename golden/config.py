@@ -814,12 +814,15 @@ class CoreConfig:
 
     @property
     def fanin_acc_bits(self) -> int:
-        """Width of the per-step fan-in accumulator: every input of a neuron spiking in one step."""
+        """Width of the per-step fan-in accumulator: every input of a neuron spiking in one step. A
+        neuron of a hidden layer spikes at most once per step, but one input may spike several
+        times in a step (§3.1: the buffer keeps ties): up to `input_capacity` spikes of layer 0."""
         worst = 0
         for l in range(self.n_layers):
             shift = self.i_frac - self.w_frac[l]
             one = (1 << (self.w_bits - 1) << shift) if shift >= 0 else (1 << (self.w_bits - 1)) >> -shift
-            worst = max(worst, self.sizes[l] * (one + 1))
+            spikes = self.input_capacity if l == 0 else self.sizes[l]
+            worst = max(worst, spikes * (one + 1))
         return _bitlen_signed(-worst, worst)
 
     @property

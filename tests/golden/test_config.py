@@ -264,3 +264,17 @@ def test_unknown_device():
 def test_flags_are_distinct_bits():
     values = [int(f) for f in Flag]
     assert len(set(values)) == len(values) and all(v & (v - 1) == 0 for v in values)
+
+
+@pytest.mark.parametrize("capacity", [2, 5, 16, 64])
+def test_fanin_acc_bits_holds_every_input_spike_in_one_step(capacity):
+    """§3.3: the fan-in word holds the worst sum of one step: every buffered input spike (ties of one
+    input included, §3.1) at the largest weight, or every neuron of a hidden layer spiking."""
+    cfg = CoreConfig(sizes=(2, 3, 2), input_capacity=capacity, w_frac=(8, 12),
+                     lr_mant=(1, 1), lr_shift=(1, 1), silent_threshold=(1.0, 1.0))
+    lo, hi = -(1 << (cfg.fanin_acc_bits - 1)), (1 << (cfg.fanin_acc_bits - 1)) - 1
+    w_min = -(1 << (cfg.w_bits - 1))
+    for l, n_spikes in ((0, capacity), (1, cfg.sizes[1])):
+        shift = cfg.i_frac - cfg.w_frac[l]
+        one = w_min << shift if shift >= 0 else w_min >> -shift
+        assert lo <= n_spikes * one and -n_spikes * one <= hi, (l, n_spikes, cfg.fanin_acc_bits)

@@ -148,6 +148,25 @@ def test_core_small_random(seed):
     assert res.layer_counts.sum() > 10, "stimulus too weak to exercise the sweep and fan-out"
 
 
+def test_core_repeated_input_spikes_in_one_step():
+    """One input spiking three times in one step (§3.1 keeps ties; found by a random search): the
+    fan-in sum of a neuron, 3 x 24473 << 5, is beyond one spike per input of the layer below, and
+    `fanin_acc_bits` must hold it (a 22-bit accumulator wrapped it and the neurons fell silent)."""
+    cfg = CoreConfig(sizes=(1, 3, 2), n_steps=40, dt_s=1e-3, record_capacity=32, input_capacity=8,
+                     lr_mant=(1, 1), lr_shift=(1, 1), w_frac=(11, 12), silent_threshold=(1.0, 1.0),
+                     early_stop=False)
+    weights = [np.array([[24473], [22627], [18649]]), np.array([[9090, 25076, 5389], [17911, 12927, 2252]])]
+    times = [0.0089, 0.0114, 0.0166, 0.0210, 0.0231, 0.0278, 0.0280, 0.0283]  # the last three: step 28
+    inputs = (np.array([times]), np.zeros((1, 8), dtype=np.int64), np.array([8]))
+    steps = np.floor(np.array(times) / cfg.dt_s + 0.5)
+    shift = cfg.i_frac - cfg.w_frac[0]
+    one_spike = (1 << (cfg.w_bits - 1)) << shift  # the old bound: one spike per input and step
+    assert (steps == 28).sum() * (24473 << shift) > one_spike * cfg.sizes[0], "coverage"
+    res = check_against_golden(cfg, weights, inputs)
+    assert res.layer_counts[0, 0] > 30, "coverage: the strong input keeps the hidden layer spiking"
+    check_training_against_golden(cfg, weights, inputs, np.array([0]))
+
+
 def test_core_saturation_and_overflows():
     """Every input spiking at every step with the largest weights: V_SAT, I_SAT, IN_OVF, REC_OVF;
     and an empty sample right after (state, record and counters restart)."""
