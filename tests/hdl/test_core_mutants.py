@@ -37,6 +37,7 @@ from .test_core import (
     REGISTERED,
     SMALL,
     AmaranthBus,
+    backward_ran,
     check_against_golden,
     check_training_against_golden,
     random_case,
@@ -293,6 +294,25 @@ def test_core_lam_sat_from_the_replay_d_hat_alone(monkeypatch):
     assert seen and res.flags[0] & Flag.LAM_SAT, "coverage: a D̂ saturation"
     assert not res_quiet.flags[0] & Flag.LAM_SAT, "coverage: LAM_SAT has another source"
     check_training_against_golden(cfg, weights, inputs, labels)
+
+
+def test_core_record_first_bit_of_a_sample_starting_at_the_last_ones_step():
+    """ram_read_regs (§8): record entry 0 is its step's first even when the sample before ended its
+    record at that same step (the register of the last recorded step still holds it): the second
+    sample is the first shifted so that its first spike falls at the first's last spike step."""
+    cfg = CoreConfig(**REGISTERED)
+    rng = np.random.default_rng(0)
+    weights, (t, ids, c) = random_case(cfg, rng, n_samples=1, w_scale=32767, max_spikes=5)
+    one = FixedCore(cfg, weights).run((t, ids, c))
+    n = int(one.rec_count[0])
+    first, last = int(one.rec_step[0, 0]), int(one.rec_step[0, n - 1])
+    shifted = t.copy()
+    shifted[0, : c[0]] += (last - first) * cfg.dt_s
+    inputs = (np.concatenate([t, shifted]), np.concatenate([ids, ids]), np.array([c[0], c[0]]))
+    labels = np.array([0, 1])
+    res = check_training_against_golden(cfg, weights, inputs, labels)
+    assert n >= 2 and last != first and int(res.rec_step[1, 0]) == last, "coverage: the steps meet"
+    assert backward_ran(res, 1), "coverage: the second sample's backward pass scans its record"
 
 
 @pytest.mark.parametrize("registered", [False, True], ids=["plain", "ram_read_regs"])
