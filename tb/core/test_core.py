@@ -186,10 +186,12 @@ def random_config(rng) -> CoreConfig:
 
 
 def random_batch(cfg, rng, n_random: int):
-    """Named cases first: empty, every input at every step (input overflow), then random."""
+    """Named cases first: empty, every input at every step (input overflow), one input spiking
+    `input_capacity` times in one step (§3.1 keeps ties: the fan-in word's worst case, §3.3), then
+    random."""
     n_in, T = cfg.sizes[0], cfg.n_steps
     k = max(n_in * T, 3 * cfg.input_capacity)
-    n_b = 2 + n_random
+    n_b = 3 + n_random
     times = np.full((n_b, k), np.inf)
     ids = np.zeros((n_b, k), dtype=np.int64)
     counts = np.zeros(n_b, dtype=np.int64)
@@ -197,7 +199,9 @@ def random_batch(cfg, rng, n_random: int):
     times[1, : every.size] = every
     ids[1, : every.size] = np.tile(np.arange(n_in), T)[:k]
     counts[1] = every.size
-    for b in range(2, n_b):
+    times[2, : cfg.input_capacity] = (T // 3) * cfg.dt_s
+    counts[2] = cfg.input_capacity
+    for b in range(3, n_b):
         c = int(rng.integers(1, 2 * cfg.input_capacity + 1))
         times[b, :c] = rng.uniform(0, cfg.t_max_s, size=c)
         ids[b, :c] = rng.integers(0, n_in, size=c)
