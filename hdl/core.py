@@ -640,6 +640,9 @@ class Core(wiring.Component):
         rmw_next = Mux(rmw_last, 0, half + 1)
         mac_p = Signal(signed(cfg.w_bits + cfg.lam_bits))
         mac_v = Signal()
+        # D̂'s saturation travels with its MAC term: LAM_SAT is raised when the term is added, so no
+        # other cycle's state word can raise it (§1.4: the replay's D̂ of the targets only).
+        mac_dsat = Signal()
         err = Signal(signed(err_bits(cfg)))
         m.d.sync += mac_v.eq(0)
         with m.If(mac_v):
@@ -665,7 +668,8 @@ class Core(wiring.Component):
             # §8: ŵ and D̂_k registered at the write half, the product one cycle later, the sum
             # the next: the last term is in `err` 2 cycles after the replay (the jump starts then).
             mac_w, mac_d, mac_v0 = Signal.like(syn_rp.data.w), Signal(signed(cfg.lam_bits)), Signal()
-            m.d.sync += [mac_v0.eq(0), mac_p.eq(mac_w * mac_d), mac_v.eq(mac_v0)]
+            mac_dsat0 = Signal()
+            m.d.sync += [mac_v0.eq(0), mac_p.eq(mac_w * mac_d), mac_v.eq(mac_v0), mac_dsat.eq(mac_dsat0)]
         rmw_write = Signal()
         syn_upper = syn_rp.data.as_value()[cfg.w_bits + cfg.grad_bits :]  # the moment field, if any
         bwd_syn_addr = Signal(syn_bits + 1)
@@ -876,7 +880,6 @@ class Core(wiring.Component):
 
         # -- flags and counters --------------------------------------------------------------
         raised, raised_fwd = Signal.like(flags), Signal.like(flags)
-        rmw_check = bwd & rmw_last & in_phase(Phase.REPLAY, Phase.IN_GRAD)
         m.d.comb += raised_fwd.eq(
             Mux(s3_valid & out.v_sat, int(Flag.V_SAT), 0)
             | Mux(s3_valid & out.i_sat, int(Flag.I_SAT), 0)
@@ -886,8 +889,8 @@ class Core(wiring.Component):
         if training:
             m.d.comb += raised.eq(
                 Mux((s3_valid & out.lam_sat) | (jump_write & jmp.o.p.lam_sat) | (loss.done & loss.lam_sat)
-                    | (rmw_check & in_phase(Phase.REPLAY) & d_sat), int(Flag.LAM_SAT), 0)
-                | Mux(rmw_check & g_sat, int(Flag.GRAD_SAT), 0)
+                    | (mac_v & mac_dsat), int(Flag.LAM_SAT), 0)
+                | Mux(rmw_write & g_sat, int(Flag.GRAD_SAT), 0)  # the gradient written this cycle
                 | Mux(jump_write & jmp.o.p.recip_clamp, int(Flag.RECIP_CLAMP), 0)
                 | Mux(upd.mom_sat, int(Flag.MOM_SAT), 0)
                 | Mux(upd.w_sat, int(Flag.W_SAT), 0)
@@ -1160,9 +1163,11 @@ class Core(wiring.Component):
                     with m.If(rmw_last):
                         m.d.comb += rmw_write.eq(1)
                         if rr:
-                            m.d.sync += [mac_w.eq(syn_rp.data.w), mac_d.eq(d_k), mac_v0.eq(1)]
+                            m.d.sync += [mac_w.eq(syn_rp.data.w), mac_d.eq(d_k), mac_v0.eq(1),
+                                         mac_dsat0.eq(d_sat)]
                         else:
-                            m.d.sync += [mac_p.eq(lane_p if lane else syn_rp.data.w * d_k), mac_v.eq(1)]
+                            m.d.sync += [mac_p.eq(lane_p if lane else syn_rp.data.w * d_k), mac_v.eq(1),
+                                         mac_dsat.eq(d_sat)]
                         with m.If(k == sizes_a[rp_src_l + 2] - 1):
                             m.d.sync += [*set_phase(Phase.JUMP), cnt.eq(0)]
                         with m.Else():
