@@ -741,7 +741,7 @@ class Core(wiring.Component):
             ]
 
         lane_p = None
-        if training and lane:
+        if lane:  # training only
             # The lane (§8): the replay's MAC in REPLAY, else the reciprocal when it asks (its two
             # Newton products, for the loss unit or a jump), else the jump (its θ̂_w·Λ̂_V and N̂·y).
             lane_a, lane_b = Signal(signed(lane[0])), Signal(signed(lane[1]))

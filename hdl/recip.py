@@ -161,13 +161,18 @@ class Recip(wiring.Component):
         e2 = Signal.like(e_comb)
         valid2 = Signal()
         shared = "mul" in self.signature.members
-        # A borrowed multiplier serves others between the inputs: the stages then load only with
-        # their input (flip-flop enables), so a held d still holds (y, e), as the loss unit needs.
-        if shared:
-            with m.If(valid1):
-                m.d.sync += [p1.eq(self.mul.p), y0_2.eq(y0_1), e2.eq(e1)]
-        else:
-            m.d.sync += [p1.eq(mant1 * y0_1), y0_2.eq(y0_1), e2.eq(e1)]
+
+        def stage(valid, product, own_product, carried):
+            """One product stage: its own multiplier, or the borrowed one's product loaded only with
+            the stage's input (flip-flop enables: the lane serves others in between, and a held d
+            must still hold (y, e), as the loss unit needs)."""
+            if shared:
+                with m.If(valid):
+                    m.d.sync += [product.eq(self.mul.p), *carried]
+            else:
+                m.d.sync += [product.eq(own_product), *carried]
+
+        stage(valid1, p1, mant1 * y0_1, [y0_2.eq(y0_1), e2.eq(e1)])
         m.d.sync += valid2.eq(valid1)
 
         # Stage 3: residual and the second product. eps = 2**(2R-1) - p1 is exact and small, so
@@ -183,11 +188,7 @@ class Recip(wiring.Component):
         y0_3 = Signal(r)
         e3 = Signal.like(e_comb)
         valid3 = Signal()
-        if shared:
-            with m.If(valid2):
-                m.d.sync += [p2.eq(self.mul.p), y0_3.eq(y0_2), e3.eq(e2)]
-        else:
-            m.d.sync += [p2.eq(y0_2 * eps_t), y0_3.eq(y0_2), e3.eq(e2)]
+        stage(valid2, p2, y0_2 * eps_t, [y0_3.eq(y0_2), e3.eq(e2)])
         m.d.sync += valid3.eq(valid2)
         if shared:
             # Stage 2's product m·y0, else stage 3's y0·eps_t (one input per 2 cycles at most).

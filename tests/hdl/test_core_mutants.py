@@ -255,12 +255,14 @@ def _golden_d_saturations(monkeypatch, cfg, weights, inputs, labels, flag=True):
     return seen, res
 
 
+def _one_sample_case(cfg_fields, weights, times_s):
+    """(cfg, weights, inputs, labels) of one training sample of input 0's spikes, label 0."""
+    inputs = (np.array([times_s]), np.zeros((1, len(times_s)), dtype=np.int64), np.array([len(times_s)]))
+    return CoreConfig(**cfg_fields), [np.array(w, dtype=np.int64) for w in weights], inputs, np.array([0])
+
+
 def test_core_replay_saturates_d_hat(monkeypatch):
-    cfg = CoreConfig(**D_SAT_CFG)
-    weights = [np.array(w, dtype=np.int64) for w in D_SAT_WEIGHTS]
-    inputs = (np.array([D_SAT_TIMES_S]), np.zeros((1, len(D_SAT_TIMES_S)), dtype=np.int64),
-              np.array([len(D_SAT_TIMES_S)]))
-    labels = np.array([0])
+    cfg, weights, inputs, labels = _one_sample_case(D_SAT_CFG, D_SAT_WEIGHTS, D_SAT_TIMES_S)
     with monkeypatch.context() as mp:
         seen, res = _golden_d_saturations(mp, cfg, weights, inputs, labels)
     rail = 1 << (cfg.lam_bits - 1)
@@ -282,11 +284,7 @@ def test_core_lam_sat_from_the_replay_d_hat_alone(monkeypatch):
     """LAM_SAT raised by D̂'s saturation in the replay and by nothing else: golden with that one
     flag suppressed (the value still saturated) raises no LAM_SAT. Kills a D̂ check moved from
     the replay's write cycles to IN_GRAD's (docs/mutation.md)."""
-    cfg = CoreConfig(**D_ONLY_CFG)
-    weights = [np.array(w, dtype=np.int64) for w in D_ONLY_WEIGHTS]
-    inputs = (np.array([D_ONLY_TIMES_S]), np.zeros((1, len(D_ONLY_TIMES_S)), dtype=np.int64),
-              np.array([len(D_ONLY_TIMES_S)]))
-    labels = np.array([0])
+    cfg, weights, inputs, labels = _one_sample_case(D_ONLY_CFG, D_ONLY_WEIGHTS, D_ONLY_TIMES_S)
     with monkeypatch.context() as mp:
         seen, res = _golden_d_saturations(mp, cfg, weights, inputs, labels)
     with monkeypatch.context() as mp:
