@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "RoundingMode",
     "Optimizer",
+    "Build",
     "Flag",
     "Device",
     "DEVICES",
@@ -59,6 +60,16 @@ class Optimizer(enum.StrEnum):
     LION = "lion"
     #: Gradient descent, with heavy-ball momentum if mom_shift > 0.
     SGD = "sgd"
+
+
+class Build(enum.StrEnum):
+    """How the RTL spends cells against cycles (docs/core.md §8, "Area build"); golden's arithmetic
+    is the same for both, only the cycle model's constants differ."""
+
+    #: One item (neuron, synapse, update word) per cycle, a pipelined datapath per phase.
+    THROUGHPUT = "throughput"
+    #: Sequenced units borrowing the one multiplier lane: fewer cells, more cycles per item.
+    AREA = "area"
 
 
 class Flag(enum.IntFlag):
@@ -388,6 +399,13 @@ class CoreConfig:
     #: products' pieces), six per jump (cyc_jump >= 14) and one per backward synapse (cyc_synapse_rmw
     #: 3); the fan-out hides it; the record gains a first-of-step bit; host reads take 2 cycles.
     ram_read_regs: int = 0
+    #: THROUGHPUT or AREA (§8, "Area build"): AREA builds the sequenced units (so far the update,
+    #: §6.6) on the one multiplier lane, so it needs ram_read_regs = 0.
+    build: Build = Build.THROUGHPUT
+    #: Cycles per synapse word of the update (§6.6, §7): 2 in the throughput build (one read and
+    #: one write, the datapath pipelined between); in the area build the length of the word's
+    #: sequence (hdl.update_seq.word_cycles is the least; a larger value pads).
+    cyc_update_word: int = 2
 
     # ------------------------------------------------------------------------------------------
 
@@ -399,6 +417,7 @@ class CoreConfig:
             ("state_rounding", RoundingMode),
             ("update_rounding", RoundingMode),
             ("optimizer", Optimizer),
+            ("build", Build),
         ):
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))
@@ -529,6 +548,9 @@ class CoreConfig:
         check_int("cyc_jump", 0, 64)
         check_int("cyc_synapse_rmw", 1, 4)
         check_int("ram_read_regs", 0, 1)
+        check_int("cyc_update_word", 2, 256)
+        if self.build is Build.AREA and self.ram_read_regs:
+            fail("build = 'area' shares one multiplier lane, which needs ram_read_regs = 0")
 
         # Propagator coefficients must neither vanish nor round to one (§2.1).
         one = 1 << self.coef_frac

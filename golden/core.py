@@ -674,10 +674,10 @@ class FixedCore:
         return Flag(int(fl))
 
     def update_cycles(self) -> int:
-        """§7: one read and one write of each synapse word (the update streams them through its
-        pipeline, one port access per cycle, whatever `cyc_synapse_rmw` the replay needs) plus the
-        pipeline fill."""
-        return 2 * self.cfg.n_synapses + self.cfg.cyc_sweep_latency
+        """§7: `cyc_update_word` cycles per synapse word (throughput build: 2, one read and one write,
+        the words streamed through the update's pipeline, whatever `cyc_synapse_rmw` the replay
+        needs; area build: the word's sequence) plus the pipeline fill."""
+        return self.cfg.cyc_update_word * self.cfg.n_synapses + self.cfg.cyc_sweep_latency
 
     def train_step(self, inputs, labels):
         """gradient + update of one minibatch. Returns (losses, FixedResult)."""

@@ -73,6 +73,10 @@ def test_frozen():
     (dict(lr_mant=(1 << 16, 1)),
      r"CoreConfig.lr_mant\[0\] = 65536 must lie in \[0, 2\*\*lr_bits - 1 = 65535\]"),
     (dict(silent_threshold=(1.0, 1.5)), r"CoreConfig.silent_threshold\[1\] = 1.5 must lie in \[0, 1\]"),
+    (dict(build="small"), r"CoreConfig.build must be one of \['throughput', 'area'\], got 'small'"),
+    (dict(build="area", ram_read_regs=1),
+     "CoreConfig.build = 'area' shares one multiplier lane, which needs ram_read_regs = 0"),
+    (dict(cyc_update_word=1), r"CoreConfig.cyc_update_word = 1 must lie in \[2, 256\]"),
 ])
 def test_invalid_fields_name_field_and_bound(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -278,3 +282,14 @@ def test_fanin_acc_bits_holds_every_input_spike_in_one_step(capacity):
         shift = cfg.i_frac - cfg.w_frac[l]
         one = w_min << shift if shift >= 0 else w_min >> -shift
         assert lo <= n_spikes * one and -n_spikes * one <= hi, (l, n_spikes, cfg.fanin_acc_bits)
+
+
+def test_update_cycles_count_cyc_update_word_per_synapse():
+    """§7: the update's cycles are cyc_update_word per synapse word plus the fill (2 per word in the
+    throughput build: 3204 for the up5k preset)."""
+    from evcore.golden.core import FixedCore
+
+    assert FixedCore(CoreConfig.up5k()).update_cycles() == 2 * 1600 + 4 == 3204
+    cfg = CoreConfig.up5k(build="area", cyc_update_word=43)
+    assert cfg.to_dict()["build"] == "area" and CoreConfig.from_json(cfg.to_json()) == cfg
+    assert FixedCore(cfg).update_cycles() == 43 * 1600 + 4
