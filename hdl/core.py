@@ -29,7 +29,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from evcore.golden.config import CoreConfig, Flag
+from evcore.golden.config import Build, CoreConfig, Flag
 
 from .adjoint import JumpUnit, err_bits, jump_latency
 from .input_buffer import InputBuffer, input_entry_layout
@@ -47,6 +47,7 @@ from .loss import LossUnit
 from .mul import lane_bits, shares_multipliers
 from .recip import Recip
 from .update import UpdateUnit
+from .update_seq import SequencedUpdateUnit, word_cycles
 
 __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "lam_layout", "record_layout",
            "first_layout", "vmax_layout", "loss_layout", "config_id", "sweep_pipeline_cycles"]
@@ -175,8 +176,28 @@ def config_id(cfg: CoreConfig) -> int:
     return int.from_bytes(hashlib.sha256(cfg.to_json().encode()).digest()[:4], "big")
 
 
+def multiplier_lane(cfg: CoreConfig) -> tuple[int, int] | None:
+    """The training core's shared multiplier lane (§8, "Shared multipliers"): its signed operand
+    widths, the widest of its borrowers' needs (the update's too in the area build); None where
+    every unit multiplies on its own (``ram_read_regs = 1``)."""
+    if not shares_multipliers(cfg):
+        return None
+    needs = [(cfg.w_bits, cfg.lam_bits), JumpUnit.mul_need(cfg), Recip.mul_need(cfg)]
+    if cfg.build is Build.AREA and SequencedUpdateUnit.mul_need(cfg) is not None:
+        needs.append(SequencedUpdateUnit.mul_need(cfg))
+    return lane_bits(*needs)
+
+
 def check_buildable(cfg: CoreConfig) -> None:
     """Reject, naming the field, a config CoreConfig accepts but this RTL cannot build."""
+    if cfg.build is Build.AREA:
+        need = word_cycles(cfg, multiplier_lane(cfg))
+        if cfg.cyc_update_word < need:
+            raise ValueError(f"CoreConfig.cyc_update_word = {cfg.cyc_update_word}: the area build's update "
+                             f"needs >= {need} cycles per synapse word")
+    elif cfg.cyc_update_word != 2:
+        raise ValueError(f"CoreConfig.cyc_update_word = {cfg.cyc_update_word}: the throughput build's update "
+                         "takes 2 cycles per synapse word (one read, one write)")
     need = sweep_pipeline_cycles(cfg)
     if cfg.cyc_sweep_latency < need:
         raise ValueError(
@@ -350,12 +371,13 @@ class Core(wiring.Component):
             # §8, "Shared multipliers": with ram_read_regs = 0 the replay MAC, the jump and the
             # reciprocal take their products from one lane (none of them needs it in a cycle
             # another does).
-            lane = (lane_bits((cfg.w_bits, cfg.lam_bits), JumpUnit.mul_need(cfg), Recip.mul_need(cfg))
-                    if shares_multipliers(cfg) else None)
+            lane = multiplier_lane(cfg)
             m.submodules.loss = loss = LossUnit(cfg, recip_d_bits=recip_d_bits)
             m.submodules.jump = jmp = JumpUnit(cfg, recip_d_bits=recip_d_bits, mul_lane=lane)
             m.submodules.recip = rcp = Recip(cfg, recip_d_bits, mul_lane=lane)
-            m.submodules.update = upd = UpdateUnit(cfg)
+            # The area build's update is sequenced on the lane (§6.6); the throughput one streams.
+            m.submodules.update = upd = (SequencedUpdateUnit(cfg, mul_lane=lane) if cfg.build is Build.AREA
+                                         else UpdateUnit(cfg))
             adam = upd.adam_v is not None
         else:
             adam, lane = False, None
@@ -743,16 +765,22 @@ class Core(wiring.Component):
         lane_p = None
         if lane:  # training only
             # The lane (§8): the replay's MAC in REPLAY, else the reciprocal when it asks (its two
-            # Newton products, for the loss unit or a jump), else the jump (its θ̂_w·Λ̂_V and N̂·y).
+            # Newton products, for the loss unit or a jump), in the area build the update in its phase
+            # (§6.6), else the jump (its θ̂_w·Λ̂_V and N̂·y).
             lane_a, lane_b = Signal(signed(lane[0])), Signal(signed(lane[1]))
             lane_p = Signal(signed(sum(lane)))
             with m.If(in_phase(Phase.REPLAY)):
                 m.d.comb += [lane_a.eq(syn_rp.data.w), lane_b.eq(d_k)]
             with m.Elif(rcp.mul.req):
                 m.d.comb += [lane_a.eq(rcp.mul.a), lane_b.eq(rcp.mul.b)]
+            if "mul" in upd.signature.members:  # the area build's update, alone in its phase
+                with m.Elif(in_phase(Phase.UPDATE)):
+                    m.d.comb += [lane_a.eq(upd.mul.a), lane_b.eq(upd.mul.b)]
             with m.Else():
                 m.d.comb += [lane_a.eq(jmp.mul.a), lane_b.eq(jmp.mul.b)]
             m.d.comb += [lane_p.eq(lane_a * lane_b), rcp.mul.p.eq(lane_p), jmp.mul.p.eq(lane_p)]
+            if "mul" in upd.signature.members:
+                m.d.comb += upd.mul.p.eq(lane_p)
 
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr

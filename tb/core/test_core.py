@@ -350,6 +350,17 @@ def test_up5k_yinyang_training_other_optimizers(yinyang, optimizer):
     train_run_equals_golden(cfg, yinyang, 2, 32, seed=1, what=f"up5k {optimizer}")
 
 
+def test_up5k_area_build_yinyang_training(yinyang):
+    """The up5k preset as an area build (§8): two minibatches of 32 with Adam, the update sequenced
+    on the multiplier lane (§6.6), every weight, moment, v̂ and the update's cycles equal golden."""
+    from evcore.hdl.core import multiplier_lane
+    from evcore.hdl.update_seq import word_cycles
+
+    cfg = CoreConfig.up5k(build="area")
+    cfg = cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)))
+    train_run_equals_golden(cfg, yinyang, 2, 32, seed=3, what="up5k area build")
+
+
 @pytest.mark.slow
 def test_up5k_yinyang_training_epoch(yinyang):
     """A whole epoch (5000 samples, 156 minibatches in one simulator run) on the RTL, every update

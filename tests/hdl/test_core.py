@@ -409,3 +409,35 @@ def test_core_minibatches_and_updates(optimizer):
     moved = np.concatenate([w.ravel() for w in gold.weights_raw]) != w0
     assert moved.any(), "the updates must move weights"
     assert gold.dead.any() and not gold.dead.all(), "coverage: the dead set after an update"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lion", "sgd"])
+def test_core_area_build_minibatches_and_updates(optimizer):
+    """The area build (§8): the same minibatches and updates with the sequenced update on the
+    multiplier lane (§6.6), every weight, moment and v̂ and the update's cycles equal golden's
+    (cyc_update_word x N + cyc_sweep_latency)."""
+    from evcore.hdl.core import multiplier_lane
+    from evcore.hdl.update_seq import word_cycles
+
+    lr = {"adam": (30000, 30000), "lion": (3000, 3000), "sgd": (20000, 20000)}[optimizer]
+    cfg = CoreConfig(**{**SMALL, "lr_mant": lr, "lr_shift": (12, 12)}, optimizer=optimizer, revive_hidden=1.0,
+                     build="area")
+    cfg = cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)))
+    rng = np.random.default_rng(22)
+    weights, _ = random_case(cfg, rng, n_samples=1, w_scale=20000, max_spikes=7)
+    batches = []
+    for _ in range(2):
+        _, inputs = random_case(cfg, rng, n_samples=4, w_scale=1, max_spikes=7)
+        batches.append((inputs, rng.integers(0, cfg.sizes[-1], size=4)))
+    w0 = np.concatenate([w.ravel() for w in weights])
+    gold = check_minibatches_against_golden(cfg, weights, batches)
+    assert (np.concatenate([w.ravel() for w in gold.weights_raw]) != w0).any(), "the updates must move weights"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (dict(build="area"), r"^CoreConfig.cyc_update_word = 2: the area build's update needs >= \d+ cycles"),
+    (dict(cyc_update_word=3), r"^CoreConfig.cyc_update_word = 3: the throughput build's update takes 2"),
+])
+def test_core_rejects_unbuildable_update_words(changes, message):
+    with pytest.raises(ValueError, match=message):
+        Core(CoreConfig(**SMALL, **changes))
