@@ -21,7 +21,6 @@ table.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import re
 import sys
@@ -33,12 +32,13 @@ from amaranth.lib import wiring
 
 from .flow import (
     DEVICES,
-    TOPS,
     SynthError,
     _resolve_tool,
     _run_tool,
     _yowasp_lock,
+    build_top,
     categorise_cells,
+    parse_override,
     spram_memories,
     synth_command_for,
 )
@@ -131,36 +131,18 @@ def format_breakdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value  # a bare word: a string (optimizer=lion)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evcore.synth.breakdown",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--top", choices=["core", "core-infer"], default="core")
     parser.add_argument("--device", choices=list(DEVICES), default="up5k")
-    parser.add_argument("--set", type=_override, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the device's CoreConfig preset (repeatable)")
     args = parser.parse_args(argv)
-    if args.set:
-        from ..golden.config import CoreConfig
-        from ..hdl.core import Core
-        from .flow import CORE_PRESETS
-
-        try:
-            cfg = getattr(CoreConfig, CORE_PRESETS[args.device])(**dict(args.set))
-        except (TypeError, ValueError) as err:
-            parser.error(f"--set: {err}")
-        component = Core(cfg, args.device, training=args.top == "core")
-    else:
-        component = TOPS[args.top](args.device)
+    try:
+        component = build_top(args.top, args.device, dict(args.set))
+    except ValueError as err:
+        parser.error(f"--set: {err}")
     try:
         rows = module_breakdown(component, device=args.device, name="core")
     except SynthError as err:

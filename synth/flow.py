@@ -24,6 +24,7 @@ seen (docs/toolchain.md, TOOLCHAIN pitfall 6).
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import dataclasses
 import enum
@@ -174,6 +175,44 @@ def _forward_core(device: str, training: bool = True) -> wiring.Component:
 
     cfg = getattr(CoreConfig, CORE_PRESETS[device])()
     return Core(cfg, device, training=training)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--set``: VALUE as a Python literal (``cyc_update_word=43``), else the bare
+    word as a string (``optimizer=lion``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def core_config(top: str, device: str, overrides: Mapping):
+    """The CoreConfig ``--top`` builds on `device` with `overrides` (core tops only), checked by the
+    RTL too (`hdl.core.check_buildable`): a bad field or value raises ValueError (one line)."""
+    from ..golden.config import CoreConfig
+    from ..hdl.core import check_buildable
+
+    if top not in ("core", "core-infer"):
+        raise ValueError(f"--set changes the core's CoreConfig; --top {top} has none")
+    try:
+        cfg = getattr(CoreConfig, CORE_PRESETS[device])(**dict(overrides))
+    except TypeError as err:  # an unknown field
+        raise ValueError(str(err)) from None
+    check_buildable(cfg)
+    return cfg
+
+
+def build_top(top: str, device: str, overrides: Mapping | None = None) -> wiring.Component:
+    """The component ``--top`` names on `device`; `overrides` change fields of the core's preset
+    (`core_config`, whose ValueError it passes on)."""
+    if not overrides:
+        return TOPS[top](device)
+    from ..hdl.core import Core
+
+    return Core(core_config(top, device, overrides), device, training=top == "core")
 
 # Yosys cell type -> category. iCE40 flip-flops come in many SB_DFF* variants (enable, set/reset,
 # negative clock), matched by prefix. A CCU2C is two LUT4s with their carry logic (one ECP5 slice);
@@ -786,8 +825,10 @@ def synthesize_tops(
     freq_mhz: float | None = None,
     seed: int = 1,
     progress: Callable[[str], None] | None = None,
+    overrides: Mapping | None = None,
 ) -> dict:
-    """Run `synthesize` for every (top, device) pair into ``<build_root>/<top>-<device>/``.
+    """Run `synthesize` for every (top, device) pair into ``<build_root>/<top>-<device>/``
+    (`overrides`: fields of the core's preset, `build_top`).
 
     A failing pair does not stop the others: its entry in ``results`` is ``{top, device, error}``.
     Writes and returns the report ``<build_root>/report.json``.
@@ -806,12 +847,16 @@ def synthesize_tops(
     for index, (top, device) in enumerate(pairs, 1):
         say(f"[{index}/{len(pairs)}] {top} on {device} -> {build_root / f'{top}-{device}'}")
         try:
-            results.append(synthesize(TOPS[top](device), name=top.replace("-", "_"), device=device,
+            results.append(synthesize(build_top(top, device, overrides), name=top.replace("-", "_"),
+                                      device=device,
                                       build_dir=build_root / f"{top}-{device}",
                                       freq_mhz=freq_mhz, seed=seed, progress=say))
         except SynthError as err:
-            say(f"{top} on {device}: FAILED: {err}")
-            results.append({"top": top, "device": device, "error": str(err)})
+            # Some messages name the pair already (a resource overflow); the report and the CLI
+            # name it once.
+            message = str(err).removeprefix(f"{top} on {device}: ")
+            say(f"{top} on {device}: FAILED: {message}")
+            results.append({"top": top, "device": device, "error": message})
     report = {
         "schema": 1,
         "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -867,6 +912,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freq", type=_positive_float, metavar="MHZ",
                         help="nextpnr target clock (default: 48 for up5k, 100 for ECP5)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
+                        help="change a field of the core's CoreConfig preset (--top core or core-infer; "
+                             "repeatable), e.g. --set build=area --set cyc_update_word=43")
     parser.add_argument("--build-dir", default=str(BUILD_ROOT),
                         help=f"parent of the per-run dirs and report.json (default {BUILD_ROOT})")
     from .boards import BOARDS  # boards imports this module
@@ -895,8 +943,18 @@ def run(args: argparse.Namespace) -> int:
     setup_tool_environment()
     tops = list(TOPS) if args.top == "all" else [args.top]
     devices = list(DEVICES) if args.device == "all" else [args.device]
+    overrides = dict(args.set)
+    if overrides:  # a bad field or value is the user's mistake: one line, before any tool runs
+        try:
+            for top in tops:
+                for device in devices:
+                    core_config(top, device, overrides)
+        except ValueError as err:
+            print(f"evcore synth: error: --set: {err}", file=sys.stderr)
+            return 2
     report = synthesize_tops(tops, devices, build_root=args.build_dir, freq_mhz=args.freq, seed=args.seed,
-                             progress=lambda line: print(f"synth: {line}", file=sys.stderr, flush=True))
+                             progress=lambda line: print(f"synth: {line}", file=sys.stderr, flush=True),
+                             overrides=overrides)
     print(format_table(report["results"]))
     print(f"wrote {Path(args.build_dir) / _REPORT} (per-run logs and netlists in "
           f"{Path(args.build_dir)}/<top>-<device>/)")

@@ -431,7 +431,8 @@ def test_core_area_build_minibatches_and_updates(optimizer):
         batches.append((inputs, rng.integers(0, cfg.sizes[-1], size=4)))
     w0 = np.concatenate([w.ravel() for w in weights])
     gold = check_minibatches_against_golden(cfg, weights, batches)
-    assert (np.concatenate([w.ravel() for w in gold.weights_raw]) != w0).any(), "the updates must move weights"
+    moved = np.concatenate([w.ravel() for w in gold.weights_raw]) != w0
+    assert moved.any(), "the updates must move weights"
 
 
 @pytest.mark.parametrize(("changes", "message"), [

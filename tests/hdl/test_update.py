@@ -305,7 +305,8 @@ def run_unit(cfg, rounds, seed=3, lfsr_write=None, noncanonical=False):
             if cfg.build is Build.AREA:
                 assert cyc == seq_update_cycles(cfg) == gold.update_cycles()
             else:
-                assert cyc == update_cycles(cfg) == schedule(n, datapath_latency(cfg), cfg.cyc_sweep_latency)[0]
+                want = schedule(n, datapath_latency(cfg), cfg.cyc_sweep_latency)[0]
+                assert cyc == update_cycles(cfg) == want
                 if n >= 12:
                     assert cyc == gold.update_cycles() == 2 * n + cfg.cyc_sweep_latency
             assert fl == int(want_fl), f"round {r}: flags golden {want_fl:#x} rtl {fl:#x}"

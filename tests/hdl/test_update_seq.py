@@ -43,7 +43,8 @@ def test_seq_unit_many_words(opt):
     pytest.param(small_cfg(optimizer="lion", lr_shift=(0, 3), lr_mant=(3, 5), state_rounding="floor",
                            update_rounding="half_up"), id="lion-shift0"),
     pytest.param(small_cfg(optimizer="sgd", mom_shift=1, lr_shift=(0, 20), sr_bits=5), id="sgd-sr5"),
-    pytest.param(small_cfg(optimizer="adam", lr_shift=(0, 1), update_rounding="floor"), id="adam-shift-small"),
+    pytest.param(small_cfg(optimizer="adam", lr_shift=(0, 1), update_rounding="floor"),
+                 id="adam-shift-small"),
     # Narrow gradients: V narrower than COARSE + the ROM index.
     pytest.param(small_cfg(optimizer="adam", grad_bits=8, lam_bits=8, lam_frac=4, v_mant_bits=6,
                            rsqrt_index_bits=5, revive_hidden=0.0), id="adam-grad8"),

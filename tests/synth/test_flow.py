@@ -365,6 +365,24 @@ def test_hard_block_overflow_stops_before_placement(tmp_path, monkeypatch):
     assert not (tmp_path / "build" / "report.json").exists()
 
 
+def test_cli_names_an_overflowing_pair_once(tmp_path, monkeypatch, capsys):
+    """The overflow message names (top, device) itself; the CLI's error line and the report do not
+    repeat it."""
+    stat = load_fixture("yosys_stat_up5k.json")
+    stat["design"]["num_cells_by_type"]["SB_MAC16"] = 9
+    (tmp_path / "stat9.json").write_text(json.dumps(stat))
+    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
+        f"shutil.copy({str(tmp_path / 'stat9.json')!r}, 'stat.json')\n"
+        "pathlib.Path('mac.json').write_text('{}')")))
+    monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", "sys.exit('ERROR: no')"))
+    assert flow.main(["--device", "up5k", "--build-dir", str(tmp_path / "synth")]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evcore synth: error:")]
+    assert err == [f"evcore synth: error: mac on up5k: needs 9 DSP blocks, the device has 8 "
+                   f"[yosys stat: {tmp_path / 'synth' / 'mac-up5k' / 'stat.json'}]"]
+    report = json.loads((tmp_path / "synth" / "report.json").read_text())
+    assert report["results"][0]["error"].startswith("needs 9 DSP blocks")
+
+
 def test_hard_block_overflow_without_pack_figures(tmp_path, monkeypatch):
     """A nextpnr that cannot pack leaves the yosys message as it is."""
     stat = load_fixture("yosys_stat_up5k.json")
@@ -596,3 +614,25 @@ def test_core_top_is_the_device_preset_placed_for_the_device(device):
     mac = flow.TOPS["mac"](device)
     mac._MustUse__silence = True
     assert isinstance(mac, Mac)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--top", "mac", "--set", "build=area"], "--set changes the core's CoreConfig; --top mac has none"),
+    (["--top", "core", "--set", "no_such_field=1"], "no_such_field"),
+    # The RTL's own check (hdl.core.check_buildable), named before any tool runs.
+    (["--top", "core", "--set", "build=area"],
+     "CoreConfig.cyc_update_word = 2: the area build's update needs"),
+])
+def test_cli_set_errors_in_one_line_before_any_tool(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", "raise SystemExit('must not run')"))
+    assert flow.main([*argv, "--device", "up5k", "--build-dir", str(tmp_path / "synth")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("evcore synth: error: --set: ") and message in err[0]
+    assert not (tmp_path / "synth").exists()
+
+
+def test_core_config_applies_the_overrides():
+    cfg = flow.core_config("core", "up5k", {"build": "area", "cyc_update_word": 43})
+    assert cfg.build.value == "area" and cfg.cyc_update_word == 43 and cfg.sizes == (5, 200, 3)
+    assert flow.parse_override("optimizer=lion") == ("optimizer", "lion")
+    assert flow.parse_override("cyc_update_word=43") == ("cyc_update_word", 43)
