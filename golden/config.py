@@ -400,12 +400,15 @@ class CoreConfig:
     #: 3); the fan-out hides it; the record gains a first-of-step bit; host reads take 2 cycles.
     ram_read_regs: int = 0
     #: THROUGHPUT or AREA (§8, "Area build"): AREA builds the sequenced units (so far the update,
-    #: §6.6) on the one multiplier lane, so it needs ram_read_regs = 0.
+    #: §6.6, and the neuron unit, §3.2) on the one multiplier lane, so it needs ram_read_regs = 0.
     build: Build = Build.THROUGHPUT
     #: Cycles per synapse word of the update (§6.6, §7): 2 in the throughput build (one read and
     #: one write, the datapath pipelined between); in the area build the length of the word's
     #: sequence (hdl.update_seq.word_cycles is the least; a larger value pads).
     cyc_update_word: int = 2
+    #: Cycles per neuron of a sweep (§3.3, §5.2, §7): 1 in the throughput build (pipelined); in the
+    #: area build the neuron unit's three products take turns on the multiplier lane (3).
+    cyc_neuron: int = 1
 
     # ------------------------------------------------------------------------------------------
 
@@ -549,6 +552,7 @@ class CoreConfig:
         check_int("cyc_synapse_rmw", 1, 4)
         check_int("ram_read_regs", 0, 1)
         check_int("cyc_update_word", 2, 256)
+        check_int("cyc_neuron", 1, 8)
         if self.build is Build.AREA and self.ram_read_regs:
             fail("build = 'area' shares one multiplier lane, which needs ram_read_regs = 0")
 

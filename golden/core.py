@@ -142,8 +142,9 @@ def _fanout_cycles(cfg: CoreConfig, n_inputs, counts):
 
 
 def _sweep_cycles(cfg: CoreConfig) -> int:
-    """§7: one neuron per cycle plus the pipeline fill, per layer and step."""
-    return sum(n + cfg.cyc_sweep_latency for n in cfg.sizes[1:])
+    """§7: cyc_neuron cycles per neuron (1 in the throughput build) plus the pipeline fill, per layer
+    and step."""
+    return sum(n * cfg.cyc_neuron + cfg.cyc_sweep_latency for n in cfg.sizes[1:])
 
 
 def forward_phase_cycles(cfg: CoreConfig, n_end, n_inputs, layer_counts):

@@ -42,7 +42,7 @@ from .layouts import (
     synapse_layout,
     vmax_layout,
 )
-from .lif import LifUnit, lif_latency, rnd, sat, sat_by_bits
+from .lif import LANE_PRODUCTS, LifUnit, lif_latency, rnd, sat, sat_by_bits
 from .loss import LossUnit
 from .mul import lane_bits, shares_multipliers
 from .recip import Recip
@@ -54,10 +54,11 @@ __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "
 
 
 def sweep_pipeline_cycles(cfg: CoreConfig) -> int:
-    """Cycles from a sweep's last issue to its last write-back, inclusive of the latter (memory
-    read, LifUnit's stages: 3, plus its operand register with ``ram_read_regs``), in which the next
-    phase is also chosen: the smallest `cyc_sweep_latency` this RTL can honour."""
-    return 1 + lif_latency(cfg)
+    """Cycles from a sweep's last cycle to its last write-back, inclusive of the latter (memory
+    read, LifUnit's stages: 3, plus its operand register with ``ram_read_regs``, or in the area build
+    its two more products, taken in the last neuron's cyc_neuron cycles), in which the next phase is
+    also chosen: the smallest `cyc_sweep_latency` this RTL can honour."""
+    return max(1, 2 + lif_latency(cfg) - cfg.cyc_neuron)
 
 
 def jump_start_cycle(cfg: CoreConfig) -> int:
@@ -176,25 +177,35 @@ def config_id(cfg: CoreConfig) -> int:
     return int.from_bytes(hashlib.sha256(cfg.to_json().encode()).digest()[:4], "big")
 
 
-def multiplier_lane(cfg: CoreConfig) -> tuple[int, int] | None:
-    """The training core's shared multiplier lane (§8, "Shared multipliers"): its signed operand
-    widths, the widest of its borrowers' needs (the update's too in the area build); None where
-    every unit multiplies on its own (``ram_read_regs = 1``)."""
-    if not shares_multipliers(cfg):
-        return None
-    needs = [(cfg.w_bits, cfg.lam_bits), JumpUnit.mul_need(cfg), Recip.mul_need(cfg)]
-    if cfg.build is Build.AREA and SequencedUpdateUnit.mul_need(cfg) is not None:
-        needs.append(SequencedUpdateUnit.mul_need(cfg))
-    return lane_bits(*needs)
+def multiplier_lane(cfg: CoreConfig, training: bool = True) -> tuple[int, int] | None:
+    """The core's shared multiplier lane (§8, "Shared multipliers"): its signed operand widths, the
+    widest of its borrowers' needs (training: the replay MAC, the jump, the reciprocal; the area
+    build: the neuron unit and the update too); None where every unit multiplies on its own
+    (``ram_read_regs = 1``, or the throughput build's inference core)."""
+    needs = []
+    if training and shares_multipliers(cfg):
+        needs += [(cfg.w_bits, cfg.lam_bits), JumpUnit.mul_need(cfg), Recip.mul_need(cfg)]
+    if cfg.build is Build.AREA:
+        needs.append(LifUnit.mul_need(cfg))
+        if training and SequencedUpdateUnit.mul_need(cfg) is not None:
+            needs.append(SequencedUpdateUnit.mul_need(cfg))
+    return lane_bits(*needs) if needs else None
 
 
 def check_buildable(cfg: CoreConfig) -> None:
     """Reject, naming the field, a config CoreConfig accepts but this RTL cannot build."""
     if cfg.build is Build.AREA:
+        if cfg.cyc_neuron < LANE_PRODUCTS:
+            raise ValueError(f"CoreConfig.cyc_neuron = {cfg.cyc_neuron}: the area build's neuron unit takes "
+                             f"its {LANE_PRODUCTS} products on one multiplier lane, "
+                             f">= {LANE_PRODUCTS} cycles")
         need = word_cycles(cfg, multiplier_lane(cfg))
         if cfg.cyc_update_word < need:
             raise ValueError(f"CoreConfig.cyc_update_word = {cfg.cyc_update_word}: the area build's update "
                              f"needs >= {need} cycles per synapse word")
+    elif cfg.cyc_neuron != 1:
+        raise ValueError(f"CoreConfig.cyc_neuron = {cfg.cyc_neuron}: the throughput build sweeps one neuron "
+                         "per cycle")
     elif cfg.cyc_update_word != 2:
         raise ValueError(f"CoreConfig.cyc_update_word = {cfg.cyc_update_word}: the throughput build's update "
                          "takes 2 cycles per synapse word (one read, one write)")
@@ -363,15 +374,15 @@ class Core(wiring.Component):
             shape=first_layout(cfg), depth=max(2, n_out), init=[]
         )
         m.submodules.inbuf = inb = InputBuffer(cfg)
-        m.submodules.lif = lif = LifUnit(cfg)
         training = self.training
+        lane = multiplier_lane(cfg, training)
+        m.submodules.lif = lif = LifUnit(cfg, mul_lane=lane)
         if training:
             # One reciprocal for both (§8): the loss phase and the jumps never overlap.
             recip_d_bits = max(LossUnit.recip_bits(cfg), JumpUnit.recip_bits(cfg))
             # §8, "Shared multipliers": with ram_read_regs = 0 the replay MAC, the jump and the
             # reciprocal take their products from one lane (none of them needs it in a cycle
             # another does).
-            lane = multiplier_lane(cfg)
             m.submodules.loss = loss = LossUnit(cfg, recip_d_bits=recip_d_bits)
             m.submodules.jump = jmp = JumpUnit(cfg, recip_d_bits=recip_d_bits, mul_lane=lane)
             m.submodules.recip = rcp = Recip(cfg, recip_d_bits, mul_lane=lane)
@@ -380,7 +391,7 @@ class Core(wiring.Component):
                                          else UpdateUnit(cfg))
             adam = upd.adam_v is not None
         else:
-            adam, lane = False, None
+            adam = False
 
         syn_wp = syn.write_port()
         syn_rp = syn.read_port()  # same address as the write port: one single-port SPRAM (§8)
@@ -763,24 +774,34 @@ class Core(wiring.Component):
             ]
 
         lane_p = None
-        if lane:  # training only
-            # The lane (§8): the replay's MAC in REPLAY, else the reciprocal when it asks (its two
-            # Newton products, for the loss unit or a jump), in the area build the update in its phase
-            # (§6.6), else the jump (its θ̂_w·Λ̂_V and N̂·y).
+        if lane:
+            # The lane (§8): the replay's MAC in REPLAY; in the area build the neuron unit in its
+            # sweeps (§3.2); the reciprocal when it asks (its two Newton products, for the loss unit
+            # or a jump); in the area build the update in its phase (§6.6); else the jump (its
+            # θ̂_w·Λ̂_V and N̂·y). No two of them need it in one cycle.
             lane_a, lane_b = Signal(signed(lane[0])), Signal(signed(lane[1]))
             lane_p = Signal(signed(sum(lane)))
-            with m.If(in_phase(Phase.REPLAY)):
-                m.d.comb += [lane_a.eq(syn_rp.data.w), lane_b.eq(d_k)]
-            with m.Elif(rcp.mul.req):
-                m.d.comb += [lane_a.eq(rcp.mul.a), lane_b.eq(rcp.mul.b)]
-            if "mul" in upd.signature.members:  # the area build's update, alone in its phase
-                with m.Elif(in_phase(Phase.UPDATE)):
-                    m.d.comb += [lane_a.eq(upd.mul.a), lane_b.eq(upd.mul.b)]
-            with m.Else():
-                m.d.comb += [lane_a.eq(jmp.mul.a), lane_b.eq(jmp.mul.b)]
-            m.d.comb += [lane_p.eq(lane_a * lane_b), rcp.mul.p.eq(lane_p), jmp.mul.p.eq(lane_p)]
-            if "mul" in upd.signature.members:
-                m.d.comb += upd.mul.p.eq(lane_p)
+            borrowers = []
+            if training and shares_multipliers(cfg):
+                borrowers.append((in_phase(Phase.REPLAY), syn_rp.data.w, d_k))
+            if "mul" in lif.signature.members:
+                borrowers.append((in_phase(Phase.SWEEP, Phase.DRAIN), lif.mul.a, lif.mul.b))
+            if training:
+                borrowers.append((rcp.mul.req, rcp.mul.a, rcp.mul.b))
+                if "mul" in upd.signature.members:  # alone in its phase
+                    borrowers.append((in_phase(Phase.UPDATE), upd.mul.a, upd.mul.b))
+                borrowers.append((None, jmp.mul.a, jmp.mul.b))
+            for n_b, (cond, a_val, b_val) in enumerate(borrowers):
+                if cond is None:
+                    ctx = m.Else()
+                else:
+                    ctx = m.If(cond) if n_b == 0 else m.Elif(cond)
+                with ctx:
+                    m.d.comb += [lane_a.eq(a_val), lane_b.eq(b_val)]
+            m.d.comb += lane_p.eq(lane_a * lane_b)
+            for unit in (lif, *((rcp, jmp, upd) if training else ())):
+                if "mul" in unit.signature.members:
+                    m.d.comb += unit.mul.p.eq(lane_p)
 
         # -- host port --------------------------------------------------------------------
         region, addr = self.bus_region, self.bus_addr
@@ -1095,10 +1116,23 @@ class Core(wiring.Component):
                 with m.Else():
                     m.d.sync += [k.eq(k + 1), kb.eq(kb + s[0]), tgt.eq(tgt + 1)]
             with m.Case(Phase.SWEEP):
-                m.d.comb += sweep_issue.eq(1)
-                m.d.sync += [g.eq(g + 1), j.eq(j + 1)]
-                with m.If(j == sizes_a[lay + 1] - 1):
-                    m.d.sync += [*set_phase(Phase.DRAIN), cnt.eq(0)]
+                def next_neuron():
+                    m.d.sync += [g.eq(g + 1), j.eq(j + 1)]
+                    with m.If(j == sizes_a[lay + 1] - 1):
+                        m.d.sync += [*set_phase(Phase.DRAIN), cnt.eq(0)]
+
+                if cfg.cyc_neuron == 1:
+                    m.d.comb += sweep_issue.eq(1)
+                    next_neuron()
+                else:
+                    # Area build: one neuron per cyc_neuron cycles, issued in the first, its address
+                    # held meanwhile (the neuron unit's products take turns on the lane, §3.2).
+                    tick = Signal(range(cfg.cyc_neuron))
+                    advance = tick == cfg.cyc_neuron - 1
+                    m.d.comb += sweep_issue.eq(tick == 0)
+                    m.d.sync += tick.eq(Mux(advance, 0, tick + 1))
+                    with m.If(advance):
+                        next_neuron()
             with m.Case(Phase.DRAIN):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lat - 1):

@@ -10,7 +10,9 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from evcore.golden.config import CoreConfig, RoundingMode
+from evcore.golden.config import Build, CoreConfig, RoundingMode
+
+from .mul import mul_ports
 
 __all__ = ["PIECE_BITS", "LifUnit", "lif_latency", "lif_in_layout", "lif_out_layout", "rnd", "sat",
            "sat_by_bits", "slices"]
@@ -68,9 +70,16 @@ def lif_out_layout(cfg: CoreConfig) -> data.StructLayout:
     )
 
 
+#: Products per neuron: the area build takes them one per cycle on the lane (`LifUnit`).
+LANE_PRODUCTS = 3
+
+
 def lif_latency(cfg: CoreConfig) -> int:
     """LifUnit's latency: 3 stages, plus with ``cfg.ram_read_regs`` (§8) the operand register (its
-    inputs come straight from block RAM) and the registered product pieces."""
+    inputs come straight from block RAM) and the registered product pieces; in the area build two
+    more, the second and third product on the lane."""
+    if cfg.build is Build.AREA:
+        return 3 + LANE_PRODUCTS - 1
     return 3 + 2 * cfg.ram_read_regs
 
 
@@ -97,20 +106,36 @@ class LifUnit(wiring.Component):
     ``i.valid`` to ``o.valid``;
     throughput one neuron per cycle; no back-pressure (both streams are always ready: the sweep never stalls).
 
+    Area build (``cfg.build = area``, §8): the three products take turns on the borrowed multiplier
+    lane (``mul``), one per cycle from the ``i.valid`` cycle (β, then γ or κγ, then α), so the unit
+    takes a neuron every `LANE_PRODUCTS` cycles, and ``i.p`` must hold still for those cycles (the
+    core's sweep holds its neuron address); latency 5.
+
     Members
     -------
     i : ``In(stream.Signature(lif_in_layout(cfg), always_ready=True))``
     o : ``Out(stream.Signature(lif_out_layout(cfg), always_ready=True))``
+    mul : the lane (area build only, `mul_need`)
     """
 
-    def __init__(self, cfg: CoreConfig):
+    @staticmethod
+    def mul_need(cfg: CoreConfig) -> tuple[int, int]:
+        """Signed operand widths of the products on the lane: a coefficient (a), a state or adjoint (b)."""
+        coef = max(cfg.beta_raw, cfg.gamma_raw, cfg.kgamma_raw, cfg.alpha_raw).bit_length()
+        return coef + 1, max(cfg.v_bits, cfg.i_bits, cfg.lam_bits)
+
+    def __init__(self, cfg: CoreConfig, *, mul_lane: tuple[int, int] | None = None):
         self._cfg = cfg
         #: Cycles from ``i.valid`` to ``o.valid`` (`lif_latency`).
         self.latency = lif_latency(cfg)
+        lane = {}
+        if cfg.build is Build.AREA:
+            lane = mul_ports(mul_lane or self.mul_need(cfg), need=self.mul_need(cfg), owner="LifUnit")
         super().__init__(
             {
                 "i": In(stream.Signature(lif_in_layout(cfg), always_ready=True)),
                 "o": Out(stream.Signature(lif_out_layout(cfg), always_ready=True)),
+                **lane,
             }
         )
 
@@ -165,7 +190,7 @@ class LifUnit(wiring.Component):
                 m.d.sync += late[name].eq(op[name])
             products = {name: sum(pp << sh for sh, pp in pp_list) for name, pp_list in pieces.items()}
             op = {**op, **late}
-        else:
+        elif cfg.build is not Build.AREA:
             products = {"beta": op["x_beta"] * Const(cfg.beta_raw, cf + 1),
                         "gamma": op["x_gamma"] * op["c_gamma"],
                         "alpha": op["x_alpha"] * Const(cfg.alpha_raw, cf + 1)}
@@ -175,21 +200,53 @@ class LifUnit(wiring.Component):
         p_alpha = Signal(signed(xb + cf + 1))
         acc1 = Signal(signed(cfg.fanin_acc_bits))
         valid1, bwd1 = Signal(), Signal()
-        m.d.sync += [
-            p_beta.eq(products["beta"]),
-            p_gamma.eq(products["gamma"]),
-            p_alpha.eq(products["alpha"]),
-            acc1.eq(op["acc"]),
-            valid1.eq(op["valid"]),
-            bwd1.eq(bwd),
-        ]
+        # The cycle stage 1 takes the side fields (acc, bwd, the injection): the input's own, or in
+        # the area build its third, when the last product is taken.
+        take = op["valid"]
+        if cfg.build is Build.AREA:
+            # §8 area build: β·x_β now, γ·x_γ (κγ·Λ_V backward) and α·x_α in the next two cycles,
+            # on the lane; the input holds still meanwhile.
+            turn = Signal(range(LANE_PRODUCTS))
+            with m.If(op["valid"]):
+                m.d.sync += turn.eq(1)
+            with m.Elif(turn != 0):
+                m.d.sync += turn.eq(Mux(turn == LANE_PRODUCTS - 1, 0, turn + 1))
+            take = turn == LANE_PRODUCTS - 1
+            lane = self.mul
+            m.d.comb += lane.req.eq(op["valid"] | (turn != 0))
+            with m.If(op["valid"]):
+                m.d.comb += [lane.a.eq(cfg.beta_raw), lane.b.eq(op["x_beta"])]
+                m.d.sync += p_beta.eq(lane.p)
+            with m.Elif(turn == 1):
+                m.d.comb += [lane.a.eq(op["c_gamma"]), lane.b.eq(op["x_gamma"])]
+                m.d.sync += p_gamma.eq(lane.p)
+            with m.Elif(turn == 2):
+                m.d.comb += [lane.a.eq(cfg.alpha_raw), lane.b.eq(op["x_alpha"])]
+                m.d.sync += p_alpha.eq(lane.p)
+            with m.If(take):
+                m.d.sync += [acc1.eq(op["acc"]), bwd1.eq(bwd)]
+            m.d.sync += valid1.eq(take)
+        else:
+            m.d.sync += [
+                p_beta.eq(products["beta"]),
+                p_gamma.eq(products["gamma"]),
+                p_alpha.eq(products["alpha"]),
+                acc1.eq(op["acc"]),
+                valid1.eq(op["valid"]),
+                bwd1.eq(bwd),
+            ]
         # §5.6: β·sat(Λ_V − R̂) = β·Λ_V − β·R̂, or β·Λ_min where the difference saturates (the same
         # for κγ): the injection needs a comparator here and constants in stage 2, no multiplier.
         lam_lo = -(1 << (cfg.lam_bits - 1))
         inject1, inj_sat1 = Signal(), Signal()
         if cfg.revive_hidden > 0:
             r_raw = cfg.revive_raw
-            m.d.sync += [inject1.eq(bwd & op["inject"]), inj_sat1.eq(op["x_beta"] < lam_lo + r_raw)]
+            inj = [inject1.eq(bwd & op["inject"]), inj_sat1.eq(op["x_beta"] < lam_lo + r_raw)]
+            if cfg.build is Build.AREA:
+                with m.If(take):
+                    m.d.sync += inj
+            else:
+                m.d.sync += inj
 
         # Stage 2: align to F = max(f_V, f_I), one rounding per state variable (before saturation).
         x = (p_beta << (fx - cfg.v_frac)) + (p_gamma << (fx - cfg.i_frac))

@@ -77,6 +77,7 @@ def test_frozen():
     (dict(build="area", ram_read_regs=1),
      "CoreConfig.build = 'area' shares one multiplier lane, which needs ram_read_regs = 0"),
     (dict(cyc_update_word=1), r"CoreConfig.cyc_update_word = 1 must lie in \[2, 256\]"),
+    (dict(cyc_neuron=0), r"CoreConfig.cyc_neuron = 0 must lie in \[1, 8\]"),
 ])
 def test_invalid_fields_name_field_and_bound(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -293,3 +294,11 @@ def test_update_cycles_count_cyc_update_word_per_synapse():
     cfg = CoreConfig.up5k(build="area", cyc_update_word=43)
     assert cfg.to_dict()["build"] == "area" and CoreConfig.from_json(cfg.to_json()) == cfg
     assert FixedCore(cfg).update_cycles() == 43 * 1600 + 4
+
+
+def test_sweep_cycles_count_cyc_neuron_per_neuron():
+    """§7: a sweep costs cyc_neuron cycles per neuron plus the fill (up5k: 211 per step at 1, 617 at 3)."""
+    from evcore.golden.core import _sweep_cycles
+
+    assert _sweep_cycles(CoreConfig.up5k()) == 200 + 4 + 3 + 4 == 211
+    assert _sweep_cycles(CoreConfig.up5k(cyc_neuron=3)) == 3 * 203 + 8 == 617

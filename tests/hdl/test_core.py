@@ -416,13 +416,8 @@ def test_core_area_build_minibatches_and_updates(optimizer):
     """The area build (§8): the same minibatches and updates with the sequenced update on the
     multiplier lane (§6.6), every weight, moment and v̂ and the update's cycles equal golden's
     (cyc_update_word x N + cyc_sweep_latency)."""
-    from evcore.hdl.core import multiplier_lane
-    from evcore.hdl.update_seq import word_cycles
-
     lr = {"adam": (30000, 30000), "lion": (3000, 3000), "sgd": (20000, 20000)}[optimizer]
-    cfg = CoreConfig(**{**SMALL, "lr_mant": lr, "lr_shift": (12, 12)}, optimizer=optimizer, revive_hidden=1.0,
-                     build="area")
-    cfg = cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)))
+    cfg = area_cfg(**{**SMALL, "lr_mant": lr, "lr_shift": (12, 12)}, optimizer=optimizer, revive_hidden=1.0)
     rng = np.random.default_rng(22)
     weights, _ = random_case(cfg, rng, n_samples=1, w_scale=20000, max_spikes=7)
     batches = []
@@ -436,9 +431,42 @@ def test_core_area_build_minibatches_and_updates(optimizer):
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    (dict(build="area"), r"^CoreConfig.cyc_update_word = 2: the area build's update needs >= \d+ cycles"),
+    (dict(build="area"), r"^CoreConfig.cyc_neuron = 1: the area build's neuron unit takes its 3 products"),
+    (dict(build="area", cyc_neuron=3),
+     r"^CoreConfig.cyc_update_word = 2: the area build's update needs >= \d+ cycles"),
     (dict(cyc_update_word=3), r"^CoreConfig.cyc_update_word = 3: the throughput build's update takes 2"),
+    (dict(cyc_neuron=3), r"^CoreConfig.cyc_neuron = 3: the throughput build sweeps one neuron per cycle"),
 ])
-def test_core_rejects_unbuildable_update_words(changes, message):
+def test_core_rejects_unbuildable_area_fields(changes, message):
     with pytest.raises(ValueError, match=message):
         Core(CoreConfig(**SMALL, **changes))
+
+
+def area_cfg(**fields):
+    """A small config as an area build: the neuron unit and the update on the lane (§8)."""
+    from evcore.hdl.core import multiplier_lane
+    from evcore.hdl.update_seq import word_cycles
+
+    cfg = CoreConfig(**fields, build="area", cyc_neuron=3)
+    return cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_core_area_build_forward(seed):
+    """The area build's sweep (one neuron per three cycles) against golden, inference samples:
+    every value and the sweep's cycles (cyc_neuron per neuron, §7)."""
+    cfg = area_cfg(**SMALL)
+    rng = np.random.default_rng(50 + seed)
+    weights, inputs = random_case(cfg, rng, n_samples=6, w_scale=32767, max_spikes=7)
+    check_against_golden(cfg, weights, inputs, training=True)
+
+
+def test_core_area_build_training_two_hidden():
+    """Two hidden layers, revival, a minibatch of training samples on the area build."""
+    cfg = area_cfg(**{**SMALL, "sizes": (3, 4, 3, 2), "w_frac": (11, 12, 12), "lr_mant": (1, 1, 1),
+                      "lr_shift": (1, 1, 1), "silent_threshold": (1.0,) * 3}, revive_hidden=1.0)
+    rng = np.random.default_rng(60)
+    weights, inputs = random_case(cfg, rng, n_samples=6, w_scale=32767, max_spikes=7)
+    labels = rng.integers(0, cfg.sizes[-1], size=6)
+    res = check_training_against_golden(cfg, weights, inputs, labels, rng.random(cfg.n_hidden) < 0.5)
+    assert any(backward_ran(res, b) for b in range(6)), "no sample ran its backward pass"

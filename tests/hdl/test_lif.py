@@ -8,11 +8,12 @@ both rails of V, I and the fan-in sum, and states landing exactly on and one LSB
 
 import numpy as np
 import pytest
+from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
 from amaranth.sim import Simulator
 
-from evcore.golden.config import CoreConfig
+from evcore.golden.config import Build, CoreConfig
 from evcore.golden.ops import ROUND_CODES, rshift, saturate
-from evcore.hdl.lif import LifUnit
+from evcore.hdl.lif import LANE_PRODUCTS, LifUnit
 
 
 def golden_neuron(cfg: CoreConfig, v, cur, acc, zero):
@@ -45,9 +46,28 @@ FIELDS = ("v", "cur", "v_pre", "cur_dec", "spike", "v_sat", "i_sat")
 BWD_FIELDS = ("lam_v", "lam_i", "lam_sat", "spike", "v_sat", "i_sat")
 
 
+class LaneHarness(Elaboratable):
+    """The area build's LifUnit with a lane lent: the product when it asks, junk otherwise."""
+
+    def __init__(self, cfg):
+        self.unit = LifUnit(cfg)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = u = self.unit
+        junk = Signal(len(u.mul.p), init=0x2BAD5EED & ((1 << len(u.mul.p)) - 1))
+        m.d.sync += junk.eq(Cat(junk[1:], junk[0] ^ junk[2]))
+        m.d.comb += u.mul.p.eq(Mux(u.mul.req, u.mul.a * u.mul.b, junk))
+        return m
+
+
 def rtl_neurons(cfg, cases, fields=FIELDS):
-    """Stream `cases` (forward: (v, cur, acc, zero); backward: dicts with bwd=1) one per cycle."""
-    dut = LifUnit(cfg)
+    """Stream `cases` (forward: (v, cur, acc, zero); backward: dicts with bwd=1) one per cycle (the
+    area build: one per LANE_PRODUCTS cycles, each held that long, valid in its first cycle only)."""
+    area = cfg.build is Build.AREA
+    top = LaneHarness(cfg) if area else LifUnit(cfg)
+    dut = top.unit if area else top
+    period = LANE_PRODUCTS if area else 1
     got = []
 
     async def drive(ctx):
@@ -59,6 +79,9 @@ def rtl_neurons(cfg, cases, fields=FIELDS):
                 v, cur, acc, zero = c
                 ctx.set(dut.i.p, {"v": v, "cur": cur, "acc": acc, "zero": zero})
             await ctx.tick()
+            if period > 1:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick().repeat(period - 1)
         ctx.set(dut.i.valid, 0)
 
     async def collect(ctx):
@@ -68,9 +91,12 @@ def rtl_neurons(cfg, cases, fields=FIELDS):
             assert valid
             got.append({k: int(getattr(p, k)) for k in fields})
             await ctx.tick()
+            for _ in range(period - 1):
+                assert not ctx.get(dut.o.valid)
+                await ctx.tick()
         assert not ctx.get(dut.o.valid)
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(drive)
     sim.add_testbench(collect)
@@ -103,6 +129,10 @@ CONFIGS = [
         CoreConfig.up5k(state_rounding="floor", v_frac=14, i_frac=18, i_bits=26), False, id="floor-fI>fV"
     ),
     pytest.param(CoreConfig.ecp5_85f(), True, id="ecp5-85f"),
+    # §8 area build: the three products on the lane, one neuron per three cycles.
+    pytest.param(CoreConfig.up5k(build="area"), True, id="up5k-area"),
+    pytest.param(CoreConfig.up5k(build="area", state_rounding="floor", v_frac=14, i_frac=18, i_bits=26),
+                 False, id="floor-fI>fV-area"),
 ]
 
 
