@@ -64,6 +64,7 @@ __all__ = [
     "categorise_cells",
     "component_parameters",
     "pack_overflow",
+    "placement_overflow",
     "parse_pack_utilisation",
     "device_tools",
     "format_table",
@@ -91,7 +92,8 @@ class SynthError(RuntimeError):
 
 
 class ResourceOverflow(SynthError):
-    """Yosys counted more hard blocks (DSP, block RAM, SPRAM) than the device has."""
+    """The design needs more of a resource than the device has: hard blocks (DSP, block RAM, SPRAM)
+    counted by yosys, or logic cells that nextpnr could not place."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -718,7 +720,16 @@ def synthesize(
                     "-q", "-l", _NEXTPNR_LOG]
     say(f"{label}: nextpnr-{device.family} {' '.join(device.nextpnr_args)} --freq {freq_mhz:g} ...")
     t0 = time.perf_counter()
-    _run_tool("nextpnr", nextpnr_argv, cwd=build_dir, log=build_dir / _NEXTPNR_LOG)
+    try:
+        _run_tool("nextpnr", nextpnr_argv, cwd=build_dir, log=build_dir / _NEXTPNR_LOG)
+    except SynthError as err:
+        # The hard blocks fit but the logic cells do not: name them from nextpnr's packed
+        # utilisation, not by the first cell it could not place.
+        over = placement_overflow((build_dir / _NEXTPNR_LOG).read_text(errors="replace"))
+        if over:
+            raise ResourceOverflow(f"{label}: does not fit: packed {over} "
+                                   f"[log: {build_dir / _NEXTPNR_LOG}]") from None
+        raise err from None
     wall["nextpnr"] = time.perf_counter() - t0
     timing = parse_nextpnr_report(_load_json(build_dir / _REPORT, "nextpnr report"))
     placed = placed_component_cells(_load_json(build_dir / _ROUTED, "routed netlist"),
@@ -780,6 +791,16 @@ def parse_pack_utilisation(log_text: str) -> dict[str, dict[str, int]]:
         if match := _UTIL_LINE_RE.match(line):
             util[match[1]] = {"used": int(match[2]), "available": int(match[3])}
     return util
+
+
+def placement_overflow(log_text: str) -> str:
+    """The BELs a failed placement ran out of ("ICESTORM_LC 9181/5280 (173%)"), from the packed
+    utilisation in its log, if it failed for want of BELs; "" otherwise."""
+    if "no BELs remaining" not in log_text:
+        return ""
+    util = parse_pack_utilisation(log_text)
+    return ", ".join(f"{b} {v['used']}/{v['available']} ({100 * v['used'] // max(1, v['available'])}%)"
+                     for b, v in util.items() if v["used"] > v["available"])
 
 
 def pack_overflow(nextpnr: str, device: Device, build_dir: Path, netlist: str) -> str:
@@ -914,7 +935,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                         help="change a field of the core's CoreConfig preset (--top core or core-infer; "
-                             "repeatable), e.g. --set build=area --set cyc_update_word=43")
+                             "repeatable), e.g. --set build=area --set cyc_neuron=3 --set cyc_update_word=43")
     parser.add_argument("--build-dir", default=str(BUILD_ROOT),
                         help=f"parent of the per-run dirs and report.json (default {BUILD_ROOT})")
     from .boards import BOARDS  # boards imports this module

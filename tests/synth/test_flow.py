@@ -30,6 +30,7 @@ from evcore.synth import flow
 from evcore.synth.flow import (
     DEVICES,
     RESOURCES,
+    ResourceOverflow,
     SynthError,
     categorise_cells,
     component_parameters,
@@ -621,7 +622,7 @@ def test_core_top_is_the_device_preset_placed_for_the_device(device):
     (["--top", "core", "--set", "no_such_field=1"], "no_such_field"),
     # The RTL's own check (hdl.core.check_buildable), named before any tool runs.
     (["--top", "core", "--set", "build=area"],
-     "CoreConfig.cyc_update_word = 2: the area build's update needs"),
+     "CoreConfig.cyc_neuron = 1: the area build's neuron unit takes its 3 products"),
 ])
 def test_cli_set_errors_in_one_line_before_any_tool(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", "raise SystemExit('must not run')"))
@@ -632,7 +633,26 @@ def test_cli_set_errors_in_one_line_before_any_tool(tmp_path, monkeypatch, capsy
 
 
 def test_core_config_applies_the_overrides():
-    cfg = flow.core_config("core", "up5k", {"build": "area", "cyc_update_word": 43})
+    cfg = flow.core_config("core", "up5k", {"build": "area", "cyc_neuron": 3, "cyc_update_word": 43})
     assert cfg.build.value == "area" and cfg.cyc_update_word == 43 and cfg.sizes == (5, 200, 3)
     assert flow.parse_override("optimizer=lion") == ("optimizer", "lion")
     assert flow.parse_override("cyc_update_word=43") == ("cyc_update_word", 43)
+
+
+def test_logic_cell_overflow_is_named_by_the_packed_utilisation(tmp_path, monkeypatch):
+    """Hard blocks fit, logic cells do not: nextpnr's placer fails on some cell; the error names
+    the packed logic cells instead (one line)."""
+    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
+        f"shutil.copy({str(FIXTURES / 'yosys_stat_up5k.json')!r}, 'stat.json')\n"
+        "pathlib.Path('mac.json').write_text('{}')")))
+    log = PACK_LOG.replace("10663", "9181").replace("201%", "173%")
+    log = log.replace("18/", "4/").replace("225%", "50%")
+    log += ("ERROR: Unable to place cell 'evcore_dut.x_SB_CARRY_CO_CI', no BELs remaining to implement "
+            "cell type 'ICESTORM_LC'\n")
+    monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", (
+        f"pathlib.Path(sys.argv[sys.argv.index('-l') + 1]).write_text({log!r})\n"
+        "sys.exit(125)")))
+    with pytest.raises(ResourceOverflow) as err:
+        synthesize(Mac(), name="mac", device="up5k", build_dir=tmp_path / "build")
+    assert str(err.value) == (f"mac on up5k: does not fit: packed ICESTORM_LC 9181/5280 (173%) "
+                              f"[log: {tmp_path / 'build' / 'nextpnr.log'}]")
