@@ -62,6 +62,7 @@ TEST_MAP = {
     "core.py": ["test_core.py", "test_core_shaping.py", "test_protocol.py"],
     "protocol.py": ["test_protocol.py"],
     "update.py": ["test_update.py", "test_core.py"],
+    "update_seq.py": ["test_update_seq.py", "test_core.py"],
 }
 
 #: Helpers called from elaborate that only compute word widths at elaboration time (no hardware):
