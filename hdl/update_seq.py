@@ -319,8 +319,7 @@ class SequencedUpdateUnit(wiring.Component):
                 # acc ← (acc << bits) + p, acc gated to 0 for the top piece (the gate joins the
                 # adder's LUTs: one mux input for every piece of every product).
                 acc_src.add(("acc_p", bits), step(k0 + j), (Mux(first, 0, acc) << bits) + lane_p)
-                if top:
-                    tops.append(step(k0 + j))
+            tops.append(step(k0))  # the top piece's cycle
 
         def const_shift(x):
             """x shifted by the matrix's constant (a mux over the matrices)."""
@@ -443,7 +442,7 @@ class SequencedUpdateUnit(wiring.Component):
             with m.Elif(in_y & (hp != 0)):
                 m.d.sync += hp.eq(hp - 1)
             acc_src.add("y8", in_y & (hp >= COARSE), acc >> COARSE)
-            acc_src.add("y1", in_y & (hp != 0) & (hp < COARSE), acc >> 1)
+            acc_src.add("y1", in_y & (hp != 0), acc >> 1)  # after y8 in the chain: hp < COARSE here
         m.d.comb += first.eq(Cat(*tops).any() if tops else 0)
         acc_src.emit(m, acc)
 

@@ -87,6 +87,8 @@ def random_synapses(cfg, rng, n, noncanonical=False):
                 vb = 2 * gb - 1
                 e = int(rng.integers(0, min(vb, 1 << cfg.v_exp_bits)))
                 mant = int(rng.integers(0, min(1 << cfg.v_mant_bits, 1 << (vb - e))))
+                if rng.random() < 0.2:  # a zero mantissa under any exponent: dec(v̂) = 0
+                    e, mant = int(rng.integers(0, 1 << cfg.v_exp_bits)), 0
                 syn["v"] = (e << cfg.v_mant_bits) | mant
         out.append(syn)
     return out

@@ -126,3 +126,9 @@ def test_pieces_cover_a_signed_operand(width, lane_w):
                 piece -= 1 << bits  # the top piece carries the sign
             total += piece << lo
         assert total == x
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_seq_unit_four_layers(opt):
+    """Three weight matrices: the matrix counter steps twice (its lr_mant, bump and constant)."""
+    run_unit(area(small_cfg(sizes=(2, 4, 3, 2), **opt)), rounds=2, seed=5)
