@@ -132,3 +132,21 @@ def test_pieces_cover_a_signed_operand(width, lane_w):
 def test_seq_unit_four_layers(opt):
     """Three weight matrices: the matrix counter steps twice (its lr_mant, bump and constant)."""
     run_unit(area(small_cfg(sizes=(2, 4, 3, 2), **opt)), rounds=2, seed=5)
+
+
+def test_seq_unit_exponent_left_over_by_a_zero_mantissa(monkeypatch):
+    """Every other v̂ is a zero mantissa under the largest exponent (dec(v̂) = 0): its shift outlasts
+    dec's slot, so the exponent register still holds the rest when the next word loads its own.
+    The next word must start from its own exponent (directed: random words rarely line up so)."""
+    from . import test_update
+
+    base = test_update.random_synapses
+
+    def alternate(cfg, rng, n, noncanonical=False):
+        out = base(cfg, rng, n, noncanonical)
+        for a in range(0, n, 2):
+            out[a]["v"] = ((1 << cfg.v_exp_bits) - 1) << cfg.v_mant_bits
+        return out
+
+    monkeypatch.setattr(test_update, "random_synapses", alternate)
+    run_unit(area(small_cfg(sizes=(5, 6, 3), optimizer="adam")), rounds=2, seed=13)
