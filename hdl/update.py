@@ -21,7 +21,8 @@ from .lfsr import Lfsr
 from .lif import slices
 
 __all__ = ["UpdateDatapath", "UpdateUnit", "update_in_layout", "update_out_layout", "schedule",
-           "update_cycles", "datapath_latency", "V_LATENCY", "v_latency"]
+           "update_cycles", "datapath_latency", "V_LATENCY", "v_latency", "update_unit_ports",
+           "adam_v_memory", "wire_adam_v"]
 
 
 def _v_bits(cfg: CoreConfig) -> int:
@@ -364,6 +365,57 @@ def update_cycles(cfg: CoreConfig) -> int:
     return max(2 * n + lat, n + d + 3, 2 * n + 1)
 
 
+def update_unit_ports(cfg: CoreConfig) -> dict:
+    """The ports of an update unit (`UpdateUnit`, `evcore.hdl.update_seq.SequencedUpdateUnit`), as the
+    core drives them: see `UpdateUnit`."""
+    n = cfg.n_synapses
+    sig = {
+        "start": In(1),
+        "busy": Out(1),
+        "done": Out(1),
+        "syn_addr": Out(range(n)),
+        "syn_rdata": In(synapse_layout(cfg)),
+        "syn_wdata": Out(synapse_layout(cfg)),
+        "syn_we": Out(1),
+        "lr_mant": In(data.ArrayLayout(unsigned(cfg.lr_bits), cfg.n_layers)),
+        "bump": In(data.ArrayLayout(signed(cfg.w_bits), cfg.n_layers)),
+        "mom_sat": Out(1),
+        "w_sat": Out(1),
+        "lfsr": Out(cfg.lfsr_bits, init=cfg.lfsr_seed),
+        "lfsr_wdata": In(cfg.lfsr_bits),
+        "lfsr_we": In(1),
+    }
+    if cfg.optimizer is Optimizer.ADAM:
+        vw = cfg.v_exp_bits + cfg.v_mant_bits
+        sig |= {"v_addr": In(range(n)), "v_re": In(1), "v_rdata": Out(vw), "v_wdata": In(vw), "v_we": In(1)}
+    return sig
+
+
+def adam_v_memory(cfg: CoreConfig) -> memory.Memory | None:
+    """§8 adam_v (Adam only): one packed v̂ per synapse."""
+    if cfg.optimizer is not Optimizer.ADAM:
+        return None
+    vw = cfg.v_exp_bits + cfg.v_mant_bits
+    return memory.Memory(shape=unsigned(vw), depth=max(2, cfg.n_synapses), init=[])
+
+
+def wire_adam_v(m: Module, unit, busy, *, read_addr, write_addr, wdata, we):
+    """Add ``unit.adam_v`` to `m` with its two ports: the update's addresses and write while `busy`,
+    the host's (``unit.v_*``) while idle. Returns the read data (the address's word, next cycle)."""
+    m.submodules.adam_v = vmem = unit.adam_v
+    v_rp = vmem.read_port()
+    v_wp = vmem.write_port()
+    m.d.comb += [
+        v_rp.addr.eq(Mux(busy, read_addr, unit.v_addr)),
+        v_rp.en.eq(busy | unit.v_re),
+        unit.v_rdata.eq(v_rp.data),
+        v_wp.addr.eq(Mux(busy, write_addr, unit.v_addr)),
+        v_wp.data.eq(Mux(busy, wdata, unit.v_wdata)),
+        v_wp.en.eq(Mux(busy, we, unit.v_we)),
+    ]
+    return v_rp.data
+
+
 class UpdateUnit(wiring.Component):
     """§6 over every synapse in memory order (matrix, row j, column i = address 0 .. N − 1).
 
@@ -404,30 +456,10 @@ class UpdateUnit(wiring.Component):
         _, level = schedule(n, datapath_latency(cfg), cfg.cyc_sweep_latency)
         #: Results the FIFO holds at most, plus the one written while the head is still there.
         self.fifo_depth = level + 1
-        sig = {
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "syn_addr": Out(range(n)),
-            "syn_rdata": In(synapse_layout(cfg)),
-            "syn_wdata": Out(synapse_layout(cfg)),
-            "syn_we": Out(1),
-            "lr_mant": In(data.ArrayLayout(unsigned(cfg.lr_bits), cfg.n_layers)),
-            "bump": In(data.ArrayLayout(signed(cfg.w_bits), cfg.n_layers)),
-            "mom_sat": Out(1),
-            "w_sat": Out(1),
-            "lfsr": Out(cfg.lfsr_bits, init=cfg.lfsr_seed),
-            "lfsr_wdata": In(cfg.lfsr_bits),
-            "lfsr_we": In(1),
-        }
-        self.adam_v = None
-        if cfg.optimizer is Optimizer.ADAM:
-            vw = cfg.v_exp_bits + cfg.v_mant_bits
-            sig |= {"v_addr": In(range(n)), "v_re": In(1), "v_rdata": Out(vw), "v_wdata": In(vw),
-                    "v_we": In(1)}
-            # §8 adam_v: owned here (only the update uses v); an attribute so tests can inspect it.
-            self.adam_v = memory.Memory(shape=unsigned(vw), depth=max(2, n), init=[])
-        super().__init__(sig)
+        #: §8 adam_v (Adam only, else None): owned here, as only the update uses v; an attribute
+        #: so tests can inspect it.
+        self.adam_v = adam_v_memory(cfg)
+        super().__init__(update_unit_ports(cfg))
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -534,16 +566,6 @@ class UpdateUnit(wiring.Component):
                 m.d.sync += nv.eq(0)
             with m.Elif(dp.v_o.valid):
                 m.d.sync += nv.eq(nv + 1)
-            m.submodules.adam_v = vmem = self.adam_v
-            v_rp = vmem.read_port()
-            v_wp = vmem.write_port()
-            m.d.comb += [
-                v_rp.addr.eq(Mux(busy, nr, self.v_addr)),
-                v_rp.en.eq(busy | self.v_re),
-                self.v_rdata.eq(v_rp.data),
-                i.v.eq(v_rp.data),
-                v_wp.addr.eq(Mux(busy, nv, self.v_addr)),
-                v_wp.data.eq(Mux(busy, dp.v_o.p, self.v_wdata)),
-                v_wp.en.eq(Mux(busy, dp.v_o.valid, self.v_we)),
-            ]
+            v_data = wire_adam_v(m, self, busy, read_addr=nr, write_addr=nv, wdata=dp.v_o.p, we=dp.v_o.valid)
+            m.d.comb += i.v.eq(v_data)
         return m

@@ -22,14 +22,12 @@ cyc_sweep_latency (§7, golden's `FixedCore.update_cycles`).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import memory, wiring
 
 from evcore.golden.config import Build, CoreConfig, Optimizer, RoundingMode
 
-from .layouts import synapse_layout
 from .mul import mul_ports
-from .update import _post, _pre, _stochastic, _v_bits, sat
+from .update import _post, _pre, _stochastic, _v_bits, adam_v_memory, sat, update_unit_ports, wire_adam_v
 
 __all__ = ["SequencedUpdateUnit", "word_cycles", "seq_update_cycles", "shift_slot", "COARSE"]
 
@@ -195,33 +193,12 @@ class SequencedUpdateUnit(wiring.Component):
         if cfg.cyc_update_word < self._plan.least:
             raise ValueError(f"CoreConfig.cyc_update_word = {cfg.cyc_update_word}: the area build's "
                              f"update needs >= {self._plan.least} cycles per synapse word")
-        n = cfg.n_synapses
         self.cycles = seq_update_cycles(cfg)
-        sig = {
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "syn_addr": Out(range(n)),
-            "syn_rdata": In(synapse_layout(cfg)),
-            "syn_wdata": Out(synapse_layout(cfg)),
-            "syn_we": Out(1),
-            "lr_mant": In(data.ArrayLayout(unsigned(cfg.lr_bits), cfg.n_layers)),
-            "bump": In(data.ArrayLayout(signed(cfg.w_bits), cfg.n_layers)),
-            "mom_sat": Out(1),
-            "w_sat": Out(1),
-            "lfsr": Out(cfg.lfsr_bits, init=cfg.lfsr_seed),
-            "lfsr_wdata": In(cfg.lfsr_bits),
-            "lfsr_we": In(1),
-        }
+        sig = update_unit_ports(cfg)
         if need is not None:
             sig |= mul_ports(mul_lane, need=need, owner="SequencedUpdateUnit")
-        self.adam_v = None
-        if cfg.optimizer is Optimizer.ADAM:
-            vw = cfg.v_exp_bits + cfg.v_mant_bits
-            sig |= {"v_addr": In(range(n)), "v_re": In(1), "v_rdata": Out(vw), "v_wdata": In(vw),
-                    "v_we": In(1)}
-            # §8 adam_v: owned here (only the update uses v); an attribute so tests can inspect it.
-            self.adam_v = memory.Memory(shape=unsigned(vw), depth=max(2, n), init=[])
+        #: §8 adam_v, as `UpdateUnit.adam_v`.
+        self.adam_v = adam_v_memory(cfg)
         super().__init__(sig)
 
     def elaborate(self, platform):
@@ -340,8 +317,9 @@ class SequencedUpdateUnit(wiring.Component):
             z = Signal(range(vb + COARSE * pl.norm_slot + 1))  # places normalised
             zero = Signal()
             v_new = Signal(cfg.v_exp_bits + vm)
-            m.submodules.adam_v = vmem = self.adam_v
-            v_rp = vmem.read_port()
+            # v̂ is read with the word (cycle 0, data in 1) and written with it (the last cycle).
+            v_data = wire_adam_v(m, self, busy, read_addr=addr, write_addr=addr, wdata=v_new,
+                                 we=step(k_write))
             with m.If(step(1)):
                 m.d.sync += [g.eq(rd.g), dm.eq(_pre(rd.g - rd.m, a1, mode))]
             with m.If(step(2)):
@@ -360,7 +338,7 @@ class SequencedUpdateUnit(wiring.Component):
             v_ema = Signal(unsigned(vb))
             m.d.comb += v_ema.eq(v_dec + _post(acc, a2))
             with m.If(step(1)):
-                m.d.sync += [sh.eq(v_rp.data[:vm]), ve.eq(v_rp.data[vm:])]
+                m.d.sync += [sh.eq(v_data[:vm]), ve.eq(v_data[vm:])]
             with m.Elif(step(pl.k_v)):
                 m.d.sync += [sh.eq(v_ema), z.eq(0)]
             with m.Elif(step(pl.k_u)):
@@ -470,15 +448,4 @@ class SequencedUpdateUnit(wiring.Component):
             self.w_sat.eq(wr & w_sat),
             self.mom_sat.eq(wr & msat),
         ]
-
-        if opt is Optimizer.ADAM:
-            v_wp = vmem.write_port()
-            m.d.comb += [
-                v_rp.addr.eq(Mux(busy, addr, self.v_addr)),
-                v_rp.en.eq(busy | self.v_re),
-                self.v_rdata.eq(v_rp.data),
-                v_wp.addr.eq(Mux(busy, addr, self.v_addr)),
-                v_wp.data.eq(Mux(busy, v_new, self.v_wdata)),
-                v_wp.en.eq(Mux(busy, wr, self.v_we & ~busy)),
-            ]
         return m
