@@ -391,23 +391,34 @@ def check_minibatches_against_golden(cfg, weights_raw, batches, dead=None):
     return gold
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lion", "sgd"])
-def test_core_minibatches_and_updates(optimizer):
-    """3-4-2, three minibatches of 4 training samples with an update after each, for every
-    optimizer (stochastic rounding, §6.4), with the revival: the dead bits set by the first update
-    change the next minibatch's backward passes (§5.6)."""
-    lr = {"adam": (30000, 30000), "lion": (3000, 3000), "sgd": (20000, 20000)}[optimizer]
-    cfg = CoreConfig(**{**SMALL, "lr_mant": lr, "lr_shift": (12, 12)}, optimizer=optimizer, revive_hidden=1.0)
-    rng = np.random.default_rng(21)
+#: Learning-rate mantissas that move weights in a few minibatches of SMALL, per optimizer.
+MINIBATCH_LR = {"adam": (30000, 30000), "lion": (3000, 3000), "sgd": (20000, 20000)}
+
+
+def minibatches_equal_golden(cfg, seed, n_batches):
+    """`n_batches` minibatches of 4 random training samples, an update after each, on the RTL against
+    golden (`check_minibatches_against_golden`); the updates must move weights. Returns golden."""
+    rng = np.random.default_rng(seed)
     weights, _ = random_case(cfg, rng, n_samples=1, w_scale=20000, max_spikes=7)
     batches = []
-    for _ in range(3):
+    for _ in range(n_batches):
         _, inputs = random_case(cfg, rng, n_samples=4, w_scale=1, max_spikes=7)
         batches.append((inputs, rng.integers(0, cfg.sizes[-1], size=4)))
     w0 = np.concatenate([w.ravel() for w in weights])  # a copy: the golden core updates in place
     gold = check_minibatches_against_golden(cfg, weights, batches)
     moved = np.concatenate([w.ravel() for w in gold.weights_raw]) != w0
     assert moved.any(), "the updates must move weights"
+    return gold
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lion", "sgd"])
+def test_core_minibatches_and_updates(optimizer):
+    """3-4-2, three minibatches of 4 training samples with an update after each, for every
+    optimizer (stochastic rounding, §6.4), with the revival: the dead bits set by the first update
+    change the next minibatch's backward passes (§5.6)."""
+    fields = {**SMALL, "lr_mant": MINIBATCH_LR[optimizer], "lr_shift": (12, 12)}
+    cfg = CoreConfig(**fields, optimizer=optimizer, revive_hidden=1.0)
+    gold = minibatches_equal_golden(cfg, seed=21, n_batches=3)
     assert gold.dead.any() and not gold.dead.all(), "coverage: the dead set after an update"
 
 
@@ -416,18 +427,9 @@ def test_core_area_build_minibatches_and_updates(optimizer):
     """The area build (§8): the same minibatches and updates with the sequenced update on the
     multiplier lane (§6.6), every weight, moment and v̂ and the update's cycles equal golden's
     (cyc_update_word x N + cyc_sweep_latency)."""
-    lr = {"adam": (30000, 30000), "lion": (3000, 3000), "sgd": (20000, 20000)}[optimizer]
-    cfg = area_cfg(**{**SMALL, "lr_mant": lr, "lr_shift": (12, 12)}, optimizer=optimizer, revive_hidden=1.0)
-    rng = np.random.default_rng(22)
-    weights, _ = random_case(cfg, rng, n_samples=1, w_scale=20000, max_spikes=7)
-    batches = []
-    for _ in range(2):
-        _, inputs = random_case(cfg, rng, n_samples=4, w_scale=1, max_spikes=7)
-        batches.append((inputs, rng.integers(0, cfg.sizes[-1], size=4)))
-    w0 = np.concatenate([w.ravel() for w in weights])
-    gold = check_minibatches_against_golden(cfg, weights, batches)
-    moved = np.concatenate([w.ravel() for w in gold.weights_raw]) != w0
-    assert moved.any(), "the updates must move weights"
+    fields = {**SMALL, "lr_mant": MINIBATCH_LR[optimizer], "lr_shift": (12, 12)}
+    cfg = area_cfg(**fields, optimizer=optimizer, revive_hidden=1.0)
+    minibatches_equal_golden(cfg, seed=22, n_batches=2)
 
 
 @pytest.mark.parametrize(("changes", "message"), [

@@ -347,14 +347,19 @@ def test_parse_pack_utilisation():
     assert set(util) == {"ICESTORM_LC", "ICESTORM_RAM", "SB_IO", "ICESTORM_DSP", "ICESTORM_SPRAM"}
 
 
-def test_hard_block_overflow_stops_before_placement(tmp_path, monkeypatch):
-    """Too many hard blocks: no placement; nextpnr only packs, to say how far over the logic is."""
+def yosys_counting_nine_dsps(tmp_path, monkeypatch):
+    """A stand-in yosys whose stat counts 9 SB_MAC16 (the UP5K has 8) and writes an empty netlist."""
     stat = load_fixture("yosys_stat_up5k.json")
-    stat["design"]["num_cells_by_type"]["SB_MAC16"] = 9  # as if the MAC had nine multipliers
+    stat["design"]["num_cells_by_type"]["SB_MAC16"] = 9
     (tmp_path / "stat9.json").write_text(json.dumps(stat))
     monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
         f"shutil.copy({str(tmp_path / 'stat9.json')!r}, 'stat.json')\n"
         "pathlib.Path('mac.json').write_text('{}')")))
+
+
+def test_hard_block_overflow_stops_before_placement(tmp_path, monkeypatch):
+    """Too many hard blocks: no placement; nextpnr only packs, to say how far over the logic is."""
+    yosys_counting_nine_dsps(tmp_path, monkeypatch)  # as if the MAC had nine multipliers
     monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", (
         "if '--pack-only' not in sys.argv: sys.exit('must not place')\n"
         f"pathlib.Path(sys.argv[sys.argv.index('-l') + 1]).write_text({PACK_LOG!r})")))
@@ -369,12 +374,7 @@ def test_hard_block_overflow_stops_before_placement(tmp_path, monkeypatch):
 def test_cli_names_an_overflowing_pair_once(tmp_path, monkeypatch, capsys):
     """The overflow message names (top, device) itself; the CLI's error line and the report do not
     repeat it."""
-    stat = load_fixture("yosys_stat_up5k.json")
-    stat["design"]["num_cells_by_type"]["SB_MAC16"] = 9
-    (tmp_path / "stat9.json").write_text(json.dumps(stat))
-    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
-        f"shutil.copy({str(tmp_path / 'stat9.json')!r}, 'stat.json')\n"
-        "pathlib.Path('mac.json').write_text('{}')")))
+    yosys_counting_nine_dsps(tmp_path, monkeypatch)
     monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", "sys.exit('ERROR: no')"))
     assert flow.main(["--device", "up5k", "--build-dir", str(tmp_path / "synth")]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evcore synth: error:")]
@@ -386,12 +386,7 @@ def test_cli_names_an_overflowing_pair_once(tmp_path, monkeypatch, capsys):
 
 def test_hard_block_overflow_without_pack_figures(tmp_path, monkeypatch):
     """A nextpnr that cannot pack leaves the yosys message as it is."""
-    stat = load_fixture("yosys_stat_up5k.json")
-    stat["design"]["num_cells_by_type"]["SB_MAC16"] = 9
-    (tmp_path / "stat9.json").write_text(json.dumps(stat))
-    monkeypatch.setenv("YOSYS", stand_in_tool(tmp_path / "yosys", (
-        f"shutil.copy({str(tmp_path / 'stat9.json')!r}, 'stat.json')\n"
-        "pathlib.Path('mac.json').write_text('{}')")))
+    yosys_counting_nine_dsps(tmp_path, monkeypatch)
     monkeypatch.setenv("NEXTPNR_ICE40", stand_in_tool(tmp_path / "nextpnr", "sys.exit('ERROR: no')"))
     with pytest.raises(SynthError) as err:
         synthesize(Mac(), name="mac", device="up5k", build_dir=tmp_path / "build")
