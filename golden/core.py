@@ -38,8 +38,8 @@ from .loss import loss_unit
 from .ops import P_N_LAYERS, pack_params
 from .update import update_weights
 
-__all__ = ["FixedCore", "FixedResult", "cycle_model", "forward_phase_cycles", "train_fixed", "evaluate_fixed",
-           "evaluate_quantised"]
+__all__ = ["FixedCore", "FixedResult", "counter_limits", "cycle_model", "forward_phase_cycles", "train_fixed",
+           "evaluate_fixed", "evaluate_quantised"]
 
 
 @dataclass
@@ -183,6 +183,40 @@ def cycle_model(cfg: CoreConfig, n_end, n_inputs, layer_counts, active=None, n_j
         + (n_rep + np.asarray(n_jumps)) * cfg.cyc_jump
     )
     return forward, loss, np.where(np.asarray(active) > 0, backward, 0)
+
+
+def counter_limits(cfg: CoreConfig) -> dict:
+    """§7, "Counter widths": the largest value each per-sample counter of the core can reach, from
+    the cycle model at the worst event counts (each neuron spiking at every step, the input buffer
+    full, every hidden spike recorded up to `record_capacity`, every output jumping). The RTL
+    builds each counter just wide enough for its limit. Keys: the registers' result names
+    (``layer_count`` is a list over layers)."""
+    sizes, T, L = cfg.sizes, cfg.n_steps, cfg.n_layers
+    spikes = [T * n for n in sizes[1:]]  # at most one spike per neuron and step
+    n_in = cfg.input_capacity
+    fwd_sweep = T * _sweep_cycles(cfg)
+    fan = n_in * sizes[1] + sum(spikes[l] * sizes[l + 2] for l in range(L - 1))
+    # Backward: per replayed entry of hidden layer l + 1 one scan cycle, its jump and a
+    # read-modify-write per target; the record holds at most record_capacity entries, so the
+    # costliest entries fill it first.
+    per_entry = sorted(((1 + cfg.cyc_jump + cfg.cyc_synapse_rmw * sizes[l + 2], spikes[l]) for l in range(L - 1)),
+                       reverse=True)
+    room, replay = cfg.record_capacity, 0
+    for cost, n in per_entry:
+        take = min(room, n)
+        replay, room = replay + take * cost, room - take
+    backward = (sum(sizes[1:]) + (T - 1) * _sweep_cycles(cfg) + cfg.cyc_synapse_rmw * n_in * sizes[1]
+                + replay + sizes[-1] * cfg.cyc_jump)
+    return {
+        "cyc_total": fwd_sweep + fan,
+        "cyc_sweep": fwd_sweep,
+        "cyc_fanout": fan,
+        "n_inputs": n_in,
+        "layer_count": spikes,
+        "n_jumps": sizes[-1],
+        "cyc_loss": 2 * sizes[-1] + cfg.cyc_jump + 1,
+        "cyc_backward": backward,
+    }
 
 
 @njit(cache=True)

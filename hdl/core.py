@@ -30,6 +30,7 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from evcore.golden.config import Build, CoreConfig, Flag
+from evcore.golden.core import counter_limits
 
 from .adjoint import JumpUnit, err_bits, jump_latency
 from .input_buffer import InputBuffer, input_entry_layout
@@ -140,7 +141,8 @@ class Reg(enum.Enum, shape=8):
     N_END = 3
     #: Read: record entries written.
     REC_COUNT = 4
-    #: Read: cycles from start to the end of busy.
+    #: Read: cycles of the last sample's forward pass (an inference sample: start to the end of
+    #: busy); an update counts in CYC_UPDATE only.
     CYC_TOTAL = 5
     #: Read: cycles spent in sweeps (issue + drain).
     CYC_SWEEP = 6
@@ -277,7 +279,9 @@ class Core(wiring.Component):
         self.spram_memories = tuple(n for n, s in self._ram_style.items() if s == "huge")
         s = cfg.sizes
         self.n_neurons = sum(s[1:])
-        self.counter_bits = self._counter_bits(cfg)
+        #: The largest value of each per-sample counter (§7, "Counter widths"): each is built just
+        #: that wide, and a register read returns it zero-extended.
+        self.counter_limits = counter_limits(cfg)
         words = [
             cfg.synapse_word_bits,
             state_layout(cfg).size,
@@ -289,7 +293,6 @@ class Core(wiring.Component):
             32,
             cfg.lfsr_bits,
             cfg.v_exp_bits + cfg.v_mant_bits,
-            self.counter_bits,
             len(Flag),
         ]
         self.data_bits = max(words)
@@ -318,15 +321,6 @@ class Core(wiring.Component):
                 "phase": Out(Phase),
             }
         )
-
-    @staticmethod
-    def _counter_bits(cfg: CoreConfig) -> int:
-        """Width that holds the worst-case cycle count of one sample (every neuron spiking each step)."""
-        s = cfg.sizes
-        sweep = sum(n + cfg.cyc_sweep_latency for n in s[1:])
-        fan = sum(a * b for a, b in zip(s[1:-1], s[2:]))
-        worst = cfg.n_steps * (sweep + fan) + cfg.input_capacity * s[1]
-        return max(32, worst.bit_length())
 
     @property
     def cfg(self) -> CoreConfig:
@@ -439,10 +433,11 @@ class Core(wiring.Component):
         n_first = Signal(range(n_out + 1))
         n_end = Signal(cfg.step_bits)
         flags = Signal(len(Flag))
-        cb = self.counter_bits
-        cyc_total, cyc_sweep, cyc_fan, n_inputs = (Signal(cb, name=n) for n in
-                                                   ("cyc_total", "cyc_sweep", "cyc_fan", "n_inputs"))
-        layer_count = [Signal(cb, name=f"layer_count{l}") for l in range(n_layers)]
+        lim = self.counter_limits
+        cyc_total, cyc_sweep, cyc_fan, n_inputs = (Signal(range(lim[k] + 1), name=n) for k, n in
+                                                   (("cyc_total", "cyc_total"), ("cyc_sweep", "cyc_sweep"),
+                                                    ("cyc_fanout", "cyc_fan"), ("n_inputs", "n_inputs")))
+        layer_count = [Signal(range(lim["layer_count"][l] + 1), name=f"layer_count{l}") for l in range(n_layers)]
         # Training: the sample's mode and label, the outputs' first steps (the loss unit's input).
         train = Signal()
         bwd_reg = Signal()  # set at the end of a training sample's forward pass
@@ -450,15 +445,18 @@ class Core(wiring.Component):
         label = Signal(range(max(2, n_out)))
         out_step = Signal(data.ArrayLayout(unsigned(cfg.step_bits), n_out))
         active = Signal()
-        n_jumps = Signal(range(cfg.n_steps * n_out + 1))
+        n_jumps = Signal(range(lim["n_jumps"] + 1))
         n_revived = Signal(range(cfg.n_hidden + 1))
-        cyc_loss, cyc_bwd = Signal(cb, name="cyc_loss"), Signal(cb, name="cyc_bwd")
+        cyc_loss = Signal(range(lim["cyc_loss"] + 1), name="cyc_loss")
+        cyc_bwd = Signal(range(lim["cyc_backward"] + 1), name="cyc_bwd")
         cyc_upd = Signal(range((upd.cycles if training else 1) + 1))  # (never 0 bits wide)
         lr_mant = Signal(data.ArrayLayout(unsigned(cfg.lr_bits), n_layers), init=list(cfg.lr_mant))
         walk = Signal(range(max(2, cfg.n_hidden) + 1))  # UPDATE: the vmax word being read
         # §6.5: silent (sample, neuron) pairs per layer since the last update (shaped layers only).
         shaped = [training and t < 1.0 for t in cfg.silent_threshold]
-        silent_cnt = [Signal(cb, name=f"silent{l}") for l in range(n_layers)]
+        # 32 bits (§6.5): the host may run any number of samples between updates, so no limit of a
+        # sample bounds these.
+        silent_cnt = [Signal(32, name=f"silent{l}") for l in range(n_layers)]
 
         busy = ~one_hot[Phase.IDLE] if one_hot else phase != Phase.IDLE
         m.d.comb += [self.busy.eq(busy), self.phase.eq(phase), bwd.eq(bwd_reg & busy)]
@@ -949,7 +947,7 @@ class Core(wiring.Component):
             m.d.comb += raised.eq(raised_fwd)
         clear = Mux(host_we & (region == Region.REG) & (addr == Reg.FLAGS), self.bus_wdata[: len(flags)], 0)
         m.d.sync += flags.eq((flags & ~clear) | raised)
-        fwd_phase = busy & ~bwd
+        fwd_phase = busy & ~bwd & ~updating  # CYC_TOTAL: the sample's forward pass (§7)
         with m.If(fwd_phase):
             m.d.sync += cyc_total.eq(cyc_total + 1)
         with m.If(in_phase(Phase.SWEEP, Phase.DRAIN) & ~bwd):

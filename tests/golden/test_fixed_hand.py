@@ -8,7 +8,7 @@ import pytest
 
 from evcore.golden.adjoint import jump
 from evcore.golden.config import CoreConfig, Flag
-from evcore.golden.core import FixedCore, cycle_model
+from evcore.golden.core import FixedCore, counter_limits, cycle_model, forward_phase_cycles
 from evcore.golden.ops import pack_params, recip
 
 
@@ -167,6 +167,53 @@ def test_cycle_model_by_hand():
     _, _, masked = cycle_model(cfg, np.array([99]), np.array([5]), np.array([[20, 3]]),
                                active=np.array([0]), n_jumps=np.array([0]))
     assert masked[0] == 0
+
+
+def test_counter_limits_by_hand():
+    """§7 "Counter widths", 3-4-2 over 24 steps, by hand: 14 sweep cycles per step (4 + 4, 2 + 4),
+    at most 96 and 48 spikes, 5 input spikes; backward, the 8 record entries at 1 + 8 + 2·2 cycles."""
+    cfg = CoreConfig(sizes=(3, 4, 2), n_steps=24, dt_s=1e-3, record_capacity=8, input_capacity=5,
+                     lr_mant=(1, 1), lr_shift=(1, 1), w_frac=(11, 12))
+    lim = counter_limits(cfg)
+    assert lim["cyc_sweep"] == 24 * 14
+    assert lim["cyc_fanout"] == 5 * 4 + 96 * 2
+    assert lim["cyc_total"] == 24 * 14 + 5 * 4 + 96 * 2
+    assert (lim["n_inputs"], lim["layer_count"], lim["n_jumps"]) == (5, [96, 48], 2)
+    assert lim["cyc_loss"] == 2 * 2 + 8 + 1
+    assert lim["cyc_backward"] == 6 + 23 * 14 + 2 * 5 * 4 + 8 * (1 + 8 + 2 * 2) + 2 * 8
+    # Two hidden layers and a short record: the costlier entries (layer 1, 3 targets) come first.
+    two = cfg.replace(sizes=(3, 4, 3, 2), w_frac=(11, 12, 12), lr_mant=(1,) * 3, lr_shift=(1,) * 3,
+                      silent_threshold=(1.0,) * 3, record_capacity=100)
+    sweep = (4 + 4) + (3 + 4) + (2 + 4)
+    assert counter_limits(two)["cyc_backward"] == (9 + 23 * sweep + 2 * 5 * 4 + 96 * (1 + 8 + 2 * 3)
+                                                   + 4 * (1 + 8 + 2 * 2) + 2 * 8)
+
+
+@pytest.mark.parametrize("area", [False, True])
+def test_counts_stay_within_counter_limits(area):
+    """Samples with every weight at its maximum (each neuron spiking as often as it can), the input
+    buffer full, no early stop: every count of golden's forward and backward pass is within
+    `counter_limits`, and the strongest come near them (the limits are not loose by a bit)."""
+    fields = dict(sizes=(3, 4, 2), n_steps=24, dt_s=1e-3, record_capacity=200, input_capacity=5,
+                  lr_mant=(1, 1), lr_shift=(1, 1), w_frac=(11, 12), early_stop=False)
+    if area:
+        fields.update(build="area", cyc_neuron=3, cyc_update_word=43)
+    cfg = CoreConfig(**fields)
+    lim = counter_limits(cfg)
+    top = (1 << (cfg.w_bits - 1)) - 1
+    core = FixedCore(cfg, [np.full((b, a), top) for a, b in zip(cfg.sizes, cfg.sizes[1:])])
+    rng = np.random.default_rng(3)
+    times = np.concatenate([np.zeros((1, 5)), rng.uniform(0, cfg.t_max_s, size=(7, 5))])
+    inputs = (times, rng.integers(0, 3, size=(8, 5)), np.full(8, 5))
+    _, _, res = core.gradient(inputs, rng.integers(0, 2, size=8))
+    n_inputs = (res.in_step <= res.n_end[:, None]).sum(axis=1)
+    sweep, fan = forward_phase_cycles(cfg, res.n_end, n_inputs, res.layer_counts)
+    for name, got in (("cyc_sweep", sweep), ("cyc_fanout", fan), ("cyc_total", res.cycles_forward),
+                      ("n_inputs", n_inputs), ("cyc_loss", res.cycles_loss), ("cyc_backward", res.cycles_backward)):
+        assert got.max() <= lim[name], name
+        assert got.max() > lim[name] // 2, f"{name}: {got.max()} of {lim[name]}"
+    assert (res.layer_counts <= np.array(lim["layer_count"])).all()
+    assert (res.layer_counts.max(axis=0) > np.array(lim["layer_count"]) // 2).all()
 
 
 @pytest.mark.parametrize("bad", [np.array([[0.0]]), np.array([[-3]])])

@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from evcore.golden.config import CoreConfig
 from evcore.golden.core import FixedCore, forward_phase_cycles
-from evcore.hdl.core import Core
+from evcore.hdl.core import Core, Reg, Region
 from evcore.tb.core.host import (
     backward_ran,
     encode_uncut,
@@ -344,7 +344,10 @@ def rtl_minibatches(cfg, weights_raw, batches, dead=None):
         for steps, ids, counts, labels in batches:
             samples = [await run_sample(bus, cfg, steps[b], ids[b], int(counts[b]), int(labels[b]))
                        for b in range(len(counts))]
-            out.append((samples, await run_update(bus, cfg)))
+            upd = await run_update(bus, cfg)
+            # An update does not count in CYC_TOTAL (§7): it still holds the last sample's forward pass.
+            (upd["cyc_total"],) = await bus.read_many([(Region.REG, Reg.CYC_TOTAL.value)])
+            out.append((samples, upd))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -388,6 +391,7 @@ def check_minibatches_against_golden(cfg, weights_raw, batches, dead=None):
         if cfg.revive_hidden > 0:
             assert (upd["dead"] == gold.dead).all() and not upd["fired"].any(), f"after update {k}: dead bits"
         assert upd["cyc_update"] == gold.update_cycles(), "update cycles differ from the model"
+        assert upd["cyc_total"] == samples[-1]["cyc_total"], "the update counted in CYC_TOTAL (§7)"
     return gold
 
 
