@@ -199,8 +199,8 @@ def counter_limits(cfg: CoreConfig) -> dict:
     # Backward: per replayed entry of hidden layer l + 1 one scan cycle, its jump and a
     # read-modify-write per target; the record holds at most record_capacity entries, so the
     # costliest entries fill it first.
-    per_entry = sorted(((1 + cfg.cyc_jump + cfg.cyc_synapse_rmw * sizes[l + 2], spikes[l]) for l in range(L - 1)),
-                       reverse=True)
+    entry_cycles = [1 + cfg.cyc_jump + cfg.cyc_synapse_rmw * sizes[l + 2] for l in range(L - 1)]
+    per_entry = sorted(zip(entry_cycles, spikes[:-1]), reverse=True)
     room, replay = cfg.record_capacity, 0
     for cost, n in per_entry:
         take = min(room, n)

@@ -437,7 +437,7 @@ class Core(wiring.Component):
         cyc_total, cyc_sweep, cyc_fan, n_inputs = (Signal(range(lim[k] + 1), name=n) for k, n in
                                                    (("cyc_total", "cyc_total"), ("cyc_sweep", "cyc_sweep"),
                                                     ("cyc_fanout", "cyc_fan"), ("n_inputs", "n_inputs")))
-        layer_count = [Signal(range(lim["layer_count"][l] + 1), name=f"layer_count{l}") for l in range(n_layers)]
+        layer_count = [Signal(range(n + 1), name=f"layer_count{l}") for l, n in enumerate(lim["layer_count"])]
         # Training: the sample's mode and label, the outputs' first steps (the loss unit's input).
         train = Signal()
         bwd_reg = Signal()  # set at the end of a training sample's forward pass

@@ -208,8 +208,9 @@ def test_counts_stay_within_counter_limits(area):
     _, _, res = core.gradient(inputs, rng.integers(0, 2, size=8))
     n_inputs = (res.in_step <= res.n_end[:, None]).sum(axis=1)
     sweep, fan = forward_phase_cycles(cfg, res.n_end, n_inputs, res.layer_counts)
-    for name, got in (("cyc_sweep", sweep), ("cyc_fanout", fan), ("cyc_total", res.cycles_forward),
-                      ("n_inputs", n_inputs), ("cyc_loss", res.cycles_loss), ("cyc_backward", res.cycles_backward)):
+    counts = {"cyc_sweep": sweep, "cyc_fanout": fan, "cyc_total": res.cycles_forward, "n_inputs": n_inputs,
+              "cyc_loss": res.cycles_loss, "cyc_backward": res.cycles_backward}
+    for name, got in counts.items():
         assert got.max() <= lim[name], name
         assert got.max() > lim[name] // 2, f"{name}: {got.max()} of {lim[name]}"
     assert (res.layer_counts <= np.array(lim["layer_count"])).all()
