@@ -448,20 +448,21 @@ def test_core_rejects_unbuildable_area_fields(changes, message):
         Core(CoreConfig(**SMALL, **changes))
 
 
-def area_cfg(**fields):
+def area_cfg(cyc_neuron=3, **fields):
     """A small config as an area build: the neuron unit and the update on the lane (§8)."""
     from evcore.hdl.core import multiplier_lane
     from evcore.hdl.update_seq import word_cycles
 
-    cfg = CoreConfig(**fields, build="area", cyc_neuron=3)
+    cfg = CoreConfig(**fields, build="area", cyc_neuron=cyc_neuron)
     return cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)))
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_core_area_build_forward(seed):
-    """The area build's sweep (one neuron per three cycles) against golden, inference samples:
-    every value and the sweep's cycles (cyc_neuron per neuron, §7)."""
-    cfg = area_cfg(**SMALL)
+@pytest.mark.parametrize(("seed", "cyc_neuron"), [(0, 3), (1, 3), (2, 4)])
+def test_core_area_build_forward(seed, cyc_neuron):
+    """The area build's sweep (one neuron per three cycles; per four: the neuron unit idles a cycle
+    per neuron) against golden, inference samples: every value and the sweep's cycles (cyc_neuron
+    per neuron, §7)."""
+    cfg = area_cfg(cyc_neuron, **SMALL)
     rng = np.random.default_rng(50 + seed)
     weights, inputs = random_case(cfg, rng, n_samples=6, w_scale=32767, max_spikes=7)
     check_against_golden(cfg, weights, inputs, training=True)
