@@ -159,12 +159,28 @@ class JumpUnit(wiring.Component):
         # own valid also marks the loss unit's input).
         carried = data.StructLayout({"num": signed(cfg.lam_bits), "lam_v": signed(cfg.lam_bits),
                                      "lam_sat": 1, "recip_clamp": 1, "valid": 1})
-        chain = [Signal(carried, name=f"carry{c}") for c in range(recip_latency(cfg))]
-        m.d.sync += [chain[0].num.eq(num), chain[0].lam_v.eq(lam_b), chain[0].lam_sat.eq(num_sat),
-                     chain[0].recip_clamp.eq(clamp_b), chain[0].valid.eq(valid_b)]
-        for a, b in zip(chain, chain[1:]):
-            m.d.sync += b.eq(a)
-        c = chain[-1]
+        first = Signal(carried, name="carry0")
+        if shared:
+            # One jump in flight (the core spaces them cyc_jump > latency cycles apart): its fields
+            # are held in one register from stage 0 to the output, only the valid bit is delayed.
+            with m.If(valid_b):
+                m.d.sync += [first.num.eq(num), first.lam_v.eq(lam_b), first.lam_sat.eq(num_sat),
+                             first.recip_clamp.eq(clamp_b)]
+            m.d.sync += first.valid.eq(valid_b)
+            delayed = first.valid
+            for n in range(1, recip_latency(cfg)):
+                nxt = Signal(name=f"carry{n}_valid")
+                m.d.sync += nxt.eq(delayed)
+                delayed = nxt
+            c = Signal(carried, name="carried")
+            m.d.comb += [c.eq(first), c.valid.eq(delayed)]
+        else:
+            chain = [first, *(Signal(carried, name=f"carry{n}") for n in range(1, recip_latency(cfg)))]
+            m.d.sync += [first.num.eq(num), first.lam_v.eq(lam_b), first.lam_sat.eq(num_sat),
+                         first.recip_clamp.eq(clamp_b), first.valid.eq(valid_b)]
+            for a, b in zip(chain, chain[1:]):
+                m.d.sync += b.eq(a)
+            c = chain[-1]
 
         # Product N̂·y (exact), then the variable shift R + e − f_I (>= 1, config-checked), add, saturate.
         prod = Signal(signed(cfg.lam_bits + cfg.recip_bits + 1))
@@ -182,10 +198,12 @@ class JumpUnit(wiring.Component):
             prod.eq(self.mul.p if shared else c.num * recip_o.p.y),
             shift.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac)),
             shift_m1.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac - 1)),
-            lam_v2.eq(c.lam_v),
-            flags2.eq(Cat(c.lam_sat, c.recip_clamp)),
             valid2.eq(c.valid),
         ]
+        if shared:  # still held (see above)
+            m.d.comb += [lam_v2.eq(c.lam_v), flags2.eq(Cat(c.lam_sat, c.recip_clamp))]
+        else:
+            m.d.sync += [lam_v2.eq(c.lam_v), flags2.eq(Cat(c.lam_sat, c.recip_clamp))]
         if split:
             # The shifter, the rounding add and the final add each get a stage: half up is
             # ((x >> (s − 1)) + 1) >> 1, exactly (x + 2^(s−1)) >> s.

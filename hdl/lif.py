@@ -6,6 +6,8 @@ Both directions share the three multipliers (the forward and the backward sweep 
 forward (βV, γI, αI), backward (βΛ_V, κγΛ_V, αΛ_I).
 """
 
+import contextlib
+
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -255,8 +257,15 @@ class LifUnit(wiring.Component):
         i_dec = Signal(signed(cfg.i_bits))
         acc2 = Signal.like(acc1)
         valid2, bwd2 = Signal(), Signal()
-        m.d.sync += [v_wide.eq(x_rnd), i_dec.eq(rnd(p_alpha, cf, mode)), acc2.eq(acc1), valid2.eq(valid1),
-                     bwd2.eq(bwd1)]
+        # The area build loads I⁻ and Λ_V' (below) only with their neuron: they are the outputs.
+        m.d.sync += [v_wide.eq(x_rnd), valid2.eq(valid1), bwd2.eq(bwd1)]
+        with (m.If(valid1) if cfg.build is Build.AREA else contextlib.nullcontext()):
+            m.d.sync += i_dec.eq(rnd(p_alpha, cf, mode))
+        if cfg.build is Build.AREA:
+            # acc1 holds until the next neuron's last turn, two cycles after this one's stage 3.
+            m.d.comb += acc2.eq(acc1)
+        else:
+            m.d.sync += acc2.eq(acc1)
         # |αI| <= |I| (§1.4): i_dec needs no saturation.
         # Backward (§5.2): Λ_V' = rnd(β Λ_V) needs no saturation (β < 1); Λ_I' is saturated in stage 3.
         pb, pg = Signal.like(p_beta), Signal.like(p_gamma)
@@ -271,8 +280,9 @@ class LifUnit(wiring.Component):
         lam_v2 = Signal(signed(cfg.lam_bits))
         lam_i_wide = Signal(signed(len(p_gamma) + 2 - cf))
         inj_sat2 = Signal()
-        m.d.sync += [lam_v2.eq(rnd(pb, cf, mode)), lam_i_wide.eq(rnd(pg + p_alpha, cf, mode)),
-                     inj_sat2.eq(inject1 & inj_sat1)]
+        m.d.sync += [lam_i_wide.eq(rnd(pg + p_alpha, cf, mode)), inj_sat2.eq(inject1 & inj_sat1)]
+        with (m.If(valid1) if cfg.build is Build.AREA else contextlib.nullcontext()):
+            m.d.sync += lam_v2.eq(rnd(pb, cf, mode))
 
         # Stage 3: saturate V, threshold (on the unsaturated value: same verdict, since
         # 0 < θ <= V_max), reset, fan-in add and saturate I.
@@ -282,15 +292,20 @@ class LifUnit(wiring.Component):
         spike = v_wide >= cfg.theta_v_raw
         i_new, i_sat = sat(i_dec + acc2, cfg.i_bits)
         lam_i_new, lam_i_sat = sat(lam_i_wide, cfg.lam_bits)
+        if cfg.build is Build.AREA:
+            # Λ_V' and I⁻ are stage 2's registers themselves, loaded with their neuron and held
+            # until the next neuron's stage 2, three cycles on, past this neuron's output cycle (a
+            # copy would cost a logic cell per bit on iCE40: a flip-flop fed by a flip-flop).
+            m.d.comb += [self.o.p.lam_v.eq(lam_v2), self.o.p.cur_dec.eq(i_dec)]
+        else:
+            m.d.sync += [self.o.p.lam_v.eq(lam_v2), self.o.p.cur_dec.eq(i_dec)]
         m.d.sync += [
-            self.o.p.lam_v.eq(lam_v2),
             self.o.p.lam_i.eq(lam_i_new),
             self.o.p.lam_sat.eq(bwd2 & (lam_i_sat | inj_sat2)),
             self.o.valid.eq(valid2),
             self.o.p.v.eq(Mux(spike, 0, v_new_s)),
             self.o.p.v_pre.eq(v_new_s),
             self.o.p.cur.eq(i_new),
-            self.o.p.cur_dec.eq(i_dec),
             self.o.p.spike.eq(spike & ~bwd2),
             self.o.p.v_sat.eq(v_sat & ~bwd2),
             self.o.p.i_sat.eq(i_sat & ~bwd2),
