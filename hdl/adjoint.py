@@ -11,13 +11,13 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from evcore.golden.config import CoreConfig, RoundingMode
+from evcore.golden.config import Build, CoreConfig, RoundingMode
 
 from .lif import rnd, sat, sat_by_bits
 from .mul import mul_ports
 from .recip import recip_latency, recip_ports, use_recip
 
-__all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits", "jump_latency"]
+__all__ = ["JumpUnit", "jump_in_layout", "jump_out_layout", "err_bits", "jump_latency", "jump_shift_cycles"]
 
 
 def err_bits(cfg: CoreConfig) -> int:
@@ -47,11 +47,22 @@ def rnd_var(x, s, s_minus_1, mode: RoundingMode):
     return x >> s
 
 
+def jump_shift_cycles(cfg: CoreConfig) -> int:
+    """The area build's serial shift of N̂·y (docs/core.md §5.5): one bit per cycle for as many
+    cycles as the largest shift, R + e − f_I with e the leading-one position of the largest d̂ =
+    max(I_max − θ̂_I, d̂_min), one fewer with half up (it shifts s − 1, then rounds); 0 otherwise."""
+    if cfg.build is not Build.AREA:
+        return 0
+    e_max = max(cfg.i_fmt.max_raw - cfg.theta_i_raw, cfg.recip_min_raw).bit_length() - 1
+    return e_max + cfg.recip_bits - cfg.i_frac - (cfg.state_rounding is RoundingMode.HALF_UP)
+
+
 def jump_latency(cfg: CoreConfig) -> int:
     """Cycles from ``i.valid`` to ``o.valid``: the numerator, the reciprocal, the product, the
     shift-add; with ``ram_read_regs`` (§8) also the input register (its inputs come from the state
-    and record memories), the θ product apart from the add, and the shift apart from the add."""
-    return recip_latency(cfg) + 2 + 4 * cfg.ram_read_regs
+    and record memories), the θ product apart from the add, and the shift apart from the add; in
+    the area build the serial shift (`jump_shift_cycles`)."""
+    return recip_latency(cfg) + 2 + 4 * cfg.ram_read_regs + jump_shift_cycles(cfg)
 
 
 class JumpUnit(wiring.Component):
@@ -86,6 +97,10 @@ class JumpUnit(wiring.Component):
         self._cfg = cfg
         if mul_lane is not None and cfg.ram_read_regs:
             raise ValueError("JumpUnit: a borrowed multiplier (mul_lane) needs ram_read_regs = 0")
+        if cfg.build is Build.AREA and mul_lane is None:
+            # The serial shift holds one jump at a time, as the lane does.
+            raise ValueError("JumpUnit: the area build's jump takes its products on a borrowed multiplier "
+                             "(mul_lane)")
         #: Cycles from ``i.valid`` to ``o.valid`` (`jump_latency`).
         self.latency = jump_latency(cfg)
         super().__init__({
@@ -194,12 +209,28 @@ class JumpUnit(wiring.Component):
             m.d.comb += [self.mul.req.eq(valid_b | c.valid),
                          self.mul.a.eq(Mux(c.valid, recip_o.p.y, theta_w[p.mat])),
                          self.mul.b.eq(Mux(c.valid, c.num, p.lam_v))]
-        m.d.sync += [
-            prod.eq(self.mul.p if shared else c.num * recip_o.p.y),
-            shift.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac)),
-            shift_m1.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac - 1)),
-            valid2.eq(c.valid),
-        ]
+        serial = jump_shift_cycles(cfg)
+        if serial:
+            # Area build: N̂·y shifts right one bit per cycle (arithmetic: floor of a halving, so k
+            # of them are the shift by k) while `rem` lasts, for a fixed `serial` cycles; half up
+            # stops one bit early and rounds the last bit, ((x >> (s − 1)) + 1) >> 1.
+            first_shift = cfg.recip_bits - cfg.i_frac - (mode is RoundingMode.HALF_UP)
+            rem = Signal(range(serial + 1))
+            left = Signal(range(serial + 2))
+            with m.If(c.valid):
+                m.d.sync += [prod.eq(self.mul.p), rem.eq(recip_o.p.e + first_shift), left.eq(serial + 1)]
+            with m.Elif(left != 0):
+                m.d.sync += left.eq(left - 1)
+                with m.If(rem != 0):
+                    m.d.sync += [prod.eq(prod >> 1), rem.eq(rem - 1)]
+            m.d.comb += valid2.eq(left == 1)
+        else:
+            m.d.sync += [
+                prod.eq(self.mul.p if shared else c.num * recip_o.p.y),
+                shift.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac)),
+                shift_m1.eq(recip_o.p.e + (cfg.recip_bits - cfg.i_frac - 1)),
+                valid2.eq(c.valid),
+            ]
         if shared:  # still held (see above)
             m.d.comb += [lam_v2.eq(c.lam_v), flags2.eq(Cat(c.lam_sat, c.recip_clamp))]
         else:
@@ -220,7 +251,11 @@ class JumpUnit(wiring.Component):
             out, out_sat = sat_by_bits(sum_w, cfg.lam_bits)
             lam_sat_in, clamp_in, valid_out = flags4[0], flags4[1], valid4
         else:
-            out, out_sat = sat(lam_v2 + rnd_var(prod, shift, shift_m1, mode), cfg.lam_bits)
+            if serial:
+                shifted = (prod + 1) >> 1 if mode is RoundingMode.HALF_UP else prod
+            else:
+                shifted = rnd_var(prod, shift, shift_m1, mode)
+            out, out_sat = sat(lam_v2 + shifted, cfg.lam_bits)
             lam_sat_in, clamp_in, valid_out = flags2[0], flags2[1], valid2
         m.d.sync += [
             self.o.valid.eq(valid_out),

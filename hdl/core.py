@@ -51,7 +51,7 @@ from .update import UpdateUnit
 from .update_seq import SequencedUpdateUnit, word_cycles
 
 __all__ = ["Core", "Phase", "Reg", "Region", "synapse_layout", "state_layout", "lam_layout", "record_layout",
-           "first_layout", "vmax_layout", "loss_layout", "config_id", "sweep_pipeline_cycles"]
+           "first_layout", "vmax_layout", "loss_layout", "config_id", "sweep_pipeline_cycles", "min_cyc_jump"]
 
 
 def sweep_pipeline_cycles(cfg: CoreConfig) -> int:
@@ -66,6 +66,13 @@ def jump_start_cycle(cfg: CoreConfig) -> int:
     """The cycle of a JUMP / OUT_JUMP phase (0 = its first) in which the jump unit takes its inputs:
     after the Λ read, and with ``ram_read_regs`` (§8) after the replay's pipelined last MAC term."""
     return 1 + cfg.ram_read_regs
+
+
+def min_cyc_jump(cfg: CoreConfig) -> int:
+    """The least `cyc_jump` this RTL honours: the Λ read (and with ``ram_read_regs`` the replay's last
+    MAC term), the jump unit (in the area build with its serial shift), the write-back in the jump's
+    last cycle."""
+    return jump_start_cycle(cfg) + jump_latency(cfg) + 1
 
 
 #: With ``ram_read_regs`` a fan-out writes its accumulator 3 cycles after the issue, reading it at
@@ -223,9 +230,7 @@ def check_buildable(cfg: CoreConfig) -> None:
             f"after the input to have >= {FANOUT_RMW_DISTANCE} neurons (its accumulator read-modify-write "
             "takes 3 cycles)"
         )
-    # A jump: its Λ read (and with ram_read_regs the replay's last MAC term), the jump unit, the
-    # write-back in the jump's last cycle.
-    need = jump_start_cycle(cfg) + jump_latency(cfg) + 1
+    need = min_cyc_jump(cfg)
     if cfg.cyc_jump < need:
         raise ValueError(f"CoreConfig.cyc_jump = {cfg.cyc_jump}: the RTL jump needs >= {need} cycles")
     rmw = 2 + cfg.ram_read_regs

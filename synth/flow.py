@@ -935,7 +935,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                         help="change a field of the core's CoreConfig preset (--top core or core-infer; "
-                             "repeatable), e.g. --set build=area --set cyc_neuron=3 --set cyc_update_word=43")
+                             "repeatable), e.g. --set build=area --set cyc_neuron=3 --set cyc_update_word=43 "
+                             "--set cyc_jump=29")
     parser.add_argument("--build-dir", default=str(BUILD_ROOT),
                         help=f"parent of the per-run dirs and report.json (default {BUILD_ROOT})")
     from .boards import BOARDS  # boards imports this module

@@ -354,11 +354,11 @@ def test_up5k_area_build_yinyang_training(yinyang):
     """The up5k preset as an area build (§8): two minibatches of 32 with Adam, the neuron unit's
     products (one neuron per three cycles) and the update (§6.6) on the multiplier lane: every
     sample's values and cycles, every weight, moment, v̂ and the update's cycles equal golden."""
-    from evcore.hdl.core import multiplier_lane
+    from evcore.hdl.core import min_cyc_jump, multiplier_lane
     from evcore.hdl.update_seq import word_cycles
 
     cfg = CoreConfig.up5k(build="area", cyc_neuron=3)
-    cfg = cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)))
+    cfg = cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)), cyc_jump=min_cyc_jump(cfg))
     train_run_equals_golden(cfg, yinyang, 2, 32, seed=3, what="up5k area build")
 
 

@@ -14,7 +14,7 @@ from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.sim import Simulator
 
 from evcore.golden.adjoint import jump
-from evcore.golden.config import CoreConfig, Flag
+from evcore.golden.config import Build, CoreConfig, Flag
 from evcore.golden.ops import pack_params
 from evcore.hdl.adjoint import JumpUnit, err_bits
 from evcore.hdl.mul import lane_bits
@@ -104,7 +104,9 @@ def rtl_jumps(cfg, cases, shared_d_bits=None, lane=False):
             for _ in range(gap):  # the other user's reciprocal is no jump
                 assert not ctx.get(dut.o.valid)
                 await ctx.tick()
-        assert not ctx.get(dut.o.valid)
+        for _ in range(2 * dut.latency + 2):  # and nothing after the last jump
+            assert not ctx.get(dut.o.valid)
+            await ctx.tick()
 
     sim = Simulator(top or dut)
     sim.add_clock(1e-8)
@@ -127,8 +129,20 @@ CONFIGS = [
 ]
 
 
+#: The area build (§8): the product's shift is serial, one bit per cycle (lane only).
+AREA_CONFIGS = [
+    pytest.param(CoreConfig.up5k(build="area", cyc_neuron=3, cyc_update_word=43, cyc_jump=29),
+                 id="up5k-area"),
+    # Floor rounding (the whole shift serial) and f_I = 15 (R − f_I = 1: a shift's constant part).
+    pytest.param(CoreConfig.up5k(build="area", cyc_neuron=3, cyc_update_word=43, cyc_jump=32, i_frac=15,
+                                 state_rounding="floor", sizes=(4, 12, 6, 3), w_frac=(11, 12, 10),
+                                 lr_mant=(1, 1, 1), lr_shift=(1, 1, 1), silent_threshold=(1.0,) * 3),
+                 id="floor-2hidden-area"),
+]
+
+
 @pytest.mark.parametrize("shared", [False, True, "lane"], ids=["own-recip", "shared-recip", "lane"])
-@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("cfg", CONFIGS + AREA_CONFIGS)
 def test_jump_unit(cfg, shared):
     """Bit for bit against golden; with a shared reciprocal (the core's, §8) wider than d̂ and
     driven by another user between the jumps, the same results and no extra output; on the
@@ -137,6 +151,11 @@ def test_jump_unit(cfg, shared):
         msg = r"^JumpUnit: a borrowed multiplier \(mul_lane\) needs ram_read_regs = 0$"
         with pytest.raises(ValueError, match=msg):
             JumpUnit(cfg, mul_lane=JumpUnit.mul_need(cfg))
+        return
+    if shared != "lane" and cfg.build is Build.AREA:
+        msg = r"^JumpUnit: the area build's jump takes its products on a borrowed multiplier \(mul_lane\)$"
+        with pytest.raises(ValueError, match=msg):
+            JumpUnit(cfg, recip_d_bits=JumpUnit.recip_bits(cfg) + 3 if shared else None)
         return
     P = pack_params(cfg)
     rng = np.random.default_rng(3)

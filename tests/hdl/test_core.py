@@ -440,6 +440,8 @@ def test_core_area_build_minibatches_and_updates(optimizer):
     (dict(build="area"), r"^CoreConfig.cyc_neuron = 1: the area build's neuron unit takes its 3 products"),
     (dict(build="area", cyc_neuron=3),
      r"^CoreConfig.cyc_update_word = 2: the area build's update needs >= \d+ cycles"),
+    (dict(build="area", cyc_neuron=3, cyc_update_word=64),  # the jump's serial shift (§5.3)
+     r"^CoreConfig.cyc_jump = 8: the RTL jump needs >= 29 cycles$"),
     (dict(cyc_update_word=3), r"^CoreConfig.cyc_update_word = 3: the throughput build's update takes 2"),
     (dict(cyc_neuron=3), r"^CoreConfig.cyc_neuron = 3: the throughput build sweeps one neuron per cycle"),
 ])
@@ -450,11 +452,11 @@ def test_core_rejects_unbuildable_area_fields(changes, message):
 
 def area_cfg(cyc_neuron=3, **fields):
     """A small config as an area build: the neuron unit and the update on the lane (§8)."""
-    from evcore.hdl.core import multiplier_lane
+    from evcore.hdl.core import min_cyc_jump, multiplier_lane
     from evcore.hdl.update_seq import word_cycles
 
     cfg = CoreConfig(**fields, build="area", cyc_neuron=cyc_neuron)
-    return cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)))
+    return cfg.replace(cyc_update_word=word_cycles(cfg, multiplier_lane(cfg)), cyc_jump=min_cyc_jump(cfg))
 
 
 @pytest.mark.parametrize(("seed", "cyc_neuron"), [(0, 3), (1, 3), (2, 4)])

@@ -628,7 +628,8 @@ def test_cli_set_errors_in_one_line_before_any_tool(tmp_path, monkeypatch, capsy
 
 
 def test_core_config_applies_the_overrides():
-    cfg = flow.core_config("core", "up5k", {"build": "area", "cyc_neuron": 3, "cyc_update_word": 43})
+    cfg = flow.core_config("core", "up5k", {"build": "area", "cyc_neuron": 3, "cyc_update_word": 43,
+                                            "cyc_jump": 29})
     assert cfg.build.value == "area" and cfg.cyc_update_word == 43 and cfg.sizes == (5, 200, 3)
     assert flow.parse_override("optimizer=lion") == ("optimizer", "lion")
     assert flow.parse_override("cyc_update_word=43") == ("cyc_update_word", 43)
